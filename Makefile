@@ -1,0 +1,50 @@
+# Mexican Deep DICOM — `make run` starts the embedded system, `make test` sets up and runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export MDD_CACHE_DIR ?= $(CURDIR)/.cache
+
+.PHONY: setup run demo test unit integration e2e servers lint compose-check clean
+
+$(BIN)/mdd: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+## setup: the virtualenv with the project and its test tools
+setup: $(BIN)/mdd
+
+## run: set up and start all five services in one process (embedded mode)
+run: setup
+	$(BIN)/mdd up
+
+## demo: send a synthetic study to a running system and watch its lights
+demo: setup
+	$(BIN)/mdd demo
+
+## servers: Debian packages (PostgreSQL, dcmtk), the Kafka jars and the MinIO server, cached
+servers:
+	bash infra/setup-debian.sh
+	bash infra/kafka/fetch.sh
+	bash infra/minio/fetch.sh
+
+## test: set up everything and run unit, integration and end-to-end tests
+test: setup servers
+	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration tests/e2e
+
+unit: setup
+	$(BIN)/pytest tests/unit
+
+integration: setup servers
+	$(BIN)/pytest tests/integration
+
+e2e: setup servers
+	$(BIN)/pytest tests/e2e
+
+compose-check:
+	docker compose config --quiet
+
+clean:
+	rm -rf var test-artifacts

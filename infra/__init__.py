@@ -1,0 +1,1 @@
+"""Development and test infrastructure: fetch scripts and launchers for real servers."""

@@ -1,0 +1,498 @@
+"""Context-managed launchers for real Kafka, MinIO and PostgreSQL servers.
+
+Each launcher starts the server on a free port of 127.0.0.1 with its data in a fresh
+temporary folder, waits (bounded) until it answers, yields its connection details, and
+stops it and deletes the folder on exit.  A server that does not come up raises
+:class:`ServerStartError` carrying the last lines of its log.
+
+Missing artefacts are fetched on first use through ``infra/kafka/fetch.sh`` and
+``infra/minio/fetch.sh`` (cached in ``${MDD_CACHE_DIR:-<repo>/.cache}``).
+
+Command line: ``python -m infra.servers kafka|minio|postgres`` starts one server, prints
+its connection details as JSON and runs until interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import contextlib
+import glob
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+INFRA_DIR = Path(__file__).resolve().parent
+REPO_ROOT = INFRA_DIR.parent
+
+KAFKA_START_TIMEOUT_S = 120.0
+MINIO_START_TIMEOUT_S = 60.0
+POSTGRES_START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 20.0
+
+
+class ServerStartError(RuntimeError):
+    """A server process could not be started or did not become ready in time."""
+
+
+@dataclass(frozen=True)
+class KafkaInfo:
+    """Connection details of a running Kafka broker."""
+
+    bootstrap: str
+
+
+@dataclass(frozen=True)
+class S3Info:
+    """Connection details of a running S3-compatible server (``endpoint`` is ``host:port``)."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    secure: bool = False
+
+    @property
+    def url(self) -> str:
+        """The endpoint as an http(s) URL."""
+        return f"{'https' if self.secure else 'http'}://{self.endpoint}"
+
+
+@dataclass(frozen=True)
+class PostgresInfo:
+    """Connection details of a running PostgreSQL server (SQLAlchemy URL, psycopg driver)."""
+
+    url: str
+    host: str
+    port: int
+    user: str
+    database: str
+
+    @property
+    def dsn(self) -> str:
+        """A libpq connection string for psycopg/psql."""
+        return f"host={self.host} port={self.port} user={self.user} dbname={self.database}"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def cache_dir() -> Path:
+    """The artefact cache folder: ``$MDD_CACHE_DIR`` or ``<repo>/.cache``."""
+    return Path(os.environ.get("MDD_CACHE_DIR") or REPO_ROOT / ".cache")
+
+
+def free_ports(count: int = 1) -> list[int]:
+    """Return ``count`` distinct TCP ports that are currently free on 127.0.0.1."""
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _tcp_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _run_fetch_script(script: Path) -> Path:
+    """Run a fetch script (idempotent) and return the path it prints on its last line."""
+    try:
+        done = subprocess.run(
+            ["bash", str(script)], check=True, stdout=subprocess.PIPE, text=True
+        )
+    except subprocess.CalledProcessError as exc:
+        raise ServerStartError(f"{script.relative_to(REPO_ROOT)} failed (exit {exc.returncode})") from exc
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+def _which(name: str, extra_globs: tuple[str, ...] = ()) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(
+        (p for pattern in extra_globs for p in glob.glob(pattern)),
+        key=lambda p: [int(x) if x.isdigit() else x for x in Path(p).parts],
+    )
+    if candidates:
+        return candidates[-1]
+    raise ServerStartError(f"'{name}' not found; run infra/setup-debian.sh")
+
+
+class _Process:
+    """A server child process in its own session, with output captured to a log file."""
+
+    def __init__(self, name: str, argv: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None):
+        self.name = name
+        self.log = log
+        self._log_handle = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        try:
+            self.popen = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log_handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._log_handle.close()
+            raise ServerStartError(f"{name}: cannot start {argv[0]}: {exc}") from exc
+
+    def wait_ready(self, check: Callable[[], bool], timeout: float) -> None:
+        """Poll ``check`` until it returns True; fail if the process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self.popen.poll()
+            if code is not None:
+                raise ServerStartError(
+                    f"{self.name} exited with code {code} before becoming ready; "
+                    f"last log lines ({self.log}):\n{_tail(self.log)}"
+                )
+            with contextlib.suppress(Exception):
+                if check():
+                    return
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"{self.name} not ready after {timeout:.0f}s; last log lines ({self.log}):\n{_tail(self.log)}"
+                )
+            time.sleep(0.2)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Signal the whole process group, wait, and kill it if it lingers."""
+        try:
+            if self.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, sig)
+                try:
+                    self.popen.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+            # Reap stragglers (children of the main process) in any case.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=5)
+        finally:
+            self._log_handle.close()
+
+
+@contextlib.contextmanager
+def _temp_dir(prefix: str) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _run_in_thread(coro_factory: Callable[[], object]) -> object:
+    """Run an async function to completion on a private event loop (safe inside a running loop)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro_factory()).result()  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- Kafka
+
+
+def kafka_libs() -> Path:
+    """Folder with the Kafka broker jars, fetched with Maven on first use."""
+    return _run_fetch_script(INFRA_DIR / "kafka" / "fetch.sh")
+
+
+def _kafka_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def _kafka_properties(port: int, controller_port: int, data_dir: Path) -> str:
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(data_dir),
+        "num.partitions": "3",
+        "auto.create.topics.enable": "true",
+        "group.initial.rebalance.delay.ms": "0",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "3",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "3",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "num.network.threads": "2",
+        "num.io.threads": "2",
+        "background.threads": "2",
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def _kafka_metadata_ok(bootstrap: str) -> bool:
+    """True when the broker answers a cluster metadata request listing at least one broker."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def probe() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        await admin.start()
+        try:
+            cluster = await admin.describe_cluster()
+            return bool(cluster.get("brokers"))
+        finally:
+            await admin.close()
+
+    return bool(_run_in_thread(probe))
+
+
+@contextlib.contextmanager
+def kafka_server(timeout: float = KAFKA_START_TIMEOUT_S) -> Iterator[KafkaInfo]:
+    """Run a single-node KRaft Kafka broker (combined broker+controller) on free ports."""
+    libs = kafka_libs()
+    java = _which("java")
+    classpath = f"{libs}/*"
+    jvm = [
+        java,
+        "-Xms128m",
+        "-Xmx512m",
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={INFRA_DIR / 'kafka' / 'log4j2.properties'}",
+        "-cp",
+        classpath,
+    ]
+    with _temp_dir("mdd-kafka-") as tmp:
+        port, controller_port = free_ports(2)
+        props = tmp / "server.properties"
+        props.write_text(_kafka_properties(port, controller_port, tmp / "data"))
+        jvm.insert(1, f"-Dkafka.logs.dir={tmp / 'logs'}")
+        log = tmp / "kafka.log"
+        fmt = subprocess.run(
+            [*jvm, "kafka.tools.StorageTool", "format", "--standalone",
+             "-t", _kafka_cluster_id(), "-c", str(props)],
+            cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        if fmt.returncode != 0:
+            raise ServerStartError(f"kafka storage format failed (exit {fmt.returncode}):\n{fmt.stdout[-4000:]}")
+        proc = _Process("kafka", [*jvm, "kafka.Kafka", str(props)], log, cwd=tmp)
+        try:
+            bootstrap = f"127.0.0.1:{port}"
+            proc.wait_ready(lambda: _tcp_open(port) and _kafka_metadata_ok(bootstrap), timeout)
+            yield KafkaInfo(bootstrap=bootstrap)
+        finally:
+            proc.stop()
+
+
+# --------------------------------------------------------------------------- MinIO
+
+
+def minio_binary() -> Path:
+    """Path of the pinned MinIO server binary, built with ``go install`` on first use."""
+    return _run_fetch_script(INFRA_DIR / "minio" / "fetch.sh")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - local URL
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def minio_server(timeout: float = MINIO_START_TIMEOUT_S) -> Iterator[S3Info]:
+    """Run a single-drive MinIO server on free ports with random root credentials."""
+    binary = minio_binary()
+    with _temp_dir("mdd-minio-") as tmp:
+        port, console_port = free_ports(2)
+        access_key = "mdd-" + secrets.token_hex(4)
+        secret_key = secrets.token_hex(16)
+        env = {
+            **os.environ,
+            "MINIO_ROOT_USER": access_key,
+            "MINIO_ROOT_PASSWORD": secret_key,
+            "MINIO_BROWSER": "off",
+            "MINIO_UPDATE": "off",
+            "MINIO_CI_CD": "1",
+        }
+        argv = [
+            str(binary), "server", str(tmp / "data"),
+            "--address", f"127.0.0.1:{port}",
+            "--console-address", f"127.0.0.1:{console_port}",
+            "--certs-dir", str(tmp / "certs"),
+            "--quiet",
+        ]
+        proc = _Process("minio", argv, tmp / "minio.log", cwd=tmp, env=env)
+        try:
+            proc.wait_ready(lambda: _http_ok(f"http://127.0.0.1:{port}/minio/health/live"), timeout)
+            yield S3Info(endpoint=f"127.0.0.1:{port}", access_key=access_key, secret_key=secret_key)
+        finally:
+            proc.stop()
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+_PG_GLOBS = ("/usr/lib/postgresql/*/bin/{name}",)  # Debian/Ubuntu layout, newest version wins
+
+
+def _pg_tool(name: str) -> str:
+    return _which(name, tuple(pattern.format(name=name) for pattern in _PG_GLOBS))
+
+
+def _unprivileged_user() -> pwd.struct_passwd | None:
+    """The account to run PostgreSQL as when we are root (it refuses to run as root)."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise ServerStartError("running as root but neither a 'postgres' nor a 'nobody' account exists")
+
+
+@contextlib.contextmanager
+def postgres_server(database: str = "mdd", timeout: float = POSTGRES_START_TIMEOUT_S) -> Iterator[PostgresInfo]:
+    """Run a throw-away PostgreSQL cluster (trust auth, superuser ``postgres``) with ``database`` created."""
+    import psycopg
+
+    initdb, postgres = _pg_tool("initdb"), _pg_tool("postgres")
+    account = _unprivileged_user()
+    as_user: list[str] = []
+    if account is not None:
+        as_user = [_which("runuser"), "-u", account.pw_name, "--"]
+    with _temp_dir("mdd-postgres-") as tmp:
+        if account is not None:
+            os.chown(tmp, account.pw_uid, account.pw_gid)
+        data = tmp / "data"
+        init = subprocess.run(
+            [*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth=trust",
+             "-E", "UTF8", "--no-locale", "--no-sync"],
+            cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        if init.returncode != 0:
+            raise ServerStartError(f"initdb failed (exit {init.returncode}):\n{init.stdout[-4000:]}")
+        (port,) = free_ports(1)
+        argv = [
+            *as_user, postgres, "-D", str(data),
+            "-h", "127.0.0.1", "-p", str(port), "-k", str(tmp),
+            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+            "-c", "shared_buffers=32MB", "-c", "max_connections=50",
+        ]
+        proc = _Process("postgres", argv, tmp / "postgres.log", cwd=tmp)
+        try:
+            admin_dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=2"
+
+            def ready() -> bool:
+                with psycopg.connect(admin_dsn):
+                    return True
+
+            proc.wait_ready(ready, timeout)
+            with psycopg.connect(admin_dsn, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{database}"')
+            yield PostgresInfo(
+                url=f"postgresql+psycopg://postgres@127.0.0.1:{port}/{database}",
+                host="127.0.0.1",
+                port=port,
+                user="postgres",
+                database=database,
+            )
+        finally:
+            # SIGINT is PostgreSQL's "fast" shutdown: it does not wait for clients to leave.
+            proc.stop(signal.SIGINT)
+
+
+# --------------------------------------------------------------------------- DCMTK
+
+
+def dcmtk_tool(name: str) -> str:
+    """Path of a DCMTK command-line tool (e.g. ``echoscu``).
+
+    pynetdicom installs Python look-alikes with the same names in the virtualenv, so every
+    match on PATH is checked for DCMTK's ``--version`` banner.
+    """
+    seen: set[str] = set()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = os.path.join(folder, name)
+        real = os.path.realpath(candidate)
+        if real in seen or not os.access(candidate, os.X_OK):
+            continue
+        seen.add(real)
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            banner = subprocess.run(
+                [candidate, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, timeout=10,
+            ).stdout
+            if "dcmtk" in banner.lower():
+                return candidate
+    raise FileNotFoundError(f"DCMTK '{name}' not found on PATH; run infra/setup-debian.sh")
+
+
+# --------------------------------------------------------------------------- CLI
+
+LAUNCHERS: dict[str, Callable[[], contextlib.AbstractContextManager[object]]] = {
+    "kafka": kafka_server,
+    "minio": minio_server,
+    "postgres": postgres_server,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m infra.servers kafka|minio|postgres``: run one server until interrupted."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] not in LAUNCHERS:
+        print(f"usage: python -m infra.servers {{{'|'.join(LAUNCHERS)}}}", file=sys.stderr)
+        return 2
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with LAUNCHERS[args[0]]() as info:
+            print(json.dumps({"server": args[0], **asdict(info)}), flush=True)  # type: ignore[call-overload]
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    except ServerStartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Infer subscriber: ``study.preprocessed`` in, per-breast scores and the triage light out."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+
+import numpy as np
+
+from shared.events import BreastResult, StudyInferred, StudyPreprocessed, follow_up
+from shared.runtime import ServiceContext
+from services.infer.predictor import BreastInputs, TorchPredictor
+from services.infer.triage import TriageThresholds, triage_light
+
+log = logging.getLogger("mdd.infer")
+SERVICE = "infer"
+DISCLAIMER = (
+    "Modelo de demostración entrenado con fantomas sintéticos; no es un dispositivo clínico "
+    "ni sustituye la interpretación del radiólogo. / Demonstration model trained on synthetic "
+    "phantoms; not a clinical device and no substitute for the radiologist's reading."
+)
+UNTRAINED_REASON = "Indeterminado: modelo sin entrenar / Indeterminate: untrained model"
+UNTRAINED_DISCLAIMER = (
+    "Modelo SIN ENTRENAR (pesos aleatorios): la puntuación no significa nada; solo demuestra el "
+    "flujo. / UNTRAINED model (random weights): the score means nothing; it only demonstrates the "
+    "pipeline."
+)
+
+
+def build_predictor(ctx: ServiceContext) -> TorchPredictor:
+    """The model backend chosen by settings (torch in process for now)."""
+    settings = ctx.settings
+    if settings.infer_backend != "torch":
+        raise ValueError(f"Backend de inferencia no disponible / unavailable: {settings.infer_backend}")
+    return TorchPredictor(settings.model_weights, device=settings.torch_device, backbone=settings.model_backbone)
+
+
+class InferHandlers:
+    """Loads the model inputs of a study, predicts per breast and applies the triage rule."""
+
+    def __init__(self, ctx: ServiceContext, predictor: TorchPredictor) -> None:
+        self.ctx = ctx
+        self.predictor = predictor
+        self.thresholds = TriageThresholds(high=ctx.settings.triage_high, low=ctx.settings.triage_low)
+
+    def _load(self, key: str) -> np.ndarray:
+        data = self.ctx.store.get_bytes(self.ctx.settings.bucket_derived, key)
+        return np.load(io.BytesIO(data), allow_pickle=False)
+
+    def _breast_inputs(self, event: StudyPreprocessed) -> list[BreastInputs]:
+        images: dict[tuple[str, str], np.ndarray] = {}
+        for view in event.views:
+            if view.laterality in ("R", "L") and view.view_position in ("CC", "MLO"):
+                images.setdefault((view.laterality, view.view_position), self._load(view.input_key))
+        return [
+            BreastInputs(laterality=side, cc=images.get((side, "CC")), mlo=images.get((side, "MLO")))  # type: ignore[arg-type]
+            for side in ("R", "L")
+            if (side, "CC") in images or (side, "MLO") in images
+        ]
+
+    def _predict(self, event: StudyPreprocessed) -> StudyInferred:
+        breasts = self._breast_inputs(event)
+        predictions = self.predictor.predict(breasts)
+        complete = len(predictions) == 2 and all(len(p.views_used) == 2 for p in predictions)
+        light, reason = triage_light(predictions, self.thresholds, complete, event.quality_flags)
+        if not self.predictor.trained:
+            # Random weights cannot support a suspicious or a reassuring call.
+            light, reason = "YELLOW", f"{UNTRAINED_REASON} [{reason}]"
+        return follow_up(  # type: ignore[return-value]
+            event,
+            StudyInferred,
+            SERVICE,
+            breasts=[
+                BreastResult(
+                    laterality=p.laterality,
+                    malignancy_score=round(float(p.malignancy_score), 4),
+                    birads=p.birads,
+                    density=p.density,  # type: ignore[arg-type]
+                    views_used=p.views_used,
+                )
+                for p in predictions
+            ],
+            triage_light=light,
+            triage_reason=reason,
+            model_name=self.predictor.model_name,
+            model_version=self.predictor.model_version,
+            model_trained=self.predictor.trained,
+            model_trained_on=self.predictor.trained_on,
+            disclaimer=DISCLAIMER if self.predictor.trained else UNTRAINED_DISCLAIMER,
+        )
+
+    async def on_study_preprocessed(self, event: StudyPreprocessed) -> StudyInferred:
+        """Run the model on a preprocessed study (CPU-bound work off the event loop)."""
+        inferred = await asyncio.to_thread(self._predict, event)
+        log.info("Semáforo de triaje / triage light %s: %s", inferred.triage_light, inferred.triage_reason)
+        return inferred

@@ -1,0 +1,101 @@
+"""Two-view (CC + MLO) network for one breast, in the spirit of TwoViewDensityNet.
+
+Both views of a breast go through one shared backbone; the pooled features are
+concatenated and fed to three heads: malignancy, BI-RADS and ACR density.
+Weights are never downloaded: the backbone is always built with ``weights=None``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import torch
+from torch import Tensor, nn
+from torchvision.models import efficientnet_b0
+
+MODEL_NAME: Final[str] = "twoview-effb0"
+MODEL_VERSION: Final[str] = "0.1.0"
+
+INPUT_HEIGHT: Final[int] = 336
+INPUT_WIDTH: Final[int] = 224
+
+BIRADS_CLASSES: Final[tuple[int, ...]] = (0, 1, 2, 3, 4, 5, 6)
+DENSITY_CLASSES: Final[tuple[str, ...]] = ("A", "B", "C", "D")
+
+BACKBONES: Final[tuple[str, ...]] = ("efficientnet_b0", "small_cnn")
+BACKBONE_MODEL_NAMES: Final[dict[str, str]] = {
+    "efficientnet_b0": MODEL_NAME,
+    "small_cnn": "twoview-smallcnn",
+}
+
+_IMAGENET_MEAN: Final[tuple[float, float, float]] = (0.485, 0.456, 0.406)
+_IMAGENET_STD: Final[tuple[float, float, float]] = (0.229, 0.224, 0.225)
+
+
+def _small_cnn() -> tuple[nn.Module, int]:
+    """A tiny convolutional feature extractor, used where speed matters (tests)."""
+    layers: list[nn.Module] = []
+    channels = [3, 8, 16, 32]
+    for c_in, c_out in zip(channels[:-1], channels[1:]):
+        layers += [
+            nn.Conv2d(c_in, c_out, kernel_size=3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        ]
+    return nn.Sequential(*layers), channels[-1]
+
+
+def build_backbone(name: str) -> tuple[nn.Module, int]:
+    """Return ``(feature_extractor, feature_channels)`` for a backbone name."""
+    if name == "efficientnet_b0":
+        net = efficientnet_b0(weights=None)
+        return net.features, net.classifier[1].in_features
+    if name == "small_cnn":
+        return _small_cnn()
+    raise ValueError(f"Backbone desconocido / unknown backbone: {name!r}; use one of {BACKBONES}")
+
+
+class TwoViewNet(nn.Module):
+    """Breast-level classifier over the CC and MLO views of one breast.
+
+    Inputs are float tensors ``N x 3 x 336 x 224`` scaled to 0..1; ImageNet
+    normalisation happens inside the module.
+    """
+
+    def __init__(self, backbone: str = "efficientnet_b0", hidden: int = 256, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.backbone_name = backbone
+        self.features, feat_dim = build_backbone(backbone)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        # Not persistent: constants, so checkpoints stay pure learned weights.
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.neck = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(2 * feat_dim, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+        )
+        self.malignancy_head = nn.Linear(hidden, 1)
+        self.birads_head = nn.Linear(hidden, len(BIRADS_CLASSES))
+        self.density_head = nn.Linear(hidden, len(DENSITY_CLASSES))
+
+    def embed(self, images: Tensor) -> Tensor:
+        """Pooled backbone features ``N x C`` of a batch of 0..1 images."""
+        x = (images - self.mean) / self.std
+        return torch.flatten(self.pool(self.features(x)), 1)
+
+    def forward(self, cc: Tensor, mlo: Tensor) -> dict[str, Tensor]:
+        """Logits for each breast: ``malignancy_logit`` (N), ``birads_logits`` (N x 7),
+        ``density_logits`` (N x 4)."""
+        if cc.shape != mlo.shape:
+            raise ValueError(f"CC y MLO difieren / CC and MLO differ: {tuple(cc.shape)} vs {tuple(mlo.shape)}")
+        n = cc.shape[0]
+        # One pass through the shared backbone for both views.
+        feats = self.embed(torch.cat([cc, mlo], dim=0))
+        joint = self.neck(torch.cat([feats[:n], feats[n:]], dim=1))
+        return {
+            "malignancy_logit": self.malignancy_head(joint).squeeze(1),
+            "birads_logits": self.birads_head(joint),
+            "density_logits": self.density_head(joint),
+        }

@@ -1,0 +1,158 @@
+"""Breast-level predictions from a TwoViewNet, batched per call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+import numpy as np
+import torch
+
+from services.infer.checkpoint import load_checkpoint, save_checkpoint
+from services.infer.model import (
+    BACKBONE_MODEL_NAMES,
+    BIRADS_CLASSES,
+    DENSITY_CLASSES,
+    INPUT_HEIGHT,
+    INPUT_WIDTH,
+    MODEL_VERSION,
+    TwoViewNet,
+)
+
+__all__ = ["BreastInputs", "BreastPrediction", "Laterality", "TorchPredictor", "save_checkpoint"]
+
+Laterality = Literal["R", "L"]
+
+UNTRAINED_LABEL: Final[str] = "sin entrenar / untrained"
+INPUT_SHAPE: Final[tuple[int, int, int]] = (INPUT_HEIGHT, INPUT_WIDTH, 3)
+# Preprocessing may round slightly past 0..1; anything further is a caller bug.
+_RANGE_TOLERANCE: Final[float] = 1e-3
+
+
+def _check_view(name: str, image: np.ndarray | None) -> np.ndarray | None:
+    if image is None:
+        return None
+    arr = np.asarray(image, dtype=np.float32)
+    if arr.shape != INPUT_SHAPE:
+        raise ValueError(f"Vista {name}: forma {arr.shape}, se esperaba / expected {INPUT_SHAPE}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"Vista {name}: valores no finitos / non-finite values")
+    if arr.min() < -_RANGE_TOLERANCE or arr.max() > 1 + _RANGE_TOLERANCE:
+        raise ValueError(f"Vista {name}: valores fuera de 0..1 / values outside 0..1")
+    return arr
+
+
+@dataclass(frozen=True)
+class BreastInputs:
+    """The preprocessed views of one breast: RGB float32 arrays (336, 224, 3) in 0..1."""
+
+    laterality: Laterality
+    cc: np.ndarray | None = None
+    mlo: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.laterality not in ("R", "L"):
+            raise ValueError(f"Lateralidad inválida / invalid laterality: {self.laterality!r}")
+        object.__setattr__(self, "cc", _check_view("CC", self.cc))
+        object.__setattr__(self, "mlo", _check_view("MLO", self.mlo))
+
+
+@dataclass
+class BreastPrediction:
+    """Model output for one breast.
+
+    ``views_used`` lists the views actually present; when it holds one view,
+    that view also stood in for the missing one.
+    """
+
+    laterality: Laterality
+    malignancy_score: float
+    birads: int
+    birads_probs: list[float]
+    density: str
+    density_probs: list[float]
+    views_used: list[str] = field(default_factory=list)
+
+
+class TorchPredictor:
+    """Runs TwoViewNet on CPU or GPU; untrained (seeded random weights) without a checkpoint."""
+
+    def __init__(
+        self,
+        weights_path: Path | None = None,
+        device: str = "cpu",
+        backbone: str = "efficientnet_b0",
+        seed: int = 0,
+    ) -> None:
+        self._device = torch.device(device)
+        if weights_path is not None:
+            state_dict, meta = load_checkpoint(weights_path)
+            model = TwoViewNet(backbone=meta["backbone"])
+            model.load_state_dict(state_dict, strict=True)
+            self._model_name = meta["model_name"]
+            self._model_version = meta["version"]
+            self.trained = True
+            self.trained_on = meta["trained_on"]
+        else:
+            # Own RNG scope: same seed -> same weights, whatever ran before.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = TwoViewNet(backbone=backbone)
+            self._model_name = BACKBONE_MODEL_NAMES[backbone]
+            self._model_version = MODEL_VERSION
+            self.trained = False
+            self.trained_on = UNTRAINED_LABEL
+        self._model = model.to(self._device).eval()
+
+    @property
+    def model(self) -> TwoViewNet:
+        """The underlying network (in eval mode)."""
+        return self._model
+
+    @property
+    def model_name(self) -> str:
+        """Model name, from the checkpoint metadata when loaded."""
+        return self._model_name
+
+    @property
+    def model_version(self) -> str:
+        """Model version, from the checkpoint metadata when loaded."""
+        return self._model_version
+
+    def _stack(self, images: list[np.ndarray]) -> torch.Tensor:
+        batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+        return batch.to(self._device)
+
+    def predict(self, breasts: list[BreastInputs]) -> list[BreastPrediction]:
+        """Predict every breast that has at least one view, in one forward pass.
+
+        A missing view is replaced by the other view of the same breast; a
+        breast with no views is skipped. Output order follows input order.
+        """
+        usable = [b for b in breasts if b.cc is not None or b.mlo is not None]
+        if not usable:
+            return []
+        ccs = [b.cc if b.cc is not None else b.mlo for b in usable]
+        mlos = [b.mlo if b.mlo is not None else b.cc for b in usable]
+        with torch.inference_mode():
+            out = self._model(self._stack(ccs), self._stack(mlos))
+            scores = torch.sigmoid(out["malignancy_logit"]).cpu().tolist()
+            birads_probs = torch.softmax(out["birads_logits"], dim=1).cpu().tolist()
+            density_probs = torch.softmax(out["density_logits"], dim=1).cpu().tolist()
+
+        results: list[BreastPrediction] = []
+        for i, breast in enumerate(usable):
+            views = [name for name, img in (("CC", breast.cc), ("MLO", breast.mlo)) if img is not None]
+            results.append(
+                BreastPrediction(
+                    laterality=breast.laterality,
+                    malignancy_score=float(scores[i]),
+                    birads=BIRADS_CLASSES[int(np.argmax(birads_probs[i]))],
+                    birads_probs=birads_probs[i],
+                    density=DENSITY_CLASSES[int(np.argmax(density_probs[i]))],
+                    density_probs=density_probs[i],
+                    views_used=views,
+                )
+            )
+        return results

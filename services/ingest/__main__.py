@@ -1,0 +1,53 @@
+"""Ingest service: the DICOM Storage SCP and study assembly (``mdd serve ingest``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shared.db import init_db
+from shared.runtime import ServiceContext
+from services.ingest.adapters.scp import start_scp
+from services.ingest.handlers import handle_echo, make_store_handler
+from services.ingest.intake import Ingest
+from services.ingest.tables import AssemblingStudy, StoredInstance
+
+SERVICE = "ingest"
+
+
+class IngestComponent:
+    """Runs the SCP and the quiet-study watcher."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        init_db(ctx.engine, [StoredInstance, AssemblingStudy])
+        self.ctx = ctx
+        self.ingest = Ingest(ctx.settings, ctx.store, ctx.bus, ctx.engine)
+        self._server = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        settings = self.ctx.settings
+        self._server = start_scp(
+            settings.ae_title,
+            settings.dicom_host,
+            settings.dicom_port,
+            handle_echo,
+            make_store_handler(self.ingest),
+        )
+        self._watcher = asyncio.create_task(self.ingest.watch_quiet_studies())
+
+    async def stop(self) -> None:
+        if self._watcher:
+            self._watcher.cancel()
+        if self._server:
+            await asyncio.to_thread(self._server.shutdown)
+
+
+def register(ctx: ServiceContext) -> IngestComponent:
+    """Ingest has no subscriptions; it is a producer only."""
+    return IngestComponent(ctx)
+
+
+if __name__ == "__main__":
+    from services.cli import serve
+
+    serve(SERVICE)

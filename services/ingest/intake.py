@@ -1,0 +1,268 @@
+"""Accepting instances: store durably, publish ``instance.stored``, assemble studies.
+
+The SCP and any other front door call ``Ingest.accept`` with the encoded DICOM file exactly as
+received; it answers a DICOM status. Success means the object is durable in the store and the
+broker accepted its event; otherwise the status tells the modality to retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from shared.bus import Bus
+from shared.events import InstanceStored, StudyCompleted, ViewRef, producer, utc_now
+from shared.logs import bind_study
+from shared.settings import Settings
+from shared.store import ObjectStore
+from services.ingest.assembly import has_standard_views, normalise_view, quiet_since
+from services.ingest.tables import AssemblingStudy, StoredInstance
+
+log = logging.getLogger("mdd.ingest")
+SERVICE = "ingest"
+
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    """The DICOM status of one C-STORE (or STOW/ZIP item) and why."""
+
+    status: int
+    message: str
+    duplicate: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == SUCCESS
+
+
+@dataclass(frozen=True)
+class InstanceHeader:
+    """What ingest needs from an instance's header."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    transfer_syntax_uid: str
+    modality: str
+    laterality: str | None
+    view_position: str | None
+    accession_number: str
+    patient_id: str
+
+
+def read_header(encoded: bytes) -> InstanceHeader:
+    """Parse the header of an encoded DICOM file (pixel data is not read).
+
+    Raises ``ValueError`` with a reason when the file cannot be parsed or lacks its identifiers.
+    """
+    try:
+        dataset: Dataset = dcmread(io.BytesIO(encoded), stop_before_pixels=True)
+    except Exception as exc:
+        raise ValueError(f"DICOM ilegible / unreadable DICOM: {exc}") from exc
+    missing = [
+        keyword
+        for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+        if not str(dataset.get(keyword, "")).strip()
+    ]
+    if missing:
+        raise LookupError(f"Faltan identificadores / missing identifiers: {', '.join(missing)}")
+    meta = getattr(dataset, "file_meta", None)
+    return InstanceHeader(
+        sop_class_uid=str(dataset.SOPClassUID),
+        sop_instance_uid=str(dataset.SOPInstanceUID),
+        study_uid=str(dataset.StudyInstanceUID),
+        series_uid=str(dataset.SeriesInstanceUID),
+        transfer_syntax_uid=str(getattr(meta, "TransferSyntaxUID", "")),
+        modality=str(dataset.get("Modality", "")),
+        laterality=(str(dataset.get("ImageLaterality", "") or dataset.get("Laterality", "")) or None),
+        view_position=str(dataset.get("ViewPosition", "")) or None,
+        accession_number=str(dataset.get("AccessionNumber", "")),
+        patient_id=str(dataset.get("PatientID", "")),
+    )
+
+
+def patient_key(hospital_id: str, patient_id: str) -> str:
+    """A pseudonymous, stable key for a patient of a hospital (never the PatientID itself)."""
+    return hashlib.sha256(f"{hospital_id}\x00{patient_id}".encode()).hexdigest()[:24]
+
+
+class Ingest:
+    """Stores instances, publishes their events and completes studies."""
+
+    def __init__(self, settings: Settings, store: ObjectStore, bus: Bus, engine: Engine) -> None:
+        self.settings = settings
+        self.store = store
+        self.bus = bus
+        self.engine = engine
+        self._lock = threading.Lock()
+
+    def accept(self, encoded: bytes, calling_ae: str = "", expected_sop_class: str | None = None) -> StoreOutcome:
+        """Store one encoded instance and publish it; called from a non-async thread."""
+        try:
+            header = read_header(encoded)
+        except LookupError as exc:
+            return StoreOutcome(DATASET_DOES_NOT_MATCH_SOP_CLASS, str(exc))
+        except ValueError as exc:
+            return StoreOutcome(CANNOT_UNDERSTAND, str(exc))
+        if expected_sop_class and header.sop_class_uid != expected_sop_class:
+            return StoreOutcome(
+                DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                f"SOP Class {header.sop_class_uid} no coincide con {expected_sop_class} / does not match",
+            )
+        try:
+            return self._store_and_publish(encoded, header, calling_ae)
+        except Exception as exc:  # the SCP must answer a status and keep serving, whatever happens
+            log.exception("Error interno al almacenar / internal error while storing")
+            return StoreOutcome(OUT_OF_RESOURCES, f"Error interno / internal error: {type(exc).__name__}")
+
+    def _store_and_publish(self, encoded: bytes, header: InstanceHeader, calling_ae: str) -> StoreOutcome:
+        hospital_id = self.settings.hospital_for_calling_ae(calling_ae)
+        digest = hashlib.sha256(encoded).hexdigest()
+        key = f"{hospital_id}/{header.study_uid}/{header.series_uid}/{header.sop_instance_uid}.dcm"
+        with self._lock, Session(self.engine) as session:
+            known = session.get(StoredInstance, header.sop_instance_uid)
+            if known is not None and known.sha256 == digest:
+                return StoreOutcome(SUCCESS, "Instancia ya almacenada / already stored", duplicate=True)
+            study = session.get(AssemblingStudy, header.study_uid) or self._new_study(header, hospital_id)
+            with bind_study(header.study_uid, study.correlation_id):
+                try:
+                    self.store.put_bytes(self.settings.bucket_dicom, key, encoded, "application/dicom")
+                except Exception as exc:
+                    log.error("Almacén no disponible / store unavailable: %r", exc)
+                    return StoreOutcome(OUT_OF_RESOURCES, f"Almacén no disponible / store unavailable: {exc}")
+                event = InstanceStored(
+                    study_uid=header.study_uid,
+                    hospital_id=study.hospital_id,
+                    correlation_id=study.correlation_id,
+                    producer=producer(SERVICE),
+                    sop_instance_uid=header.sop_instance_uid,
+                    series_instance_uid=header.series_uid,
+                    sop_class_uid=header.sop_class_uid,
+                    transfer_syntax_uid=header.transfer_syntax_uid,
+                    modality=header.modality,
+                    laterality=header.laterality,
+                    view_position=header.view_position,
+                    object_key=key,
+                    size_bytes=len(encoded),
+                    sha256=digest,
+                    accession_number=header.accession_number,
+                    patient_key=study.patient_key,
+                    calling_ae=calling_ae,
+                )
+                try:
+                    self.bus.publish_from_thread(event, self.settings.publish_timeout_seconds)
+                except Exception as exc:
+                    log.error("Broker no disponible / broker unavailable: %r", exc)
+                    return StoreOutcome(OUT_OF_RESOURCES, f"Broker no disponible / broker unavailable: {exc!r}")
+                now = utc_now()
+                study.last_instance_at = now
+                session.add(study)
+                session.merge(
+                    StoredInstance(
+                        sop_instance_uid=header.sop_instance_uid,
+                        study_uid=header.study_uid,
+                        series_instance_uid=header.series_uid,
+                        object_key=key,
+                        sha256=digest,
+                        size_bytes=len(encoded),
+                        laterality=header.laterality,
+                        view_position=header.view_position,
+                        stored_at=now,
+                    )
+                )
+                session.commit()
+                log.info("Instancia almacenada / instance stored: %s", key)
+                if study.completed_at is None and has_standard_views(self._views(session, study.study_uid)):
+                    self._complete(session, study, "all_views")
+        return StoreOutcome(SUCCESS, "Almacenada / stored")
+
+    def _new_study(self, header: InstanceHeader, hospital_id: str) -> AssemblingStudy:
+        now = utc_now()
+        return AssemblingStudy(
+            study_uid=header.study_uid,
+            hospital_id=hospital_id,
+            correlation_id=str(uuid.uuid4()),
+            accession_number=header.accession_number,
+            patient_key=patient_key(hospital_id, header.patient_id),
+            first_instance_at=now,
+            last_instance_at=now,
+        )
+
+    @staticmethod
+    def _views(session: Session, study_uid: str) -> list[tuple[str | None, str | None]]:
+        rows = session.exec(select(StoredInstance).where(StoredInstance.study_uid == study_uid)).all()
+        return [(row.laterality, row.view_position) for row in rows]
+
+    def _complete(self, session: Session, study: AssemblingStudy, reason: str) -> bool:
+        """Publish ``study.completed`` and remember it; False when the broker refused it."""
+        instances = session.exec(
+            select(StoredInstance).where(StoredInstance.study_uid == study.study_uid).order_by(col(StoredInstance.stored_at))
+        ).all()
+        event = StudyCompleted(
+            study_uid=study.study_uid,
+            hospital_id=study.hospital_id,
+            correlation_id=study.correlation_id,
+            producer=producer(SERVICE),
+            accession_number=study.accession_number,
+            patient_key=study.patient_key,
+            reason=reason,  # type: ignore[arg-type]
+            views=[
+                ViewRef(
+                    sop_instance_uid=row.sop_instance_uid,
+                    series_instance_uid=row.series_instance_uid,
+                    object_key=row.object_key,
+                    laterality=row.laterality,
+                    view_position=normalise_view(row.view_position) or row.view_position,
+                )
+                for row in instances
+            ],
+        )
+        with bind_study(study.study_uid, study.correlation_id):
+            try:
+                self.bus.publish_from_thread(event, self.settings.publish_timeout_seconds)
+            except Exception as exc:
+                log.error("No se pudo publicar study.completed; se reintentará / will retry: %r", exc)
+                return False
+            study.completed_at = utc_now()
+            study.completion_reason = reason
+            session.add(study)
+            session.commit()
+            log.info("Estudio completo / study completed (%s, %d instancias)", reason, len(instances))
+        return True
+
+    def complete_quiet_studies(self) -> int:
+        """Complete every study that has been quiet for the configured time; returns how many."""
+        now = utc_now()
+        completed = 0
+        with self._lock, Session(self.engine) as session:
+            pending = session.exec(select(AssemblingStudy).where(col(AssemblingStudy.completed_at).is_(None))).all()
+            for study in pending:
+                if quiet_since(study.last_instance_at, now, self.settings.study_quiet_seconds):
+                    completed += self._complete(session, study, "quiet_period")
+        return completed
+
+    async def watch_quiet_studies(self) -> None:
+        """Forever: complete quiet studies (also those left open by a restart)."""
+        interval = min(5.0, max(0.2, self.settings.study_quiet_seconds / 4))
+        while True:
+            try:
+                await asyncio.to_thread(self.complete_quiet_studies)
+            except Exception:
+                log.exception("Fallo al revisar estudios inactivos / quiet-study check failed")
+            await asyncio.sleep(interval)

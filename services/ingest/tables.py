@@ -1,0 +1,39 @@
+"""Ingest's own tables: what was stored, and how far each study's assembly has come."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+
+class StoredInstance(SQLModel, table=True):
+    """One instance that is durable in the store and whose event the broker accepted."""
+
+    __tablename__ = "ingest_instance"
+
+    sop_instance_uid: str = Field(primary_key=True)
+    study_uid: str = Field(index=True)
+    series_instance_uid: str
+    object_key: str
+    sha256: str
+    size_bytes: int
+    laterality: str | None = None
+    view_position: str | None = None
+    stored_at: datetime
+
+
+class AssemblingStudy(SQLModel, table=True):
+    """A study being received; ``completed_at`` is set once ``study.completed`` was published."""
+
+    __tablename__ = "ingest_study"
+
+    study_uid: str = Field(primary_key=True)
+    hospital_id: str
+    correlation_id: str
+    accession_number: str = ""
+    patient_key: str = ""
+    first_instance_at: datetime
+    last_instance_at: datetime = Field(index=True)
+    completed_at: datetime | None = Field(default=None, index=True)
+    completion_reason: str | None = None

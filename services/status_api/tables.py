@@ -1,0 +1,52 @@
+"""The status API's tables: one row per study (its projection) and its event timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+
+class StudyRow(SQLModel, table=True):
+    """The current projection of a study from its events."""
+
+    __tablename__ = "status_study"
+
+    study_uid: str = Field(primary_key=True)
+    hospital_id: str = Field(index=True)
+    accession_number: str = ""
+    correlation_id: str = ""
+    progress: str = "receiving"
+    state: str = Field("receiving", index=True)
+    status_light: str = "RED"
+    triage_light: str | None = None
+    triage_reason: str | None = None
+    failed: bool = False
+    failure_reason: str | None = None
+    overdue: bool = False
+    instance_count: int = 0
+    breasts: list[dict] | None = Field(default=None, sa_column=Column(JSON))
+    derived_views: list[dict] | None = Field(default=None, sa_column=Column(JSON))
+    quality_flags: list[str] | None = Field(default=None, sa_column=Column(JSON))
+    model_name: str | None = None
+    model_version: str | None = None
+    model_trained: bool | None = None
+    model_trained_on: str | None = None
+    disclaimer: str | None = None
+    created_at: datetime
+    updated_at: datetime = Field(index=True)
+
+
+class StudyEventRow(SQLModel, table=True):
+    """One event of a study's timeline; ``event_id`` makes redeliveries harmless."""
+
+    __tablename__ = "status_event"
+
+    event_id: str = Field(primary_key=True)
+    study_uid: str = Field(index=True)
+    event_type: str
+    producer: str
+    occurred_at: datetime
+    received_at: datetime
+    payload: dict = Field(sa_column=Column(JSON))

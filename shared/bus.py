@@ -1,0 +1,230 @@
+"""Broker wiring: the same handler code runs on Kafka (FastStream) and in process.
+
+A handler is a plain ``async def`` over one event model that returns the events it produces
+(one, several or none). The bus decodes, retries, publishes the results keyed by study UID, and
+sends poison messages to the dead-letter topic with a ``study.failed`` event, then keeps consuming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from shared.events import DeadLetter, Event, StudyFailed, follow_up, parse_event
+from shared.logs import bind_study
+from shared.settings import Settings
+from shared.topics import dead_letter_topic, topic_for
+
+log = logging.getLogger("mdd.bus")
+
+E = TypeVar("E", bound=Event)
+HandlerResult = Event | Sequence[Event] | None
+Handler = Callable[[Any], Awaitable[HandlerResult]]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One consumer group's handler for one event type."""
+
+    event_cls: type[Event]
+    group: str
+    handler: Handler
+    service: str
+
+
+class Bus(ABC):
+    """Publish events and run subscribed handlers, at least once, with retries and a DLQ."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.subscriptions: list[Subscription] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def subscribe(self, event_cls: type[E], handler: Callable[[E], Awaitable[HandlerResult]], *, service: str, group: str | None = None) -> None:
+        """Register ``handler`` for ``event_cls`` in consumer group ``group`` (default: the service)."""
+        self.subscriptions.append(Subscription(event_cls, group or service, handler, service))
+
+    def topic(self, event: Event | type[Event]) -> str:
+        """Topic name of an event (instance or class)."""
+        return topic_for(event.event_type if isinstance(event, Event) else event, self.settings.topic_prefix)
+
+    async def publish(self, event: Event) -> None:
+        """Publish an event durably (returns once the broker has accepted it)."""
+        await self._send(self.topic(event), event.study_uid, event.model_dump_json().encode())
+
+    def publish_from_thread(self, event: Event, timeout: float) -> None:
+        """Publish from a non-async thread (e.g. the DICOM SCP) and wait for the broker."""
+        if self.loop is None:
+            raise RuntimeError("El bus no está iniciado / bus not started")
+        asyncio.run_coroutine_threadsafe(self.publish(event), self.loop).result(timeout)
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        """Send a poison message to the dead-letter topic."""
+        await self._send(
+            dead_letter_topic(self.settings.topic_prefix),
+            letter.study_uid or "unknown",
+            letter.model_dump_json().encode(),
+        )
+
+    async def deliver(self, subscription: Subscription, raw: bytes, source_topic: str) -> None:
+        """Decode one message, run its handler with retries, publish results or dead-letter it.
+
+        Raises only when publishing fails, so that the transport redelivers the message.
+        """
+        try:
+            event = parse_event(raw)
+        except ValidationError as exc:
+            log.error("Mensaje ilegible enviado a DLQ / unreadable message dead-lettered: %s", exc)
+            await self.dead_letter(
+                DeadLetter(stage=subscription.group, source_topic=source_topic, error=str(exc), attempts=1, payload=raw.decode("utf-8", "replace"))
+            )
+            return
+        if not isinstance(event, subscription.event_cls):
+            log.warning("Evento %s ignorado en %s", event.event_type, source_topic)
+            return
+        with bind_study(event.study_uid, event.correlation_id):
+            attempts = self.settings.max_delivery_attempts
+            for attempt in range(1, attempts + 1):
+                try:
+                    result = await subscription.handler(event)
+                    break
+                except Exception as exc:  # the handler's failure must not stop the consumer
+                    log.warning("Intento %d/%d de %s falló / attempt failed: %r", attempt, attempts, subscription.group, exc, exc_info=attempt == attempts)
+                    if attempt == attempts:
+                        await self._give_up(subscription, event, raw, source_topic, exc, attempts)
+                        return
+                    await asyncio.sleep(self.settings.retry_backoff_seconds * 2 ** (attempt - 1))
+            for produced in _as_list(result):
+                await self.publish(produced)
+
+    async def _give_up(self, subscription: Subscription, event: Event, raw: bytes, source_topic: str, exc: Exception, attempts: int) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        await self.dead_letter(
+            DeadLetter(stage=subscription.group, source_topic=source_topic, error=reason, attempts=attempts, study_uid=event.study_uid, payload=raw.decode("utf-8", "replace"))
+        )
+        if not isinstance(event, StudyFailed):
+            await self.publish(follow_up(event, StudyFailed, subscription.service, stage=subscription.group, reason=reason))
+
+    async def start(self) -> None:
+        """Connect and start consuming every subscription."""
+        self.loop = asyncio.get_running_loop()
+        await self._start()
+
+    @abstractmethod
+    async def _start(self) -> None: ...
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop consuming and disconnect."""
+
+    @abstractmethod
+    async def _send(self, topic: str, key: str, payload: bytes) -> None: ...
+
+
+def _as_list(result: HandlerResult) -> list[Event]:
+    if result is None:
+        return []
+    if isinstance(result, Event):
+        return [result]
+    return list(result)
+
+
+class MemoryBus(Bus):
+    """In-process transport for the embedded mode: one queue and one worker per subscription."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._queues: dict[str, list[tuple[Subscription, asyncio.Queue[bytes]]]] = {}
+        self._workers: list[asyncio.Task[None]] = []
+        self.sent: list[tuple[str, bytes]] = []
+
+    async def _start(self) -> None:
+        for subscription in self.subscriptions:
+            queue: asyncio.Queue[bytes] = asyncio.Queue()
+            topic = self.topic(subscription.event_cls)
+            self._queues.setdefault(topic, []).append((subscription, queue))
+            self._workers.append(asyncio.create_task(self._work(subscription, topic, queue)))
+
+    async def _work(self, subscription: Subscription, topic: str, queue: asyncio.Queue[bytes]) -> None:
+        while True:
+            raw = await queue.get()
+            while True:
+                try:
+                    await self.deliver(subscription, raw, topic)
+                    break
+                except Exception:
+                    log.exception("Reintentando entrega / redelivering in %s", subscription.group)
+                    await asyncio.sleep(1.0)
+            queue.task_done()
+
+    async def _send(self, topic: str, key: str, payload: bytes) -> None:
+        self.sent.append((topic, payload))
+        for _subscription, queue in self._queues.get(topic, []):
+            queue.put_nowait(payload)
+
+    async def drain(self) -> None:
+        """Wait until every queued message has been handled (tests, clean shutdown)."""
+        while any(queue.unfinished_tasks for entries in self._queues.values() for _, queue in entries):
+            await asyncio.gather(*(queue.join() for entries in self._queues.values() for _, queue in entries))
+
+    async def stop(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers.clear()
+
+
+class KafkaBus(Bus):
+    """Apache Kafka through FastStream: acks=all, idempotent producer, commit after handling."""
+
+    def __init__(self, settings: Settings, client_id: str = "mdd") -> None:
+        super().__init__(settings)
+        from faststream.kafka import KafkaBroker
+
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            client_id=client_id,
+            logger=logging.getLogger("mdd.kafka"),
+        )
+
+    async def _start(self) -> None:
+        from faststream import AckPolicy
+        from faststream.kafka.annotations import KafkaMessage
+
+        for subscription in self.subscriptions:
+            topic = self.topic(subscription.event_cls)
+
+            def consumer(subscription: Subscription = subscription, topic: str = topic) -> Callable[[KafkaMessage], Awaitable[None]]:
+                async def consume(message: KafkaMessage) -> None:
+                    await self.deliver(subscription, message.body, topic)
+
+                return consume
+
+            self.broker.subscriber(
+                topic,
+                group_id=f"{self.settings.consumer_group_prefix}.{subscription.group}",
+                ack_policy=AckPolicy.NACK_ON_ERROR,
+                auto_offset_reset="earliest",
+            )(consumer())
+        await self.broker.start()
+
+    async def _send(self, topic: str, key: str, payload: bytes) -> None:
+        await self.broker.publish(payload, topic=topic, key=key.encode(), headers={"content-type": "application/json"})
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+
+
+def build_bus(settings: Settings, client_id: str = "mdd") -> Bus:
+    """The transport chosen by ``MDD_TRANSPORT``."""
+    if settings.transport == "kafka":
+        return KafkaBus(settings, client_id=client_id)
+    return MemoryBus(settings)

@@ -1,0 +1,231 @@
+"""Event contracts: the versioned envelope and every event of the pipeline.
+
+Payloads carry object-store keys and pseudonymous identifiers, never pixel data and never raw
+patient identity (name, CURP, birth date).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Literal, Union
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+Light = Literal["RED", "YELLOW", "GREEN"]
+Laterality = Literal["R", "L"]
+SCHEMA_VERSION = 1
+
+
+def utc_now() -> datetime:
+    """Current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class Producer(BaseModel):
+    """Which service (and version) published an event."""
+
+    service: str
+    version: str
+
+
+class Event(BaseModel):
+    """The envelope every event shares. Consumers de-duplicate on ``event_id``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: UUID = Field(default_factory=uuid4)
+    event_type: str
+    schema_version: int = SCHEMA_VERSION
+    occurred_at: datetime = Field(default_factory=utc_now)
+    study_uid: str
+    hospital_id: str
+    correlation_id: str
+    producer: Producer
+    accession_number: str = ""
+
+
+class ViewRef(BaseModel):
+    """One stored image of a study."""
+
+    sop_instance_uid: str
+    series_instance_uid: str
+    object_key: str
+    laterality: str | None = None
+    view_position: str | None = None
+
+
+class InstanceStored(Event):
+    """An instance is durable in the object store (published by ingest)."""
+
+    event_type: Literal["instance.stored"] = "instance.stored"
+    sop_instance_uid: str
+    series_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    modality: str
+    laterality: str | None = None
+    view_position: str | None = None
+    object_key: str
+    size_bytes: int
+    sha256: str
+    patient_key: str = Field(description="Pseudonymous patient key (hash), never the PatientID")
+    calling_ae: str = ""
+
+
+class StudyCompleted(Event):
+    """All expected views arrived, or the study went quiet (published by ingest)."""
+
+    event_type: Literal["study.completed"] = "study.completed"
+    patient_key: str = ""
+    reason: Literal["all_views", "quiet_period"]
+    views: list[ViewRef]
+
+
+class DerivedView(BaseModel):
+    """Preprocessing outputs of one view, as object-store keys in the derived bucket."""
+
+    sop_instance_uid: str
+    laterality: str | None
+    view_position: str | None
+    mask_key: str
+    crop_key: str
+    magma_key: str
+    input_key: str
+    breast_area_fraction: float
+    flags: list[str] = Field(default_factory=list)
+
+
+class StudyPreprocessed(Event):
+    """Every view of the study is segmented, cropped and ready for the model (preprocess)."""
+
+    event_type: Literal["study.preprocessed"] = "study.preprocessed"
+    segmentation_backend: str
+    views: list[DerivedView]
+    quality_flags: list[str] = Field(default_factory=list)
+
+
+class BreastResult(BaseModel):
+    """Model outputs for one breast."""
+
+    laterality: Laterality
+    malignancy_score: float = Field(ge=0, le=1)
+    birads: int = Field(ge=0, le=6)
+    density: Literal["A", "B", "C", "D"]
+    views_used: list[str]
+
+
+class StudyInferred(Event):
+    """Model outputs and the triage light (published by infer)."""
+
+    event_type: Literal["study.inferred"] = "study.inferred"
+    breasts: list[BreastResult]
+    triage_light: Light
+    triage_reason: str
+    model_name: str
+    model_version: str
+    model_trained: bool
+    model_trained_on: str
+    disclaimer: str
+
+
+class StudyFailed(Event):
+    """A stage gave up on the study (after its retries)."""
+
+    event_type: Literal["study.failed"] = "study.failed"
+    stage: str
+    reason: str
+
+
+class StudyOverdue(Event):
+    """A stage exceeded its deadline (status API watchdog)."""
+
+    event_type: Literal["study.overdue"] = "study.overdue"
+    stage: str
+    deadline_seconds: float
+
+
+class StudyReported(Event):
+    """A radiologist or provider reported the study."""
+
+    event_type: Literal["study.reported"] = "study.reported"
+    birads: int = Field(ge=0, le=6)
+    text: str = ""
+    reporter: str = ""
+
+
+class NotificationSent(Event):
+    """A notification was delivered, or finally failed (published by notify)."""
+
+    event_type: Literal["notification.sent"] = "notification.sent"
+    rule: str
+    channel: str
+    recipient: str
+    status: Literal["sent", "failed"]
+    detail: str = ""
+
+
+AnyEvent = Annotated[
+    Union[
+        InstanceStored,
+        StudyCompleted,
+        StudyPreprocessed,
+        StudyInferred,
+        StudyFailed,
+        StudyOverdue,
+        StudyReported,
+        NotificationSent,
+    ],
+    Field(discriminator="event_type"),
+]
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.model_fields["event_type"].default: cls
+    for cls in (
+        InstanceStored,
+        StudyCompleted,
+        StudyPreprocessed,
+        StudyInferred,
+        StudyFailed,
+        StudyOverdue,
+        StudyReported,
+        NotificationSent,
+    )
+}
+_any_event = TypeAdapter(AnyEvent)
+
+
+def parse_event(raw: bytes | str) -> Event:
+    """Decode a JSON message into its event class (raises ``pydantic.ValidationError``)."""
+    return _any_event.validate_json(raw)
+
+
+class DeadLetter(BaseModel):
+    """A message that could not be processed, with its original payload, error and stage."""
+
+    dead_letter_id: UUID = Field(default_factory=uuid4)
+    occurred_at: datetime = Field(default_factory=utc_now)
+    stage: str
+    source_topic: str
+    error: str
+    attempts: int
+    study_uid: str | None = None
+    payload: str
+
+
+def follow_up(cause: Event, event_cls: type[Event], service: str, **fields: object) -> Event:
+    """Build the next event of a study, carrying study, hospital and correlation id forward."""
+    return event_cls(
+        study_uid=cause.study_uid,
+        hospital_id=cause.hospital_id,
+        correlation_id=cause.correlation_id,
+        accession_number=cause.accession_number,
+        producer=producer(service),
+        **fields,
+    )
+
+
+def producer(service: str) -> Producer:
+    """The producer stamp of one of our services."""
+    from shared import __version__
+
+    return Producer(service=service, version=__version__)

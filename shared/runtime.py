@@ -1,0 +1,86 @@
+"""Running services: build the shared context from settings, start components, stop cleanly.
+
+``mdd up`` runs every service's component in one process on one context (embedded mode);
+``mdd serve NAME`` runs one. Service code only sees the ``ServiceContext`` it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sqlalchemy.engine import Engine
+
+from shared.bus import Bus, build_bus
+from shared.db import make_engine
+from shared.settings import Settings
+from shared.store import ObjectStore, build_store
+
+log = logging.getLogger("mdd.runtime")
+
+
+@dataclass
+class ServiceContext:
+    """The adapters a service gets: settings, broker, object store and database engine."""
+
+    settings: Settings
+    bus: Bus
+    store: ObjectStore
+    engine: Engine
+    ready: dict[str, bool] = field(default_factory=dict)
+
+
+class Component(Protocol):
+    """A running piece of a service (an SCP, a web server, a watcher)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+Registrar = Callable[[ServiceContext], Component | None]
+
+
+def build_context(settings: Settings, client_id: str = "mdd") -> ServiceContext:
+    """Adapters chosen by settings (memory or Kafka, folder or MinIO, SQLite or PostgreSQL)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return ServiceContext(
+        settings=settings,
+        bus=build_bus(settings, client_id=client_id),
+        store=build_store(settings),
+        engine=make_engine(settings.resolved_database_url),
+    )
+
+
+async def run_until_stopped(ctx: ServiceContext, registrars: list[Registrar], stop_event: asyncio.Event | None = None) -> None:
+    """Register every service, start the bus and the components, and wait for SIGINT/SIGTERM."""
+    components = [component for registrar in registrars if (component := registrar(ctx)) is not None]
+    stop_event = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop_event.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    await ctx.bus.start()
+    started: list[Component] = []
+    try:
+        for component in components:
+            await component.start()
+            started.append(component)
+        ctx.ready["all"] = True
+        log.info("Servicios listos / services ready")
+        await stop_event.wait()
+    finally:
+        log.info("Deteniendo / stopping")
+        for component in reversed(started):
+            try:
+                await component.stop()
+            except Exception:
+                log.exception("Error al detener / error while stopping %r", component)
+        await ctx.bus.stop()
+        ctx.engine.dispose()

@@ -1,0 +1,205 @@
+"""Object store: one small interface, a local-folder backend and a MinIO (S3) backend.
+
+Writes are durable when ``put`` returns: the local backend fsyncs and renames atomically, MinIO
+acknowledges only after its erasure-coded write. Keys use ``/`` separators.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Protocol
+
+from shared.settings import Settings
+
+
+class ObjectNotFound(KeyError):
+    """The requested object does not exist."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """Size and content hash of a stored object."""
+
+    size: int
+    sha256: str | None
+
+
+class ObjectStore(Protocol):
+    """What services need from an object store."""
+
+    def ensure_buckets(self, buckets: list[str]) -> None:
+        """Create the buckets that do not exist yet."""
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        """Store ``data`` durably under ``bucket/key`` (replacing any previous object)."""
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        """Read a whole object; raises ``ObjectNotFound``."""
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo | None:
+        """Size and SHA-256 of an object, or ``None`` when it does not exist."""
+
+    def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
+        """Keys under a prefix, sorted."""
+
+    def url_for(self, bucket: str, key: str, expires: timedelta = timedelta(hours=1)) -> str | None:
+        """A time-limited download URL, or ``None`` where the backend has none."""
+
+
+def _check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"Clave de objeto inválida / invalid object key: {key!r}")
+    return key
+
+
+class LocalStore:
+    """Objects as files under ``root/bucket/key``; a sidecar ``.sha256`` file keeps the hash."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, bucket: str, key: str) -> Path:
+        return self.root / _check_key(bucket) / _check_key(key)
+
+    def ensure_buckets(self, buckets: list[str]) -> None:
+        for bucket in buckets:
+            (self.root / _check_key(bucket)).mkdir(parents=True, exist_ok=True)
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        path = self._path(bucket, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_durably(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest().encode())
+        _write_durably(path, data)
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        try:
+            return self._path(bucket, key).read_bytes()
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"{bucket}/{key}") from exc
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo | None:
+        path = self._path(bucket, key)
+        if not path.is_file():
+            return None
+        digest_file = path.with_name(path.name + ".sha256")
+        digest = digest_file.read_text() if digest_file.is_file() else None
+        return ObjectInfo(size=path.stat().st_size, sha256=digest)
+
+    def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
+        base = self.root / _check_key(bucket)
+        if not base.is_dir():
+            return []
+        keys = (
+            path.relative_to(base).as_posix()
+            for path in base.rglob("*")
+            if path.is_file() and not path.name.endswith((".sha256", ".tmp"))
+        )
+        return sorted(key for key in keys if key.startswith(prefix))
+
+    def url_for(self, bucket: str, key: str, expires: timedelta = timedelta(hours=1)) -> str | None:
+        return None
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write to a temporary file, fsync it, then rename it into place (atomic on POSIX)."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class MinioStore:
+    """Objects in MinIO (or any S3 server) through the official ``minio`` client."""
+
+    SHA_HEADER = "sha256"
+
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, secure: bool = False) -> None:
+        from minio import Minio
+
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure)
+
+    def ensure_buckets(self, buckets: list[str]) -> None:
+        for bucket in buckets:
+            if not self.client.bucket_exists(bucket):
+                self.client.make_bucket(bucket)
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        self.client.put_object(
+            bucket,
+            _check_key(key),
+            io.BytesIO(data),
+            length=len(data),
+            content_type=content_type,
+            metadata={self.SHA_HEADER: hashlib.sha256(data).hexdigest()},
+        )
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        from minio.error import S3Error
+
+        try:
+            response = self.client.get_object(bucket, _check_key(key))
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchBucket"):
+                raise ObjectNotFound(f"{bucket}/{key}") from exc
+            raise
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo | None:
+        from minio.error import S3Error
+
+        try:
+            info = self.client.stat_object(bucket, _check_key(key))
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
+                return None
+            raise
+        metadata = {name.lower(): value for name, value in (info.metadata or {}).items()}
+        return ObjectInfo(size=info.size or 0, sha256=metadata.get(f"x-amz-meta-{self.SHA_HEADER}"))
+
+    def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
+        return sorted(
+            obj.object_name
+            for obj in self.client.list_objects(bucket, prefix=prefix, recursive=True)
+            if obj.object_name
+        )
+
+    def url_for(self, bucket: str, key: str, expires: timedelta = timedelta(hours=1)) -> str | None:
+        return self.client.presigned_get_object(bucket, _check_key(key), expires=expires)
+
+
+def build_store(settings: Settings) -> ObjectStore:
+    """The object store chosen by ``MDD_STORE_BACKEND``, with its buckets created."""
+    store: ObjectStore
+    if settings.store_backend == "minio":
+        store = MinioStore(
+            settings.minio_endpoint,
+            settings.minio_access_key,
+            settings.minio_secret_key,
+            settings.minio_secure,
+        )
+    else:
+        store = LocalStore(settings.resolved_store_dir)
+    store.ensure_buckets([settings.bucket_dicom, settings.bucket_derived, settings.bucket_results])
+    return store
