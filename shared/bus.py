@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from shared.events import DeadLetter, Event, StudyFailed, follow_up, parse_event
+from shared.events import EVENT_TYPES, DeadLetter, Event, StudyFailed, follow_up, parse_event
 from shared.logs import bind_study
 from shared.settings import Settings
 from shared.topics import dead_letter_topic, topic_for
@@ -143,6 +143,7 @@ class MemoryBus(Bus):
         self._queues: dict[str, list[tuple[Subscription, asyncio.Queue[bytes]]]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self.sent: list[tuple[str, bytes]] = []
+        self._pending = 0
 
     async def _start(self) -> None:
         for subscription in self.subscriptions:
@@ -161,17 +162,18 @@ class MemoryBus(Bus):
                 except Exception:
                     log.exception("Reintentando entrega / redelivering in %s", subscription.group)
                     await asyncio.sleep(1.0)
-            queue.task_done()
+            self._pending -= 1
 
     async def _send(self, topic: str, key: str, payload: bytes) -> None:
         self.sent.append((topic, payload))
         for _subscription, queue in self._queues.get(topic, []):
+            self._pending += 1
             queue.put_nowait(payload)
 
     async def drain(self) -> None:
         """Wait until every queued message has been handled (tests, clean shutdown)."""
-        while any(queue.unfinished_tasks for entries in self._queues.values() for _, queue in entries):
-            await asyncio.gather(*(queue.join() for entries in self._queues.values() for _, queue in entries))
+        while self._pending:
+            await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
         for worker in self._workers:
@@ -195,6 +197,34 @@ class KafkaBus(Bus):
             logger=logging.getLogger("mdd.kafka"),
         )
 
+    def all_topics(self) -> list[str]:
+        """Every internal topic: one per event type plus the dead-letter topic."""
+        return [topic_for(name, self.settings.topic_prefix) for name in EVENT_TYPES] + [
+            dead_letter_topic(self.settings.topic_prefix)
+        ]
+
+    async def ensure_topics(self) -> None:
+        """Create the internal topics that do not exist yet (consumers never rely on auto-creation)."""
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [topic for topic in self.all_topics() if topic not in existing]
+            if missing:
+                await admin.create_topics(
+                    [
+                        NewTopic(topic, self.settings.kafka_partitions, self.settings.kafka_replication_factor)
+                        for topic in missing
+                    ]
+                )
+        except Exception as exc:
+            if "TopicAlreadyExists" not in type(exc).__name__ + str(exc):
+                raise
+        finally:
+            await admin.close()
+
     async def _start(self) -> None:
         from faststream import AckPolicy
         from faststream.kafka.annotations import KafkaMessage
@@ -214,6 +244,7 @@ class KafkaBus(Bus):
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 auto_offset_reset="earliest",
             )(consumer())
+        await self.ensure_topics()
         await self.broker.start()
 
     async def _send(self, topic: str, key: str, payload: bytes) -> None:

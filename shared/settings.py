@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # Transport
     transport: Transport = "memory"
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_partitions: int = Field(3, ge=1)
+    kafka_replication_factor: int = Field(1, ge=1)
     topic_prefix: str = "mdd."
     consumer_group_prefix: str = "mdd"
     max_delivery_attempts: int = Field(3, ge=1)

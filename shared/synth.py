@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Final, Literal
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 from scipy import ndimage
@@ -392,7 +391,9 @@ def _draw_anatomy(
     return values, breast, pectoral, room
 
 
-def _paint_finding(rng: np.random.Generator, values: np.ndarray, room: np.ndarray, kind: FindingKind) -> Finding:
+def _paint_finding(
+    rng: np.random.Generator, values: np.ndarray, room: np.ndarray, kind: FindingKind
+) -> Finding:
     """Paint a mass or calcification cluster in place and return where it went."""
     rows, cols = values.shape
     scale = min(rows, cols) / 416.0
@@ -529,6 +530,3 @@ __all__ = [
     "write_studies",
 ]
 
-
-if __name__ == "__main__":  # pragma: no cover - manual smoke check
-    print(pydicom.dcmread(io.BytesIO(make_view(laterality="L", view="MLO").to_bytes())))

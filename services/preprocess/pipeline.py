@@ -192,8 +192,9 @@ def _background_threshold(image: np.ndarray) -> float:
 def segment_breast(image: np.ndarray) -> np.ndarray:
     """Return the boolean breast mask of a display image (bright breast on dark background).
 
-    Otsu threshold (refined towards the background), largest connected component, hole filling, then opening/closing with a
-    disk scaled to the image. Large images are segmented on a block-averaged copy.
+    Otsu threshold (refined towards the background), largest connected component, hole
+    filling, then opening/closing with a disk scaled to the image. Large images are
+    segmented on a block-averaged copy and the mask is upsampled back.
     """
     factor = max(1, int(np.ceil(max(image.shape) / SEGMENTATION_MAX_SIDE)))
     small = ndimage.gaussian_filter(_block_mean(image, factor), 1.0)

@@ -32,7 +32,8 @@ def test_study_has_four_standard_views_of_one_patient() -> None:
     study = make_study(seed=3, hospital_id="HOSP-GDL", patient_id="P-001")
     datasets = [_reread(v) for v in study.views]
 
-    assert [(v.laterality, v.view) for v in study.views] == [("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO")]
+    standard = [("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO")]
+    assert [(v.laterality, v.view) for v in study.views] == standard
     assert [(ds.ImageLaterality, ds.ViewPosition) for ds in datasets] == [
         ("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"),
     ]

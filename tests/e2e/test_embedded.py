@@ -1,0 +1,53 @@
+"""End to end in the embedded mode: one ``mdd up`` process, no servers but a real SMTP sink."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.synth import SyntheticStudy
+from tests.conftest import free_port
+from tests.e2e.harness import json_log_lines, mdd_process, smtp_sink
+from tests.e2e.scenario import RADIOLOGIST, run_pipeline_scenario
+
+QUIET_SECONDS = 3
+
+
+def test_embedded_pipeline_turns_a_pushed_study_into_two_lights(
+    tmp_path: Path, study_folder: Path, four_view_study: SyntheticStudy
+) -> None:
+    api_port, dicom_port, smtp_port = free_port(), free_port(), free_port()
+    data_dir = tmp_path / "var"
+    env = {
+        "MDD_DATA_DIR": str(data_dir),
+        "MDD_API_PORT": str(api_port),
+        "MDD_DICOM_PORT": str(dicom_port),
+        "MDD_STUDY_QUIET_SECONDS": str(QUIET_SECONDS),
+        "MDD_SMTP_PORT": str(smtp_port),
+        "MDD_NOTIFY_EMAILS": f'["{RADIOLOGIST}"]',
+    }
+    log = tmp_path / "mdd-up.log"
+    with smtp_sink(smtp_port) as sink, mdd_process(["up"], env, log) as process:
+        final = run_pipeline_scenario(
+            api=f"http://127.0.0.1:{api_port}",
+            dicom_port=dicom_port,
+            study=four_view_study,
+            folder=study_folder,
+            sink=sink,
+            processes=[(process, log)],
+            quiet_seconds=QUIET_SECONDS,
+        )
+
+    # Derived images are in the local object store, one folder per view.
+    derived = data_dir / "store" / "derived" / four_view_study.study_uid
+    for view in four_view_study.views:
+        sop = str(view.dataset.SOPInstanceUID)
+        assert {p.name for p in (derived / sop).iterdir() if not p.name.endswith(".sha256")} >= {
+            "mask.png", "crop.png", "magma.png", "input.npy"
+        }
+    assert len(final["derived_views"]) == 4
+    # Raw instances are stored once, as received.
+    raw = sorted((data_dir / "store" / "dicom").rglob("*.dcm"))
+    assert len(raw) == 4
+    # Every log line about the study carries its UID and correlation id.
+    lines = [line for line in json_log_lines(log) if line.get("study_uid") == four_view_study.study_uid]
+    assert lines and all(line["correlation_id"] for line in lines)

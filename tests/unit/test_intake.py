@@ -1,0 +1,137 @@
+"""Ingest's domain without sockets: durable store, events, duplicates, failure statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+
+import pytest
+
+from shared.bus import MemoryBus
+from shared.db import init_db, make_engine
+from shared.settings import Settings
+from shared.store import LocalStore
+from shared.synth import SyntheticStudy
+from services.ingest.intake import (
+    CANNOT_UNDERSTAND,
+    DATASET_DOES_NOT_MATCH_SOP_CLASS,
+    OUT_OF_RESOURCES,
+    SUCCESS,
+    Ingest,
+)
+from services.ingest.tables import AssemblingStudy, StoredInstance
+
+
+class FlakyStore(LocalStore):
+    """A local store that can be switched off, like a full disk or a MinIO outage."""
+
+    down = False
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        if self.down:
+            raise OSError("No space left on device")
+        super().put_bytes(bucket, key, data, content_type)
+
+
+class FlakyBus(MemoryBus):
+    """A bus whose broker can be switched off."""
+
+    down = False
+
+    async def _send(self, topic: str, key: str, payload: bytes) -> None:
+        if self.down:
+            raise ConnectionError("broker unreachable")
+        await super()._send(topic, key, payload)
+
+
+@pytest.fixture
+async def ingest(settings: Settings):  # type: ignore[no-untyped-def]
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine, [StoredInstance, AssemblingStudy])
+    store = FlakyStore(settings.resolved_store_dir)
+    store.ensure_buckets([settings.bucket_dicom])
+    bus = FlakyBus(settings)
+    await bus.start()
+    yield Ingest(settings, store, bus, engine)
+    await bus.stop()
+    engine.dispose()
+
+
+def events_of(bus: MemoryBus, event_type: str) -> list[dict]:
+    return [json.loads(p) for topic, p in bus.sent if topic == f"mdd.{event_type}"]
+
+
+async def accept(ingest: Ingest, data: bytes, sop_class: str | None = None) -> int:
+    return (await asyncio.to_thread(ingest.accept, data, "MAMO1", sop_class)).status
+
+
+async def test_four_views_are_stored_published_and_complete_the_study_once(ingest: Ingest, four_view_study: SyntheticStudy) -> None:
+    for view in four_view_study.views:
+        assert await accept(ingest, view.to_bytes(), str(view.dataset.SOPClassUID)) == SUCCESS
+    stored = events_of(ingest.bus, "instance.stored")  # type: ignore[arg-type]
+    assert len(stored) == 4
+    assert {e["study_uid"] for e in stored} == {four_view_study.study_uid}
+    assert len({e["correlation_id"] for e in stored}) == 1
+    completed = events_of(ingest.bus, "study.completed")  # type: ignore[arg-type]
+    assert len(completed) == 1 and completed[0]["reason"] == "all_views"
+    assert {(v["laterality"], v["view_position"]) for v in completed[0]["views"]} == {("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO")}
+    keys = ingest.store.list_keys("dicom", f"HOSP-DEMO/{four_view_study.study_uid}/")
+    assert len(keys) == 4
+    first = four_view_study.views[0]
+    assert ingest.store.get_bytes("dicom", stored[0]["object_key"]) == first.to_bytes()  # stored as received
+    assert "PRUEBA" not in json.dumps(stored) and str(first.dataset.PatientID) not in json.dumps(stored)
+
+
+async def test_identical_resend_is_acknowledged_and_stored_once(ingest: Ingest, four_view_study: SyntheticStudy) -> None:
+    for _ in range(2):
+        for view in four_view_study.views:
+            assert await accept(ingest, view.to_bytes()) == SUCCESS
+    assert len(events_of(ingest.bus, "instance.stored")) == 4  # type: ignore[arg-type]
+    assert len(events_of(ingest.bus, "study.completed")) == 1  # type: ignore[arg-type]
+
+
+async def test_unparseable_data_gets_cannot_understand(ingest: Ingest) -> None:
+    assert await accept(ingest, b"this is not DICOM at all" * 10) == CANNOT_UNDERSTAND
+    assert ingest.bus.sent == []  # type: ignore[attr-defined]
+
+
+async def test_missing_identifiers_or_wrong_sop_class_get_a900(ingest: Ingest, four_view_study: SyntheticStudy) -> None:
+    view = four_view_study.views[0]
+    assert await accept(ingest, view.to_bytes(), "1.2.840.10008.5.1.4.1.1.7") == DATASET_DOES_NOT_MATCH_SOP_CLASS
+    dataset = copy.deepcopy(view.dataset)
+    del dataset.SOPInstanceUID
+    from io import BytesIO
+
+    buffer = BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    assert await accept(ingest, buffer.getvalue()) == DATASET_DOES_NOT_MATCH_SOP_CLASS
+
+
+async def test_store_outage_answers_out_of_resources_and_retry_succeeds(ingest: Ingest, four_view_study: SyntheticStudy) -> None:
+    data = four_view_study.views[0].to_bytes()
+    ingest.store.down = True  # type: ignore[attr-defined]
+    assert await accept(ingest, data) == OUT_OF_RESOURCES
+    assert events_of(ingest.bus, "instance.stored") == []  # type: ignore[arg-type]
+    ingest.store.down = False  # type: ignore[attr-defined]
+    assert await accept(ingest, data) == SUCCESS
+    assert len(events_of(ingest.bus, "instance.stored")) == 1  # type: ignore[arg-type]
+
+
+async def test_broker_outage_answers_out_of_resources_and_retry_is_not_lost(ingest: Ingest, four_view_study: SyntheticStudy) -> None:
+    data = four_view_study.views[0].to_bytes()
+    ingest.bus.down = True  # type: ignore[attr-defined]
+    assert await accept(ingest, data) == OUT_OF_RESOURCES
+    ingest.bus.down = False  # type: ignore[attr-defined]
+    assert await accept(ingest, data) == SUCCESS
+    assert len(events_of(ingest.bus, "instance.stored")) == 1  # type: ignore[arg-type]
+
+
+async def test_quiet_study_completes_once(ingest: Ingest, four_view_study: SyntheticStudy) -> None:
+    assert await accept(ingest, four_view_study.views[0].to_bytes()) == SUCCESS
+    assert await asyncio.to_thread(ingest.complete_quiet_studies) == 0
+    await asyncio.sleep(ingest.settings.study_quiet_seconds + 0.1)
+    assert await asyncio.to_thread(ingest.complete_quiet_studies) == 1
+    assert await asyncio.to_thread(ingest.complete_quiet_studies) == 0
+    completed = events_of(ingest.bus, "study.completed")  # type: ignore[arg-type]
+    assert len(completed) == 1 and completed[0]["reason"] == "quiet_period" and len(completed[0]["views"]) == 1
