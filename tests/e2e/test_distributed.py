@@ -1,0 +1,105 @@
+"""End to end in the distributed mode: five ``mdd serve`` processes on Kafka, MinIO and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+from minio import Minio
+
+from shared.synth import SyntheticStudy
+from tests.conftest import free_port
+from tests.e2e.harness import mdd_process, smtp_sink
+from tests.e2e.scenario import RADIOLOGIST, run_pipeline_scenario
+
+SERVICES = ("status_api", "ingest", "preprocess", "infer", "notify")
+QUIET_SECONDS = 3
+
+
+async def _events_on_kafka(bootstrap: str, prefix: str, study_uid: str) -> list[tuple[str, dict]]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=f"e2e-check-{uuid.uuid4()}", auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        topics = [t for t in await consumer.topics() if t.startswith(prefix)]
+        consumer.subscribe(topics)
+        found: list[tuple[str, dict]] = []
+        idle_rounds = 0
+        while idle_rounds < 3:
+            batch = await consumer.getmany(timeout_ms=2000)
+            idle_rounds = 0 if batch else idle_rounds + 1
+            for partition, records in batch.items():
+                for record in records:
+                    if record.key == study_uid.encode():
+                        found.append((partition.topic, json.loads(record.value)))
+        return found
+    finally:
+        await consumer.stop()
+
+
+def test_distributed_pipeline_on_kafka_minio_and_postgres(
+    tmp_path: Path, study_folder: Path, four_view_study: SyntheticStudy, kafka, minio, postgres  # type: ignore[no-untyped-def]
+) -> None:
+    api_port, dicom_port, smtp_port = free_port(), free_port(), free_port()
+    prefix = f"e2e{uuid.uuid4().hex[:8]}."
+    buckets = {kind: f"{prefix.rstrip('.')}-{kind}" for kind in ("dicom", "derived", "results")}
+    env = {
+        "MDD_TRANSPORT": "kafka",
+        "MDD_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "MDD_TOPIC_PREFIX": prefix,
+        "MDD_STORE_BACKEND": "minio",
+        "MDD_MINIO_ENDPOINT": minio.endpoint,
+        "MDD_MINIO_ACCESS_KEY": minio.access_key,
+        "MDD_MINIO_SECRET_KEY": minio.secret_key,
+        "MDD_BUCKET_DICOM": buckets["dicom"],
+        "MDD_BUCKET_DERIVED": buckets["derived"],
+        "MDD_BUCKET_RESULTS": buckets["results"],
+        "MDD_DATABASE_URL": postgres.url,
+        "MDD_DATA_DIR": str(tmp_path / "var"),
+        "MDD_API_PORT": str(api_port),
+        "MDD_DICOM_PORT": str(dicom_port),
+        "MDD_STUDY_QUIET_SECONDS": str(QUIET_SECONDS),
+        "MDD_SMTP_PORT": str(smtp_port),
+        "MDD_NOTIFY_EMAILS": f'["{RADIOLOGIST}"]',
+    }
+    with ExitStack() as stack:
+        sink = stack.enter_context(smtp_sink(smtp_port))
+        processes = []
+        for name in SERVICES:
+            log = tmp_path / f"{name}.log"
+            processes.append((stack.enter_context(mdd_process(["serve", name], env, log)), log))
+        final = run_pipeline_scenario(
+            api=f"http://127.0.0.1:{api_port}",
+            dicom_port=dicom_port,
+            study=four_view_study,
+            folder=study_folder,
+            sink=sink,
+            processes=processes,
+            quiet_seconds=QUIET_SECONDS,
+        )
+
+    # Raw and derived objects are in MinIO.
+    client = Minio(minio.endpoint, access_key=minio.access_key, secret_key=minio.secret_key, secure=False)
+    raw = [o.object_name for o in client.list_objects(buckets["dicom"], recursive=True)]
+    assert len(raw) == 4 and all(four_view_study.study_uid in key for key in raw)
+    derived = {o.object_name.rsplit("/", 1)[-1] for o in client.list_objects(buckets["derived"], prefix=four_view_study.study_uid, recursive=True)}
+    assert derived == {"mask.png", "crop.png", "magma.png", "input.npy"}
+    assert len(final["derived_views"]) == 4
+
+    # Every event of the study is on its own Kafka topic, keyed by the study UID.
+    on_kafka = asyncio.run(_events_on_kafka(kafka.bootstrap, prefix, four_view_study.study_uid))
+    by_topic = Counter(topic for topic, _ in on_kafka)
+    assert by_topic[f"{prefix}instance.stored"] == 4
+    assert by_topic[f"{prefix}study.completed"] == 1
+    assert by_topic[f"{prefix}study.preprocessed"] == 1
+    assert by_topic[f"{prefix}study.inferred"] == 1
+    assert by_topic[f"{prefix}notification.sent"] == 1
+    assert all(topic == f"{prefix}{event['event_type']}" for topic, event in on_kafka)
+    api_ids = {event["event_id"] for event in final["events"]}
+    assert {event["event_id"] for _, event in on_kafka} == api_ids
