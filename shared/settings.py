@@ -3,6 +3,7 @@
 Every default is right for the embedded mode: one process, in-process transport, a local folder
 as object store, SQLite, torch in process. The distributed mode changes ``MDD_TRANSPORT``,
 ``MDD_STORE_BACKEND`` and ``MDD_DATABASE_URL`` (``mdd serve`` picks Kafka and MinIO for you).
+Lists and maps are given as JSON, e.g. ``MDD_NOTIFY_EMAILS='["radiologia@hospital.mx"]'``.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Transport = Literal["memory", "kafka"]
 StoreBackend = Literal["local", "minio"]
-InferBackend = Literal["torch", "triton"]
 
 
 class Settings(BaseSettings):
@@ -24,77 +24,69 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MDD_", env_file=".env", extra="ignore")
 
-    # Where data lives in the embedded mode (object store folder, SQLite file, logs).
-    data_dir: Path = Path("var")
-    hospital_id: str = Field(
-        "HOSP-DEMO", description="Hospital that studies belong to unless the calling AE is mapped"
-    )
+    data_dir: Path = Field(Path("var"), description="Carpeta de datos (almacén local, SQLite) / data folder")
+    hospital_id: str = Field("HOSP-DEMO", description="Hospital de los estudios si el AE no está mapeado / default hospital")
     calling_ae_hospitals: dict[str, str] = Field(
         default_factory=dict,
-        description='Calling AE title -> hospital_id, as JSON: {"MAMO_SALA1": "HGE-ENSENADA"}',
+        description='AE que llama → hospital, JSON / calling AE → hospital: {"MAMO_SALA1": "HGE-ENSENADA"}',
     )
 
-    # Transport
-    transport: Transport = "memory"
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_partitions: int = Field(3, ge=1)
-    kafka_replication_factor: int = Field(1, ge=1)
-    topic_prefix: str = "mdd."
-    consumer_group_prefix: str = "mdd"
-    max_delivery_attempts: int = Field(3, ge=1)
-    retry_backoff_seconds: float = Field(0.5, ge=0)
+    transport: Transport = Field("memory", description="memory (un proceso / one process) o kafka")
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Servidores Kafka / Kafka bootstrap servers")
+    kafka_partitions: int = Field(3, ge=1, description="Particiones al crear tópicos / partitions of new topics")
+    kafka_replication_factor: int = Field(1, ge=1, description="Réplicas al crear tópicos / replication factor")
+    topic_prefix: str = Field("mdd.", description="Prefijo de tópicos / topic prefix")
+    consumer_group_prefix: str = Field("mdd", description="Prefijo de grupos de consumo / consumer group prefix")
+    max_delivery_attempts: int = Field(3, ge=1, description="Intentos antes de la DLQ / attempts before the DLQ")
+    retry_backoff_seconds: float = Field(0.5, ge=0, description="Espera inicial entre intentos (exponencial) / backoff")
 
-    # Object store
-    store_backend: StoreBackend = "local"
-    store_dir: Path | None = None
-    minio_endpoint: str = "127.0.0.1:9000"
-    minio_access_key: str = "mdd"
-    minio_secret_key: str = "mdd-secret-key"
-    minio_secure: bool = False
-    bucket_dicom: str = "dicom"
-    bucket_derived: str = "derived"
-    bucket_results: str = "results"
+    store_backend: StoreBackend = Field("local", description="local (carpeta / folder) o minio (S3)")
+    store_dir: Path | None = Field(None, description="Carpeta del almacén local (por omisión DATA_DIR/store)")
+    minio_endpoint: str = Field("127.0.0.1:9000", description="host:puerto de MinIO / S3")
+    minio_access_key: str = Field("mdd", description="Clave de acceso S3 / access key")
+    minio_secret_key: str = Field("mdd-secret-key", description="Clave secreta S3 / secret key")
+    minio_secure: bool = Field(False, description="HTTPS hacia MinIO / use TLS")
+    bucket_dicom: str = Field("dicom", description="Bucket de instancias recibidas / raw instances")
+    bucket_derived: str = Field("derived", description="Bucket de imágenes derivadas / preprocessing outputs")
+    bucket_results: str = Field("results", description="Bucket de resultados de IA / AI results")
 
-    # Database
-    database_url: str | None = None
-
-    # Ingest (DICOM)
-    ae_title: str = "MDD"
-    dicom_host: str = "127.0.0.1"
-    dicom_port: int = 11112
-    study_quiet_seconds: float = Field(30.0, gt=0)
-    publish_timeout_seconds: float = Field(15.0, gt=0)
-
-    # Preprocess
-    segmentation_backend: Literal["classic"] = "classic"
-
-    # Infer
-    infer_backend: InferBackend = "torch"
-    model_weights: Path | None = None
-    model_backbone: Literal["efficientnet_b0", "small_cnn"] = "efficientnet_b0"
-    torch_device: str = "cpu"
-    triage_high: float = Field(0.5, ge=0, le=1)
-    triage_low: float = Field(0.2, ge=0, le=1)
-
-    # Notify
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 1025
-    smtp_from: str = "semaforo@mdd.local"
-    notify_emails: list[str] = Field(
-        default_factory=list, description="Recipients of every triage result, as JSON list"
+    database_url: str | None = Field(
+        None, description="URL SQLAlchemy; por omisión SQLite en DATA_DIR (postgresql+psycopg://… en distribuido)"
     )
-    notify_red_emails: list[str] = Field(
-        default_factory=list, description="Extra recipients for RED triage lights, as JSON list"
-    )
-    public_base_url: str = "http://127.0.0.1:8000"
 
-    # Status API
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    ae_title: str = Field("MDD", description="AE title del SCP DICOM / SCP AE title")
+    dicom_host: str = Field("127.0.0.1", description="Interfaz del SCP (0.0.0.0 para la red del hospital)")
+    dicom_port: int = Field(11112, description="Puerto DICOM / DICOM port")
+    study_quiet_seconds: float = Field(30.0, gt=0, description="Silencio que completa un estudio / quiet period")
+    publish_timeout_seconds: float = Field(15.0, gt=0, description="Espera máxima del broker por evento / broker ack timeout")
 
-    # Logging
-    log_level: str = "INFO"
-    log_json: bool = True
+    segmentation_backend: Literal["classic"] = Field("classic", description="Segmentación / segmentation backend")
+
+    infer_backend: Literal["torch"] = Field("torch", description="Backend del modelo / model backend")
+    model_weights: Path | None = Field(None, description="Checkpoint del modelo; sin él, pesos aleatorios (sin entrenar)")
+    model_backbone: Literal["efficientnet_b0", "small_cnn"] = Field("efficientnet_b0", description="Red base / backbone")
+    torch_device: str = Field("cpu", description="cpu o cuda")
+    triage_high: float = Field(0.5, ge=0, le=1, description="Puntuación ≥ umbral → ROJO / score for RED")
+    triage_low: float = Field(0.2, ge=0, le=1, description="Puntuación < umbral → VERDE / score below is GREEN")
+
+    smtp_host: str = Field("127.0.0.1", description="Servidor SMTP / SMTP server")
+    smtp_port: int = Field(1025, description="Puerto SMTP / SMTP port")
+    smtp_from: str = Field("semaforo@mdd.local", description="Remitente / sender")
+    notify_emails: list[str] = Field(default_factory=list, description="Destinatarios de cada resultado, JSON / every result")
+    notify_red_emails: list[str] = Field(default_factory=list, description="Destinatarios extra de ROJO, JSON / RED lights")
+    public_base_url: str = Field("http://127.0.0.1:8000", description="URL pública de la API para enlaces / link base")
+
+    api_host: str = Field("127.0.0.1", description="Interfaz de la API y el tablero / API host")
+    api_port: int = Field(8000, description="Puerto de la API / API port")
+
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
+    log_json: bool = Field(True, description="Un objeto JSON por línea / JSON lines")
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> "Settings":
+        if self.triage_low > self.triage_high:
+            raise ValueError("MDD_TRIAGE_LOW debe ser ≤ MDD_TRIAGE_HIGH / low threshold must not exceed high")
+        return self
 
     @property
     def resolved_store_dir(self) -> Path:
@@ -109,6 +101,17 @@ class Settings(BaseSettings):
     def hospital_for_calling_ae(self, calling_ae: str) -> str:
         """Hospital a sending modality belongs to (falls back to ``hospital_id``)."""
         return self.calling_ae_hospitals.get(calling_ae.strip(), self.hospital_id)
+
+
+def settings_table() -> str:
+    """The configuration table of the README, in Markdown, from the fields above."""
+    rows = ["| variable | por omisión / default | descripción / description |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
+        shown = "" if default is None else str(default).replace("|", "\\|")
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `MDD_{name.upper()}` | `{shown}` | {description} |")
+    return "\n".join(rows)
 
 
 @lru_cache

@@ -31,8 +31,6 @@ UNTRAINED_DISCLAIMER = (
 def build_predictor(ctx: ServiceContext) -> TorchPredictor:
     """The model backend chosen by settings (torch in process for now)."""
     settings = ctx.settings
-    if settings.infer_backend != "torch":
-        raise ValueError(f"Backend de inferencia no disponible / unavailable: {settings.infer_backend}")
     return TorchPredictor(settings.model_weights, device=settings.torch_device, backbone=settings.model_backbone)
 
 
