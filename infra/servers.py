@@ -186,7 +186,8 @@ class _Process:
                     return
             if time.monotonic() > deadline:
                 raise ServerStartError(
-                    f"{self.name} not ready after {timeout:.0f}s; last log lines ({self.log}):\n{_tail(self.log)}"
+                    f"{self.name} not ready after {timeout:.0f}s; "
+                    f"last log lines ({self.log}):\n{_tail(self.log)}"
                 )
             time.sleep(0.2)
 
@@ -309,7 +310,9 @@ def kafka_server(timeout: float = KAFKA_START_TIMEOUT_S) -> Iterator[KafkaInfo]:
             cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         if fmt.returncode != 0:
-            raise ServerStartError(f"kafka storage format failed (exit {fmt.returncode}):\n{fmt.stdout[-4000:]}")
+            raise ServerStartError(
+                f"kafka storage format failed (exit {fmt.returncode}):\n{fmt.stdout[-4000:]}"
+            )
         proc = _Process("kafka", [*jvm, "kafka.Kafka", str(props)], log, cwd=tmp)
         try:
             bootstrap = f"127.0.0.1:{port}"
@@ -386,7 +389,9 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
 
 
 @contextlib.contextmanager
-def postgres_server(database: str = "mdd", timeout: float = POSTGRES_START_TIMEOUT_S) -> Iterator[PostgresInfo]:
+def postgres_server(
+    database: str = "mdd", timeout: float = POSTGRES_START_TIMEOUT_S
+) -> Iterator[PostgresInfo]:
     """Run a throw-away PostgreSQL cluster (trust auth, superuser ``postgres``) with ``database`` created."""
     import psycopg
 
@@ -481,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     def _terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    # Explicit handlers: a shell's background job inherits SIGINT as ignored.
+    signal.signal(signal.SIGINT, _terminate)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         with LAUNCHERS[args[0]]() as info:

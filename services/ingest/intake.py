@@ -27,6 +27,7 @@ from shared.settings import Settings
 from shared.store import ObjectStore
 from services.ingest.assembly import has_standard_views, normalise_view, quiet_since
 from services.ingest.tables import AssemblingStudy, StoredInstance
+from services.ingest.validation import find_truncation
 
 log = logging.getLogger("mdd.ingest")
 SERVICE = "ingest"
@@ -73,8 +74,11 @@ def read_header(encoded: bytes) -> InstanceHeader:
     """
     try:
         dataset: Dataset = dcmread(io.BytesIO(encoded), stop_before_pixels=True)
+        truncated = find_truncation(encoded)
     except Exception as exc:
         raise ValueError(f"DICOM ilegible / unreadable DICOM: {exc}") from exc
+    if truncated:
+        raise ValueError(f"DICOM truncado / truncated DICOM: {truncated}")
     missing = [
         keyword
         for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")

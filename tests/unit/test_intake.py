@@ -135,3 +135,9 @@ async def test_quiet_study_completes_once(ingest: Ingest, four_view_study: Synth
     assert await asyncio.to_thread(ingest.complete_quiet_studies) == 0
     completed = events_of(ingest.bus, "study.completed")  # type: ignore[arg-type]
     assert len(completed) == 1 and completed[0]["reason"] == "quiet_period" and len(completed[0]["views"]) == 1
+
+
+async def test_truncated_instance_gets_cannot_understand(ingest: Ingest, four_view_study: SyntheticStudy) -> None:
+    data = four_view_study.views[0].to_bytes()
+    assert await accept(ingest, data[: len(data) - 1000]) == CANNOT_UNDERSTAND
+    assert ingest.bus.sent == []  # type: ignore[attr-defined]

@@ -1,0 +1,156 @@
+"""Real-server smoke tests for the launchers in ``infra.servers`` (and the DCMTK tools).
+
+Every test talks to a real process: a KRaft Kafka broker, a MinIO server, a PostgreSQL
+cluster, and DCMTK's ``echoscu`` against a pynetdicom SCP.  A server that cannot start makes
+the fixture, and so the test, fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from infra.servers import (
+    KafkaInfo,
+    PostgresInfo,
+    S3Info,
+    dcmtk_tool,
+    free_ports,
+    kafka_server,
+    minio_server,
+    postgres_server,
+)
+
+
+@pytest.fixture(scope="module")
+def kafka() -> Iterator[KafkaInfo]:
+    """A Kafka broker shared by the tests of this module."""
+    with kafka_server() as info:
+        yield info
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Info]:
+    """A MinIO server shared by the tests of this module."""
+    with minio_server() as info:
+        yield info
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresInfo]:
+    """A PostgreSQL cluster with the ``mdd`` database, shared by the tests of this module."""
+    with postgres_server() as info:
+        yield info
+
+
+def test_kafka_round_trips_a_message(kafka: KafkaInfo) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    topic = f"infra-smoke-{uuid.uuid4().hex[:8]}"
+    payload = b'{"study": "1.2.840.113619.2.55.3"}'
+
+    async def round_trip() -> tuple[bytes | None, bytes | None, int]:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+        await producer.start()
+        try:
+            sent = await producer.send_and_wait(topic, payload, key=b"study-1")
+            partitions = await producer.partitions_for(topic)
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=kafka.bootstrap,
+            group_id="infra-smoke",
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            record = await asyncio.wait_for(consumer.getone(), timeout=30)
+        finally:
+            await consumer.stop()
+        assert record.offset == sent.offset
+        return record.key, record.value, len(partitions)
+
+    key, value, partitions = asyncio.run(round_trip())
+    assert key == b"study-1"
+    assert value == payload
+    assert partitions == 3  # auto-created with num.partitions=3
+
+
+def test_minio_stores_and_returns_an_object(s3: S3Info) -> None:
+    from minio import Minio
+
+    client = Minio(s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key, secure=s3.secure)
+    bucket = "mdd-infra-smoke"
+    data = b"DICM" + bytes(range(256)) * 4
+    client.make_bucket(bucket)
+    client.put_object(
+        bucket, "studies/a/image.dcm", io.BytesIO(data), len(data), content_type="application/dicom"
+    )
+
+    response = client.get_object(bucket, "studies/a/image.dcm")
+    try:
+        assert response.read() == data
+    finally:
+        response.close()
+        response.release_conn()
+    listed = [obj.object_name for obj in client.list_objects(bucket, prefix="studies/", recursive=True)]
+    assert listed == ["studies/a/image.dcm"]
+
+
+def test_postgres_round_trips_a_row(postgres: PostgresInfo) -> None:
+    from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, select
+
+    assert postgres.url.startswith("postgresql+psycopg://") and postgres.url.endswith("/mdd")
+    engine = create_engine(postgres.url)
+    metadata = MetaData()
+    studies = Table(
+        "infra_smoke_studies",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("accession", String(64), nullable=False),
+    )
+    try:
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(studies.insert(), [{"id": 1, "accession": "ACC-0001"}])
+        with engine.connect() as conn:
+            rows = conn.execute(select(studies.c.id, studies.c.accession)).all()
+            database = conn.exec_driver_sql("select current_database()").scalar_one()
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in rows] == [(1, "ACC-0001")]
+    assert database == "mdd"
+
+
+def test_dcmtk_echoscu_reaches_a_pynetdicom_scp() -> None:
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import Verification
+
+    echoes: list[str] = []
+
+    def on_echo(event: evt.Event) -> int:
+        echoes.append(event.assoc.requestor.ae_title)
+        return 0x0000
+
+    ae = AE(ae_title="MDD-SCP")
+    ae.add_supported_context(Verification)
+    (port,) = free_ports(1)
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_ECHO, on_echo)])
+    try:
+        result = subprocess.run(
+            [dcmtk_tool("echoscu"), "-aet", "MDD-TEST", "-aec", "MDD-SCP", "127.0.0.1", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stdout
+    assert echoes == ["MDD-TEST"]

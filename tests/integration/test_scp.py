@@ -1,0 +1,91 @@
+"""The Storage SCP talking DICOM to dcmtk and pynetdicom peers, with bad input among good."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydicom.dataset import FileMetaDataset
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
+
+from shared.runtime import build_context
+from shared.settings import Settings
+from shared.synth import SyntheticStudy
+from services.ingest.__main__ import IngestComponent
+from tests.e2e.harness import echoscu_ok, storescu
+from infra.servers import dcmtk_tool
+
+MG = "1.2.840.10008.5.1.4.1.1.1.2"
+
+
+@pytest.fixture
+async def scp(settings: Settings):  # type: ignore[no-untyped-def]
+    ctx = build_context(settings)
+    component = IngestComponent(ctx)
+    await ctx.bus.start()
+    await component.start()
+    yield ctx
+    await component.stop()
+    await ctx.bus.stop()
+
+
+def incomplete_file(path: Path, sop_class: str = MG) -> Path:
+    """A file with a valid DICOM header whose data set lacks the study and series identifiers."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = "1.2.3.999"
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    with open(path, "wb") as handle:
+        handle.write(b"\x00" * 128 + b"DICM")
+        write_file_meta_info(handle, meta, enforce_standard=True)
+        for tag, value in ((b"\x08\x00\x16\x00", sop_class.encode()), (b"\x08\x00\x18\x00", b"1.2.3.999\x00")):
+            handle.write(tag + b"UI" + len(value).to_bytes(2, "little") + value)
+        handle.write(b"\x10\x00\x10\x00PN\x08\x00PRUEBA^A")
+    return path
+
+
+def send_path(port: int, path: Path, sop_class: str = MG) -> int:
+    ae = AE(ae_title="MAMO_SALA1")
+    ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title="MDD")
+    assert assoc.is_established
+    try:
+        return int(assoc.send_c_store(path).Status)
+    finally:
+        assoc.release()
+
+
+async def test_storescu_study_is_stored_and_published(scp, study_folder: Path, four_view_study: SyntheticStudy) -> None:  # type: ignore[no-untyped-def]
+    port = scp.settings.dicom_port
+    assert await asyncio.to_thread(echoscu_ok, port)
+    output = await asyncio.to_thread(storescu, study_folder, port)
+    assert output.count("Received Store Response (Success)") == 4
+    await scp.bus.drain()
+    types = [json.loads(p)["event_type"] for _, p in scp.bus.sent]
+    assert types.count("instance.stored") == 4 and types.count("study.completed") == 1
+    assert len(scp.store.list_keys("dicom", f"HOSP-DEMO/{four_view_study.study_uid}/")) == 4
+
+
+async def test_incomplete_instance_is_refused_and_the_scp_keeps_serving(scp, tmp_path: Path, study_folder: Path) -> None:  # type: ignore[no-untyped-def]
+    port = scp.settings.dicom_port
+    status = await asyncio.to_thread(send_path, port, incomplete_file(tmp_path / "bad.dcm"))
+    assert status == 0xA900
+    assert scp.bus.sent == []
+    output = await asyncio.to_thread(storescu, study_folder, port)
+    assert output.count("Received Store Response (Success)") == 4
+
+
+async def test_unknown_called_ae_title_is_rejected(scp, study_folder: Path) -> None:  # type: ignore[no-untyped-def]
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [dcmtk_tool("echoscu"), "-aec", "OTRO_AE", "127.0.0.1", str(scp.settings.dicom_port)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "Called AE Title Not Recognized" in result.stdout + result.stderr
