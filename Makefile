@@ -24,11 +24,12 @@ run: setup
 demo: setup
 	$(BIN)/mdd demo
 
-## servers: Debian packages (PostgreSQL, dcmtk), the Kafka jars and the MinIO server, cached
+## servers: Debian packages (PostgreSQL, dcmtk), the Kafka jars, MinIO and the Compose plugin, cached
 servers:
 	bash infra/setup-debian.sh
 	bash infra/kafka/fetch.sh
 	bash infra/minio/fetch.sh
+	bash infra/compose/fetch.sh
 
 ## test: set up everything and run unit, integration and end-to-end tests
 test: setup servers
