@@ -195,6 +195,7 @@ class KafkaBus(Bus):
             enable_idempotence=True,
             client_id=client_id,
             logger=logging.getLogger("mdd.kafka"),
+            log_level=logging.DEBUG,  # per-message "Received/Processed" lines; our handlers log with study context
         )
 
     def all_topics(self) -> list[str]:

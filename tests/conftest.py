@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +77,16 @@ def postgres():  # type: ignore[no-untyped-def]
 
     with postgres_server() as info:
         yield info
+
+
+@pytest.fixture
+def postgres_url(postgres) -> str:  # type: ignore[no-untyped-def]
+    """A fresh, empty database on the session's PostgreSQL server, so tests never see each other's rows."""
+    from sqlalchemy import create_engine, text
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return postgres.url.rsplit("/", 1)[0] + f"/{name}"

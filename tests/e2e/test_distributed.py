@@ -44,7 +44,7 @@ async def _events_on_kafka(bootstrap: str, prefix: str, study_uid: str) -> list[
 
 
 def test_distributed_pipeline_on_kafka_minio_and_postgres(
-    tmp_path: Path, study_folder: Path, four_view_study: SyntheticStudy, kafka, minio, postgres  # type: ignore[no-untyped-def]
+    tmp_path: Path, study_folder: Path, four_view_study: SyntheticStudy, kafka, minio, postgres_url: str  # type: ignore[no-untyped-def]
 ) -> None:
     api_port, dicom_port, smtp_port = free_port(), free_port(), free_port()
     prefix = f"e2e{uuid.uuid4().hex[:8]}."
@@ -60,7 +60,7 @@ def test_distributed_pipeline_on_kafka_minio_and_postgres(
         "MDD_BUCKET_DICOM": buckets["dicom"],
         "MDD_BUCKET_DERIVED": buckets["derived"],
         "MDD_BUCKET_RESULTS": buckets["results"],
-        "MDD_DATABASE_URL": postgres.url,
+        "MDD_DATABASE_URL": postgres_url,
         "MDD_DATA_DIR": str(tmp_path / "var"),
         "MDD_API_PORT": str(api_port),
         "MDD_DICOM_PORT": str(dicom_port),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from shared.synth import SyntheticStudy
@@ -36,6 +39,16 @@ def test_embedded_pipeline_turns_a_pushed_study_into_two_lights(
             processes=[(process, log)],
             quiet_seconds=QUIET_SECONDS,
         )
+        # `mdd demo` pushes a new synthetic study to the running system and prints its lights.
+        demo = subprocess.run(
+            [sys.executable, "-m", "services.cli", "demo", "--port", str(dicom_port), "--api", f"http://127.0.0.1:{api_port}",
+             "--seed", "99", "--timeout", "120"],
+            capture_output=True, text=True, timeout=180, env={**os.environ, "COLUMNS": "200"},
+        )
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert demo.stdout.count("C-STORE") == 4 and "0x0000" in demo.stdout
+        assert "triage YELLOW" in demo.stdout and "state notified" in demo.stdout
+        assert "SIN ENTRENAR" in demo.stdout
 
     # Derived images are in the local object store, one folder per view.
     derived = data_dir / "store" / "derived" / four_view_study.study_uid
@@ -46,7 +59,7 @@ def test_embedded_pipeline_turns_a_pushed_study_into_two_lights(
         }
     assert len(final["derived_views"]) == 4
     # Raw instances are stored once, as received.
-    raw = sorted((data_dir / "store" / "dicom").rglob("*.dcm"))
+    raw = sorted((data_dir / "store" / "dicom" / "HOSP-DEMO" / four_view_study.study_uid).rglob("*.dcm"))
     assert len(raw) == 4
     # Every log line about the study carries its UID and correlation id.
     lines = [line for line in json_log_lines(log) if line.get("study_uid") == four_view_study.study_uid]

@@ -11,9 +11,7 @@ import asyncio
 import io
 import subprocess
 import uuid
-from collections.abc import Iterator
 
-import pytest
 
 from infra.servers import (
     KafkaInfo,
@@ -21,31 +19,10 @@ from infra.servers import (
     S3Info,
     dcmtk_tool,
     free_ports,
-    kafka_server,
-    minio_server,
-    postgres_server,
 )
 
 
-@pytest.fixture(scope="module")
-def kafka() -> Iterator[KafkaInfo]:
-    """A Kafka broker shared by the tests of this module."""
-    with kafka_server() as info:
-        yield info
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Info]:
-    """A MinIO server shared by the tests of this module."""
-    with minio_server() as info:
-        yield info
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresInfo]:
-    """A PostgreSQL cluster with the ``mdd`` database, shared by the tests of this module."""
-    with postgres_server() as info:
-        yield info
+# The servers come from the session fixtures in tests/conftest.py (kafka, minio, postgres).
 
 
 def test_kafka_round_trips_a_message(kafka: KafkaInfo) -> None:
@@ -82,10 +59,10 @@ def test_kafka_round_trips_a_message(kafka: KafkaInfo) -> None:
     assert partitions == 3  # auto-created with num.partitions=3
 
 
-def test_minio_stores_and_returns_an_object(s3: S3Info) -> None:
+def test_minio_stores_and_returns_an_object(minio: S3Info) -> None:
     from minio import Minio
 
-    client = Minio(s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key, secure=s3.secure)
+    client = Minio(minio.endpoint, access_key=minio.access_key, secret_key=minio.secret_key, secure=minio.secure)
     bucket = "mdd-infra-smoke"
     data = b"DICM" + bytes(range(256)) * 4
     client.make_bucket(bucket)

@@ -16,8 +16,8 @@ from services.status_api.tables import StudyEventRow, StudyRow
 ENVELOPE = dict(study_uid="1.2.840.77", hospital_id="HGE", correlation_id="c", producer=producer("ingest"))
 
 
-def test_status_projection_is_idempotent_on_postgres(postgres) -> None:  # type: ignore[no-untyped-def]
-    engine = make_engine(postgres.url)
+def test_status_projection_is_idempotent_on_postgres(postgres_url: str) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(postgres_url)
     init_db(engine, [StudyRow, StudyEventRow, NotificationRecord, StoredInstance, AssemblingStudy])
     stored = InstanceStored(
         **ENVELOPE, sop_instance_uid="1.1", series_instance_uid="1.2", sop_class_uid="1.2.840.10008.5.1.4.1.1.1.2",
@@ -33,8 +33,8 @@ def test_status_projection_is_idempotent_on_postgres(postgres) -> None:  # type:
         assert sorted(e.event_type for e in events) == ["instance.stored", "study.completed"]
 
 
-def test_ingest_assembly_times_round_trip_on_postgres(postgres) -> None:  # type: ignore[no-untyped-def]
-    engine = make_engine(postgres.url)
+def test_ingest_assembly_times_round_trip_on_postgres(postgres_url: str) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(postgres_url)
     init_db(engine, [StoredInstance, AssemblingStudy])
     earlier = utc_now() - timedelta(minutes=5)
     with Session(engine) as session:
