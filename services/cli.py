@@ -26,6 +26,14 @@ app = typer.Typer(
 console = Console()
 NOTIFY_GRACE_SECONDS = 10.0
 
+for _part in (
+    "services.preprocess.commands",
+    "services.infer.training.commands",
+    "services.infer.export.commands",
+    "services.infer.datasets.commands",
+):
+    app.add_typer(importlib.import_module(_part).commands)
+
 
 class ServiceName(str, Enum):
     """The five services."""
