@@ -165,32 +165,18 @@ class NotificationSent(Event):
     detail: str = ""
 
 
-AnyEvent = Annotated[
-    Union[
-        InstanceStored,
-        StudyCompleted,
-        StudyPreprocessed,
-        StudyInferred,
-        StudyFailed,
-        StudyOverdue,
-        StudyReported,
-        NotificationSent,
-    ],
-    Field(discriminator="event_type"),
-]
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.model_fields["event_type"].default: cls
-    for cls in (
-        InstanceStored,
-        StudyCompleted,
-        StudyPreprocessed,
-        StudyInferred,
-        StudyFailed,
-        StudyOverdue,
-        StudyReported,
-        NotificationSent,
-    )
-}
+EVENT_CLASSES: tuple[type[Event], ...] = (
+    InstanceStored,
+    StudyCompleted,
+    StudyPreprocessed,
+    StudyInferred,
+    StudyFailed,
+    StudyOverdue,
+    StudyReported,
+    NotificationSent,
+)
+AnyEvent = Annotated[Union[EVENT_CLASSES], Field(discriminator="event_type")]  # type: ignore[valid-type]
+EVENT_TYPES: dict[str, type[Event]] = {cls.model_fields["event_type"].default: cls for cls in EVENT_CLASSES}
 _any_event = TypeAdapter(AnyEvent)
 
 

@@ -106,6 +106,17 @@ def patient_key(hospital_id: str, patient_id: str) -> str:
     return hashlib.sha256(f"{hospital_id}\x00{patient_id}".encode()).hexdigest()[:24]
 
 
+def _envelope(study: AssemblingStudy) -> dict[str, object]:
+    """The envelope fields every event of an assembling study shares."""
+    return {
+        "study_uid": study.study_uid,
+        "hospital_id": study.hospital_id,
+        "correlation_id": study.correlation_id,
+        "accession_number": study.accession_number,
+        "producer": producer(SERVICE),
+    }
+
+
 class Ingest:
     """Stores instances, publishes their events and completes studies."""
 
@@ -151,10 +162,7 @@ class Ingest:
                     log.error("Almacén no disponible / store unavailable: %r", exc)
                     return StoreOutcome(OUT_OF_RESOURCES, f"Almacén no disponible / store unavailable: {exc}")
                 event = InstanceStored(
-                    study_uid=header.study_uid,
-                    hospital_id=study.hospital_id,
-                    correlation_id=study.correlation_id,
-                    producer=producer(SERVICE),
+                    **_envelope(study),
                     sop_instance_uid=header.sop_instance_uid,
                     series_instance_uid=header.series_uid,
                     sop_class_uid=header.sop_class_uid,
@@ -165,7 +173,6 @@ class Ingest:
                     object_key=key,
                     size_bytes=len(encoded),
                     sha256=digest,
-                    accession_number=header.accession_number,
                     patient_key=study.patient_key,
                     calling_ae=calling_ae,
                 )
@@ -219,11 +226,7 @@ class Ingest:
             select(StoredInstance).where(StoredInstance.study_uid == study.study_uid).order_by(col(StoredInstance.stored_at))
         ).all()
         event = StudyCompleted(
-            study_uid=study.study_uid,
-            hospital_id=study.hospital_id,
-            correlation_id=study.correlation_id,
-            producer=producer(SERVICE),
-            accession_number=study.accession_number,
+            **_envelope(study),
             patient_key=study.patient_key,
             reason=reason,  # type: ignore[arg-type]
             views=[
