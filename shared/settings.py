@@ -12,11 +12,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Transport = Literal["memory", "kafka"]
 StoreBackend = Literal["local", "minio"]
+
+
+class Sender(BaseModel):
+    """A modality or PACS allowed to send, by its calling AE title."""
+
+    hospital_id: str
+    addresses: list[str] = Field(default_factory=list, description="Allowed source IPs; empty means any")
 
 
 class Settings(BaseSettings):
@@ -26,9 +33,13 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("var"), description="Carpeta de datos (almacén local, SQLite) / data folder")
     hospital_id: str = Field("HOSP-DEMO", description="Hospital de los estudios si el AE no está mapeado / default hospital")
-    calling_ae_hospitals: dict[str, str] = Field(
+    senders: dict[str, Sender] = Field(
         default_factory=dict,
-        description='AE que llama → hospital, JSON / calling AE → hospital: {"MAMO_SALA1": "HGE-ENSENADA"}',
+        description='Modalidades/PACS por AE que llama, JSON / senders by calling AE: '
+        '{"MAMO_SALA1": {"hospital_id": "HGE-ENSENADA", "addresses": ["10.1.2.3"]}}',
+    )
+    accept_unknown_senders: bool = Field(
+        True, description="Aceptar AE no configurados (false en producción) / accept unknown calling AEs"
     )
 
     transport: Transport = Field("memory", description="memory (un proceso / one process) o kafka")
@@ -57,6 +68,16 @@ class Settings(BaseSettings):
     ae_title: str = Field("MDD", description="AE title del SCP DICOM / SCP AE title")
     dicom_host: str = Field("127.0.0.1", description="Interfaz del SCP (0.0.0.0 para la red del hospital)")
     dicom_port: int = Field(11112, description="Puerto DICOM / DICOM port")
+    max_associations: int = Field(25, ge=1, description="Asociaciones simultáneas / simultaneous associations")
+    min_free_bytes: int = Field(
+        1_073_741_824, ge=0, description="Reserva de espacio libre; debajo se rechazan asociaciones / free-space reserve"
+    )
+    spool_dir: Path | None = Field(None, description="Carpeta temporal de recepción (por omisión DATA_DIR/spool)")
+    dicom_tls_cert: Path | None = Field(None, description="Certificado PEM para DICOM TLS / TLS certificate")
+    dicom_tls_key: Path | None = Field(None, description="Llave PEM para DICOM TLS / TLS private key")
+    dicom_tls_ca: Path | None = Field(None, description="CA para exigir certificado del cliente / client CA (mutual TLS)")
+    ingest_http_host: str = Field("127.0.0.1", description="Interfaz de STOW-RS y carga ZIP / STOW-RS and ZIP host")
+    ingest_http_port: int = Field(8100, description="Puerto de STOW-RS y carga ZIP / STOW-RS and ZIP port")
     study_quiet_seconds: float = Field(30.0, gt=0, description="Silencio que completa un estudio / quiet period")
     publish_timeout_seconds: float = Field(15.0, gt=0, description="Espera máxima del broker por evento / broker ack timeout")
 
@@ -108,9 +129,15 @@ class Settings(BaseSettings):
         """Database URL; SQLite under the data folder unless ``MDD_DATABASE_URL`` is set."""
         return self.database_url or f"sqlite:///{(self.data_dir / 'mdd.db').as_posix()}"
 
+    @property
+    def resolved_spool_dir(self) -> Path:
+        """Folder where incoming instances are spooled before they reach the store."""
+        return self.spool_dir or self.data_dir / "spool"
+
     def hospital_for_calling_ae(self, calling_ae: str) -> str:
         """Hospital a sending modality belongs to (falls back to ``hospital_id``)."""
-        return self.calling_ae_hospitals.get(calling_ae.strip(), self.hospital_id)
+        sender = self.senders.get(calling_ae.strip())
+        return sender.hospital_id if sender else self.hospital_id
 
 
 def settings_table() -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Protocol
 
 from shared.settings import Settings
+
+CHUNK_BYTES = 1024 * 1024
 
 
 class ObjectNotFound(KeyError):
@@ -38,6 +41,9 @@ class ObjectStore(Protocol):
 
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         """Store ``data`` durably under ``bucket/key`` (replacing any previous object)."""
+
+    def put_file(self, bucket: str, key: str, path: Path, content_type: str) -> None:
+        """Stream a file durably into ``bucket/key`` without reading it whole into memory."""
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
         """Read a whole object; raises ``ObjectNotFound``."""
@@ -77,6 +83,22 @@ class LocalStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_durably(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest().encode())
         _write_durably(path, data)
+
+    def put_file(self, bucket: str, key: str, path: Path, content_type: str) -> None:
+        target = self._path(bucket, key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_durably(target.with_name(target.name + ".sha256"), file_sha256(path).encode())
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle, open(path, "rb") as source:
+                shutil.copyfileobj(source, handle, CHUNK_BYTES)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
         try:
@@ -119,11 +141,25 @@ def _write_durably(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable."""
+    dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class MinioStore:
@@ -149,6 +185,15 @@ class MinioStore:
             length=len(data),
             content_type=content_type,
             metadata={self.SHA_HEADER: hashlib.sha256(data).hexdigest()},
+        )
+
+    def put_file(self, bucket: str, key: str, path: Path, content_type: str) -> None:
+        self.client.fput_object(
+            bucket,
+            _check_key(key),
+            str(path),
+            content_type=content_type,
+            metadata={self.SHA_HEADER: file_sha256(path)},
         )
 
     def get_bytes(self, bucket: str, key: str) -> bytes:

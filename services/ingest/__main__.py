@@ -6,8 +6,10 @@ import asyncio
 
 from shared.db import init_db
 from shared.runtime import ServiceContext
-from services.ingest.adapters.scp import start_scp
-from services.ingest.handlers import handle_echo, make_store_handler
+from pynetdicom import evt
+
+from services.ingest.adapters.scp import start_scp, tls_context
+from services.ingest.handlers import handle_echo, make_request_handler, make_store_handler
 from services.ingest.intake import Ingest
 from services.ingest.tables import AssemblingStudy, StoredInstance
 
@@ -26,12 +28,21 @@ class IngestComponent:
 
     async def start(self) -> None:
         settings = self.ctx.settings
+        context = None
+        if settings.dicom_tls_cert and settings.dicom_tls_key:
+            context = tls_context(settings.dicom_tls_cert, settings.dicom_tls_key, settings.dicom_tls_ca)
         self._server = start_scp(
             settings.ae_title,
             settings.dicom_host,
             settings.dicom_port,
-            handle_echo,
-            make_store_handler(self.ingest),
+            [
+                (evt.EVT_REQUESTED, make_request_handler(settings)),
+                (evt.EVT_C_ECHO, handle_echo),
+                (evt.EVT_C_STORE, make_store_handler(self.ingest)),
+            ],
+            max_associations=settings.max_associations,
+            spool_dir=settings.resolved_spool_dir,
+            ssl_context=context,
         )
         self._watcher = asyncio.create_task(self.ingest.watch_quiet_studies())
 

@@ -1,4 +1,4 @@
-"""DICOM event handlers: turn a C-ECHO or C-STORE into a domain call and a status code."""
+"""DICOM event handlers: turn an association request, C-ECHO or C-STORE into a domain call."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pydicom.dataset import Dataset
 from pynetdicom import events
 
+from shared.settings import Settings
+from services.ingest.admission import admit, free_space
 from services.ingest.intake import CANNOT_UNDERSTAND, Ingest
 
 log = logging.getLogger("mdd.ingest.scp")
@@ -18,20 +20,41 @@ def handle_echo(event: events.Event) -> int:
     return 0x0000
 
 
+def make_request_handler(settings: Settings) -> Callable[[events.Event], None]:
+    """Association-request handler: refuses unknown senders and works only above the space reserve."""
+
+    def handle_requested(event: events.Event) -> None:
+        requestor = event.assoc.requestor
+        calling_ae = str(requestor.primitive.calling_ae_title).strip()
+        decision = admit(settings, calling_ae, requestor.address, free_space(settings))
+        if not decision.accepted:
+            log.warning("Asociación rechazada / association rejected from %s (%s): %s", calling_ae, requestor.address, decision.reason)
+            # The same steps pynetdicom's own negotiation takes when it rejects an association.
+            event.assoc.acse.send_reject(decision.result, decision.source, decision.diagnostic)
+            event.assoc.is_rejected = True
+            event.assoc.kill()
+
+    return handle_requested
+
+
 def make_store_handler(ingest: Ingest) -> Callable[[events.Event], Dataset]:
-    """C-STORE handler bound to an ``Ingest``: the instance is stored exactly as received."""
+    """C-STORE handler bound to an ``Ingest``: the instance is streamed to the store as received."""
 
     def handle_store(event: events.Event) -> Dataset:
         status = Dataset()
         try:
-            encoded = event.encoded_dataset()
+            received = event.dataset_path
+        except AttributeError:
+            received = None
+        try:
+            payload = received if received is not None else event.encoded_dataset()
         except Exception as exc:  # a malformed P-DATA stream must not take the SCP down
             log.warning("C-STORE ilegible / unreadable C-STORE: %r", exc)
             status.Status = CANNOT_UNDERSTAND
             status.ErrorComment = "DICOM ilegible / unreadable"
             return status
         outcome = ingest.accept(
-            encoded,
+            payload,
             calling_ae=str(event.assoc.requestor.ae_title).strip(),
             expected_sop_class=str(event.context.abstract_syntax),
         )

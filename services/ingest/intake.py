@@ -14,6 +14,7 @@ import logging
 import threading
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -24,7 +25,7 @@ from shared.bus import Bus
 from shared.events import InstanceStored, StudyCompleted, ViewRef, producer, utc_now
 from shared.logs import bind_study
 from shared.settings import Settings
-from shared.store import ObjectStore
+from shared.store import ObjectStore, file_sha256
 from services.ingest.assembly import has_standard_views, normalise_view, quiet_since
 from services.ingest.tables import AssemblingStudy, StoredInstance
 from services.ingest.validation import find_truncation
@@ -67,13 +68,14 @@ class InstanceHeader:
     patient_id: str
 
 
-def read_header(encoded: bytes) -> InstanceHeader:
-    """Parse the header of an encoded DICOM file (pixel data is not read).
+def read_header(encoded: bytes | Path) -> InstanceHeader:
+    """Parse the header of an encoded DICOM file or spooled file (pixel data is not read).
 
     Raises ``ValueError`` with a reason when the file cannot be parsed or lacks its identifiers.
     """
     try:
-        dataset: Dataset = dcmread(io.BytesIO(encoded), stop_before_pixels=True)
+        source = encoded if isinstance(encoded, Path) else io.BytesIO(encoded)
+        dataset: Dataset = dcmread(source, stop_before_pixels=True)
         truncated = find_truncation(encoded)
     except Exception as exc:
         raise ValueError(f"DICOM ilegible / unreadable DICOM: {exc}") from exc
@@ -127,8 +129,17 @@ class Ingest:
         self.engine = engine
         self._lock = threading.Lock()
 
-    def accept(self, encoded: bytes, calling_ae: str = "", expected_sop_class: str | None = None) -> StoreOutcome:
-        """Store one encoded instance and publish it; called from a non-async thread."""
+    def accept(
+        self,
+        encoded: bytes | Path,
+        calling_ae: str = "",
+        expected_sop_class: str | None = None,
+        hospital_id: str | None = None,
+    ) -> StoreOutcome:
+        """Store one instance (bytes, or a spooled file streamed to the store) and publish it.
+
+        Called from a non-async thread (the SCP's, or a web request's worker thread).
+        """
         try:
             header = read_header(encoded)
         except LookupError as exc:
@@ -141,14 +152,19 @@ class Ingest:
                 f"SOP Class {header.sop_class_uid} no coincide con {expected_sop_class} / does not match",
             )
         try:
-            return self._store_and_publish(encoded, header, calling_ae)
+            return self._store_and_publish(encoded, header, calling_ae, hospital_id)
         except Exception as exc:  # the SCP must answer a status and keep serving, whatever happens
             log.exception("Error interno al almacenar / internal error while storing")
             return StoreOutcome(OUT_OF_RESOURCES, f"Error interno / internal error: {type(exc).__name__}")
 
-    def _store_and_publish(self, encoded: bytes, header: InstanceHeader, calling_ae: str) -> StoreOutcome:
-        hospital_id = self.settings.hospital_for_calling_ae(calling_ae)
-        digest = hashlib.sha256(encoded).hexdigest()
+    def _store_and_publish(
+        self, encoded: bytes | Path, header: InstanceHeader, calling_ae: str, hospital_id: str | None
+    ) -> StoreOutcome:
+        hospital_id = hospital_id or self.settings.hospital_for_calling_ae(calling_ae)
+        if isinstance(encoded, Path):
+            digest, size = file_sha256(encoded), encoded.stat().st_size
+        else:
+            digest, size = hashlib.sha256(encoded).hexdigest(), len(encoded)
         key = f"{hospital_id}/{header.study_uid}/{header.series_uid}/{header.sop_instance_uid}.dcm"
         with self._lock, Session(self.engine) as session:
             known = session.get(StoredInstance, header.sop_instance_uid)
@@ -157,7 +173,10 @@ class Ingest:
             study = session.get(AssemblingStudy, header.study_uid) or self._new_study(header, hospital_id)
             with bind_study(header.study_uid, study.correlation_id):
                 try:
-                    self.store.put_bytes(self.settings.bucket_dicom, key, encoded, "application/dicom")
+                    if isinstance(encoded, Path):
+                        self.store.put_file(self.settings.bucket_dicom, key, encoded, "application/dicom")
+                    else:
+                        self.store.put_bytes(self.settings.bucket_dicom, key, encoded, "application/dicom")
                 except Exception as exc:
                     log.error("Almacén no disponible / store unavailable: %r", exc)
                     return StoreOutcome(OUT_OF_RESOURCES, f"Almacén no disponible / store unavailable: {exc}")
@@ -171,7 +190,7 @@ class Ingest:
                     laterality=header.laterality,
                     view_position=header.view_position,
                     object_key=key,
-                    size_bytes=len(encoded),
+                    size_bytes=size,
                     sha256=digest,
                     patient_key=study.patient_key,
                     calling_ae=calling_ae,
@@ -191,7 +210,7 @@ class Ingest:
                         series_instance_uid=header.series_uid,
                         object_key=key,
                         sha256=digest,
-                        size_bytes=len(encoded),
+                        size_bytes=size,
                         laterality=header.laterality,
                         view_position=header.view_position,
                         stored_at=now,

@@ -89,3 +89,92 @@ async def test_unknown_called_ae_title_is_rejected(scp, study_folder: Path) -> N
     )
     assert result.returncode != 0
     assert "Called AE Title Not Recognized" in result.stdout + result.stderr
+
+
+@pytest.fixture
+async def strict_scp(settings: Settings):  # type: ignore[no-untyped-def]
+    """An SCP that only admits configured senders."""
+    from shared.settings import Sender
+
+    strict = settings.model_copy(
+        update={"senders": {"MAMO_SALA1": Sender(hospital_id="HGE-ENSENADA")}, "accept_unknown_senders": False}
+    )
+    ctx = build_context(strict)
+    component = IngestComponent(ctx)
+    await ctx.bus.start()
+    await component.start()
+    yield ctx
+    await component.stop()
+    await ctx.bus.stop()
+
+
+async def test_unknown_calling_ae_is_rejected_and_known_one_lands_in_its_hospital(strict_scp, study_folder: Path, four_view_study: SyntheticStudy) -> None:  # type: ignore[no-untyped-def]
+    port = strict_scp.settings.dicom_port
+    refused = await asyncio.to_thread(
+        subprocess.run,
+        [dcmtk_tool("echoscu"), "-aet", "INTRUSO", "-aec", "MDD", "127.0.0.1", str(port)],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0
+    assert "Calling AE Title Not Recognized" in refused.stdout + refused.stderr
+    output = await asyncio.to_thread(storescu, study_folder, port)  # calling AE MAMO_SALA1
+    assert output.count("Received Store Response (Success)") == 4
+    assert len(strict_scp.store.list_keys("dicom", f"HGE-ENSENADA/{four_view_study.study_uid}/")) == 4
+
+
+async def test_free_space_below_the_reserve_refuses_associations_with_a_reason(settings: Settings, study_folder: Path) -> None:
+    greedy = settings.model_copy(update={"min_free_bytes": 1 << 60})
+    ctx = build_context(greedy)
+    component = IngestComponent(ctx)
+    await ctx.bus.start()
+    await component.start()
+    try:
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [dcmtk_tool("echoscu"), "-aec", "MDD", "127.0.0.1", str(greedy.dicom_port)],
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        await component.stop()
+        await ctx.bus.stop()
+    assert result.returncode != 0
+    assert "Rejected Transient" in result.stdout + result.stderr
+
+
+async def test_dicom_tls_with_certificates_the_test_makes(settings: Settings, tmp_path: Path, four_view_study: SyntheticStudy) -> None:
+    import ssl
+
+    import trustme
+
+    authority = trustme.CA()
+    server_cert = authority.issue_cert("127.0.0.1", "localhost")
+    server_cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    server_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    secure = settings.model_copy(update={"dicom_tls_cert": tmp_path / "cert.pem", "dicom_tls_key": tmp_path / "key.pem"})
+    ctx = build_context(secure)
+    component = IngestComponent(ctx)
+    await ctx.bus.start()
+    await component.start()
+    try:
+        client_context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        authority.configure_trust(client_context)
+
+        def send_over_tls() -> int:
+            ae = AE(ae_title="MAMO_SALA1")
+            ae.add_requested_context(MG, ExplicitVRLittleEndian)
+            assoc = ae.associate("127.0.0.1", secure.dicom_port, ae_title="MDD", tls_args=(client_context, "127.0.0.1"))
+            assert assoc.is_established
+            try:
+                return int(assoc.send_c_store(four_view_study.views[0].dataset).Status)
+            finally:
+                assoc.release()
+
+        assert await asyncio.to_thread(send_over_tls) == 0x0000
+        # A plain (non-TLS) peer cannot talk to it.
+        plain = await asyncio.to_thread(echoscu_ok, secure.dicom_port)
+        assert not plain
+    finally:
+        await component.stop()
+        await ctx.bus.stop()

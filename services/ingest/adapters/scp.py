@@ -5,7 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from pynetdicom import AE, evt
+import ssl
+import tempfile
+from pathlib import Path
+
+from pynetdicom import AE, _config
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     BreastTomosynthesisImageStorage,
     ComputedRadiographyImageStorage,
@@ -56,15 +60,35 @@ TRANSFER_SYNTAXES = [
 MAX_PDU_BYTES = 4 * 1024 * 1024
 
 
+def tls_context(cert: Path, key: Path, client_ca: Path | None) -> ssl.SSLContext:
+    """Server TLS context for DICOM TLS; with ``client_ca`` the peer must present a certificate."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile=str(cert), keyfile=str(key))
+    if client_ca is not None:
+        context.load_verify_locations(cafile=str(client_ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 def start_scp(
     ae_title: str,
     host: str,
     port: int,
-    handle_echo: Callable[..., object],
-    handle_store: Callable[..., object],
+    handlers: list[tuple[object, Callable[..., object]]],
     max_associations: int = 25,
+    spool_dir: Path | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> ThreadedAssociationServer:
-    """Start the Storage SCP in background threads and return its server (call ``shutdown()``)."""
+    """Start the Storage SCP in background threads and return its server (call ``shutdown()``).
+
+    Incoming data sets are written in chunks to a spool file (never held whole in memory) and
+    streamed from there to the store.
+    """
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    if spool_dir is not None:
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        # pynetdicom spools with NamedTemporaryFile() and no folder: point the process's temp folder there.
+        tempfile.tempdir = str(spool_dir)
     ae = AE(ae_title=ae_title)
     ae.maximum_pdu_size = MAX_PDU_BYTES
     ae.maximum_associations = max_associations
@@ -72,10 +96,6 @@ def start_scp(
     ae.add_supported_context(Verification)
     for sop_class in STORAGE_SOP_CLASSES:
         ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
-    server = ae.start_server(
-        (host, port),
-        block=False,
-        evt_handlers=[(evt.EVT_C_ECHO, handle_echo), (evt.EVT_C_STORE, handle_store)],
-    )
-    log.info("SCP DICOM escuchando / listening on %s:%d AE %s", host, port, ae_title)
+    server = ae.start_server((host, port), block=False, evt_handlers=handlers, ssl_context=ssl_context)
+    log.info("SCP DICOM escuchando / listening on %s:%d AE %s%s", host, port, ae_title, " (TLS)" if ssl_context else "")
     return server

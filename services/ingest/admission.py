@@ -1,0 +1,69 @@
+"""Who may open an association, decided before any data is received (pure)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.settings import Settings
+
+REJECTED_PERMANENT = 0x01
+REJECTED_TRANSIENT = 0x02
+SOURCE_SERVICE_USER = 0x01
+SOURCE_PRESENTATION = 0x03
+CALLING_AE_NOT_RECOGNISED = 0x03
+TEMPORARY_CONGESTION = 0x01
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Accept, or an A-ASSOCIATE-RJ (result, source, diagnostic) with the reason for the log."""
+
+    accepted: bool
+    reason: str
+    result: int = 0
+    source: int = 0
+    diagnostic: int = 0
+
+
+def admit(settings: Settings, calling_ae: str, address: str, free_bytes: int) -> Admission:
+    """Decide whether a calling AE at ``address`` may send now."""
+    if free_bytes < settings.min_free_bytes:
+        return Admission(
+            False,
+            f"Espacio libre insuficiente ({free_bytes} < {settings.min_free_bytes} bytes) / free space below reserve",
+            REJECTED_TRANSIENT,
+            SOURCE_PRESENTATION,
+            TEMPORARY_CONGESTION,
+        )
+    sender = settings.senders.get(calling_ae.strip())
+    if sender is None and not settings.accept_unknown_senders:
+        return Admission(
+            False,
+            f"AE no configurado / calling AE not configured: {calling_ae!r}",
+            REJECTED_PERMANENT,
+            SOURCE_SERVICE_USER,
+            CALLING_AE_NOT_RECOGNISED,
+        )
+    if sender is not None and sender.addresses and address not in sender.addresses:
+        return Admission(
+            False,
+            f"AE {calling_ae!r} no permitido desde / not allowed from {address}",
+            REJECTED_PERMANENT,
+            SOURCE_SERVICE_USER,
+            CALLING_AE_NOT_RECOGNISED,
+        )
+    return Admission(True, "aceptada / accepted")
+
+
+def free_space(settings: Settings) -> int:
+    """Free bytes on the spool, and on the store folder when the store is local (the smaller)."""
+    folders: list[Path] = [settings.resolved_spool_dir]
+    if settings.store_backend == "local":
+        folders.append(settings.resolved_store_dir)
+    free = []
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        free.append(shutil.disk_usage(folder).free)
+    return min(free)
