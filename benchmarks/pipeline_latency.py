@@ -29,7 +29,7 @@ SERVICES = ["ingest", "preprocess", "infer", "notify", "status_api"]
 async def measure(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(
-            data_dir=Path(folder), dicom_port=args.port, api_port=args.port + 1, study_quiet_seconds=30, log_level="WARNING",
+            data_dir=Path(folder), dicom_port=args.port, api_port=args.port + 1, ingest_http_port=args.port + 2, study_quiet_seconds=30, log_level="WARNING",
             model_backbone=args.backbone,
         )
         ctx = build_context(settings)

@@ -45,6 +45,30 @@ class Component(Protocol):
 Registrar = Callable[[ServiceContext], Component | None]
 
 
+class WebComponent:
+    """Runs an ASGI application with uvicorn inside the service's event loop."""
+
+    def __init__(self, app: object, host: str, port: int) -> None:
+        import uvicorn
+
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off")  # type: ignore[arg-type]
+        self.server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("El servidor web no arrancó / web server did not start")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self._task:
+            await self._task
+
+
 def build_context(settings: Settings, client_id: str = "mdd") -> ServiceContext:
     """Adapters chosen by settings (memory or Kafka, folder or MinIO, SQLite or PostgreSQL)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ def settings(tmp_path: Path) -> Settings:
         data_dir=tmp_path / "var",
         dicom_port=free_port(),
         api_port=free_port(),
+        ingest_http_port=free_port(),
         study_quiet_seconds=2,
         retry_backoff_seconds=0.01,
         model_backbone="small_cnn",

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from shared.db import init_db
-from shared.runtime import ServiceContext
+from shared.runtime import ServiceContext, WebComponent
 from pynetdicom import evt
 
 from services.ingest.adapters.scp import start_scp, tls_context
+from services.ingest.adapters.web import create_ingest_app
 from services.ingest.handlers import handle_echo, make_request_handler, make_store_handler
 from services.ingest.intake import Ingest
 from services.ingest.tables import AssemblingStudy, StoredInstance
@@ -25,6 +26,7 @@ class IngestComponent:
         self.ingest = Ingest(ctx.settings, ctx.store, ctx.bus, ctx.engine)
         self._server = None
         self._watcher: asyncio.Task[None] | None = None
+        self._web = WebComponent(create_ingest_app(self.ingest), ctx.settings.ingest_http_host, ctx.settings.ingest_http_port)
 
     async def start(self) -> None:
         settings = self.ctx.settings
@@ -45,8 +47,10 @@ class IngestComponent:
             ssl_context=context,
         )
         self._watcher = asyncio.create_task(self.ingest.watch_quiet_studies())
+        await self._web.start()
 
     async def stop(self) -> None:
+        await self._web.stop()
         if self._watcher:
             self._watcher.cancel()
         if self._server:

@@ -64,6 +64,7 @@ def test_distributed_pipeline_on_kafka_minio_and_postgres(
         "MDD_DATA_DIR": str(tmp_path / "var"),
         "MDD_API_PORT": str(api_port),
         "MDD_DICOM_PORT": str(dicom_port),
+        "MDD_INGEST_HTTP_PORT": str(free_port()),
         "MDD_STUDY_QUIET_SECONDS": str(QUIET_SECONDS),
         "MDD_SMTP_PORT": str(smtp_port),
         "MDD_NOTIFY_EMAILS": f'["{RADIOLOGIST}"]',

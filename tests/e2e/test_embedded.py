@@ -24,6 +24,7 @@ def test_embedded_pipeline_turns_a_pushed_study_into_two_lights(
         "MDD_DATA_DIR": str(data_dir),
         "MDD_API_PORT": str(api_port),
         "MDD_DICOM_PORT": str(dicom_port),
+        "MDD_INGEST_HTTP_PORT": str(free_port()),
         "MDD_STUDY_QUIET_SECONDS": str(QUIET_SECONDS),
         "MDD_SMTP_PORT": str(smtp_port),
         "MDD_NOTIFY_EMAILS": f'["{RADIOLOGIST}"]',

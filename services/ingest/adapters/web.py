@@ -1,0 +1,125 @@
+"""HTTP front doors of ingest: DICOMweb STOW-RS and ZIP upload (FastAPI)."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import zipfile
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from services.ingest.intake import Ingest, read_header
+from services.ingest.stow import (
+    PROCESSING_FAILURE,
+    MultipartError,
+    StoredItem,
+    boundary_of,
+    http_status,
+    split_parts,
+    store_response,
+)
+from services.ingest.uploads import UploadReport, ingest_zip
+
+DICOM_JSON = "application/dicom+json"
+STOW_CALLING_AE = "STOW-RS"
+UPLOAD_CALLING_AE = "ZIP-UPLOAD"
+DATASET_DOES_NOT_MATCH = 0xA900
+CHUNK_BYTES = 1024 * 1024
+
+router = APIRouter()
+
+
+def _ingest(request: Request) -> Ingest:
+    return request.app.state.ingest  # type: ignore[no-any-return]
+
+
+def _store_part(ingest: Ingest, content: bytes, base_url: str, study_uid: str | None) -> StoredItem:
+    try:
+        header = read_header(content)
+    except (ValueError, LookupError):
+        return StoredItem("", "", failure_reason=0xC000)
+    if study_uid and header.study_uid != study_uid:
+        return StoredItem(header.sop_class_uid, header.sop_instance_uid, failure_reason=DATASET_DOES_NOT_MATCH)
+    outcome = ingest.accept(content, calling_ae=STOW_CALLING_AE)
+    if not outcome.ok:
+        return StoredItem(header.sop_class_uid, header.sop_instance_uid, failure_reason=outcome.status or PROCESSING_FAILURE)
+    url = f"{base_url}/studies/{header.study_uid}/series/{header.series_uid}/instances/{header.sop_instance_uid}"
+    return StoredItem(header.sop_class_uid, header.sop_instance_uid, retrieve_url=url)
+
+
+async def _stow(request: Request, study_uid: str | None) -> JSONResponse:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/related"):
+        raise HTTPException(415, "Se espera multipart/related; type=\"application/dicom\" / expected multipart/related")
+    if 'type="application/dicom"' not in content_type.replace("'", '"') and "type=application/dicom" not in content_type:
+        raise HTTPException(415, 'Solo type="application/dicom" / only type="application/dicom" is supported')
+    try:
+        parts = split_parts(await request.body(), boundary_of(content_type))
+    except MultipartError as exc:
+        raise HTTPException(400, f"Cuerpo multipart inválido / invalid multipart body: {exc}") from exc
+    base_url = str(request.base_url).rstrip("/") + "/dicomweb"
+    ingest = _ingest(request)
+    items = []
+    for headers, content in parts:
+        if not headers.get("content-type", "application/dicom").lower().startswith("application/dicom"):
+            items.append(StoredItem("", "", failure_reason=0xC000))
+            continue
+        items.append(await asyncio.to_thread(_store_part, ingest, content, base_url, study_uid))
+    study_url = f"{base_url}/studies/{study_uid}" if study_uid else None
+    return JSONResponse(store_response(items, study_url), status_code=http_status(items), media_type=DICOM_JSON)
+
+
+@router.post("/dicomweb/studies", tags=["DICOMweb"])
+async def stow_studies(request: Request) -> JSONResponse:
+    """STOW-RS: almacena instancias / store instances (multipart/related; type="application/dicom")."""
+    return await _stow(request, None)
+
+
+@router.post("/dicomweb/studies/{study_uid}", tags=["DICOMweb"])
+async def stow_study(study_uid: str, request: Request) -> JSONResponse:
+    """STOW-RS a un estudio: instancias de otro estudio se rechazan / instances of another study fail."""
+    return await _stow(request, study_uid)
+
+
+@router.post("/uploads", response_model=UploadReport, tags=["cargas / uploads"])
+async def upload_zip(request: Request) -> UploadReport:
+    """Carga un ZIP de archivos DICOM (carpetas, DICOMDIR y basura incluidos) / upload a ZIP of DICOM files.
+
+    Send the archive as the body (`Content-Type: application/zip`) or as a form field named `file`.
+    """
+    ingest = _ingest(request)
+    with tempfile.TemporaryDirectory(prefix="mdd-upload-", dir=ingest.settings.resolved_spool_dir) as folder:
+        archive = Path(folder) / "upload.zip"
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            form = await request.form()
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise HTTPException(400, "Falta el campo 'file' con el ZIP / missing form field 'file'")
+            with open(archive, "wb") as handle:
+                while chunk := await upload.read(CHUNK_BYTES):
+                    handle.write(chunk)
+        else:
+            with open(archive, "wb") as handle:
+                async for chunk in request.stream():
+                    handle.write(chunk)
+        try:
+            return await asyncio.to_thread(ingest_zip, archive, lambda data: ingest.accept(data, calling_ae=UPLOAD_CALLING_AE))
+        except zipfile.BadZipFile as exc:
+            raise HTTPException(400, f"El archivo no es un ZIP válido / not a valid ZIP: {exc}") from exc
+
+
+@router.get("/healthz", tags=["salud / health"])
+def healthz() -> dict[str, str]:
+    """Vivo / alive."""
+    return {"status": "ok"}
+
+
+def create_ingest_app(ingest: Ingest) -> FastAPI:
+    """The ingest web application over an ``Ingest``."""
+    app = FastAPI(title="Mexican Deep DICOM — ingesta / ingest", version="0.1.0")
+    app.state.ingest = ingest
+    app.include_router(router)
+    return app
