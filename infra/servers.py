@@ -441,6 +441,51 @@ def postgres_server(
             proc.stop(signal.SIGINT)
 
 
+# --------------------------------------------------------------------------- Orthanc
+
+
+@dataclass(frozen=True)
+class OrthancInfo:
+    """A running Orthanc PACS: DICOM AE title and port, REST API URL."""
+
+    ae_title: str
+    dicom_port: int
+    http_url: str
+
+
+@contextlib.contextmanager
+def orthanc_server(ae_title: str = "ORTHANC", timeout: float = 60.0) -> Iterator[OrthancInfo]:
+    """Run Orthanc (Debian package) as a PACS that answers C-ECHO, C-STORE, C-FIND and C-GET from anyone."""
+    binary = _which("Orthanc", ("/usr/sbin/Orthanc", "/usr/bin/Orthanc"))
+    with _temp_dir("mdd-orthanc-") as tmp:
+        dicom_port, http_port = free_ports(2)
+        config = {
+            "Name": "PACS-PRUEBA",
+            "DicomAet": ae_title,
+            "DicomPort": dicom_port,
+            "HttpPort": http_port,
+            "StorageDirectory": str(tmp / "storage"),
+            "IndexDirectory": str(tmp / "index"),
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomCheckCalledAet": False,
+            "DicomAlwaysAllowEcho": True,
+            "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowFind": True,
+            "DicomAlwaysAllowGet": True,
+            "DicomAlwaysAllowMove": True,
+            "Plugins": [],
+        }
+        (tmp / "orthanc.json").write_text(json.dumps(config))
+        proc = _Process("orthanc", [binary, str(tmp / "orthanc.json")], tmp / "orthanc.log", cwd=tmp)
+        try:
+            url = f"http://127.0.0.1:{http_port}"
+            proc.wait_ready(lambda: _http_ok(f"{url}/system") and _tcp_open(dicom_port), timeout)
+            yield OrthancInfo(ae_title=ae_title, dicom_port=dicom_port, http_url=url)
+        finally:
+            proc.stop()
+
+
 # --------------------------------------------------------------------------- DCMTK
 
 

@@ -7,7 +7,7 @@
 # Run as root (or through sudo when available).
 set -euo pipefail
 
-packages=(postgresql dcmtk default-jdk-headless maven)
+packages=(postgresql dcmtk orthanc default-jdk-headless maven)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -91,3 +91,12 @@ def postgres_url(postgres) -> str:  # type: ignore[no-untyped-def]
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return postgres.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="session")
+def orthanc():  # type: ignore[no-untyped-def]
+    """A real Orthanc PACS (Debian package)."""
+    from infra.servers import orthanc_server
+
+    with orthanc_server() as info:
+        yield info

@@ -12,6 +12,7 @@ from services.ingest.adapters.scp import start_scp, tls_context
 from services.ingest.adapters.web import create_ingest_app
 from services.ingest.handlers import handle_echo, make_request_handler, make_store_handler
 from services.ingest.intake import Ingest
+from services.ingest.poller import PacsPoll, PacsPoller
 from services.ingest.tables import AssemblingStudy, StoredInstance
 
 SERVICE = "ingest"
@@ -21,11 +22,12 @@ class IngestComponent:
     """Runs the SCP and the quiet-study watcher."""
 
     def __init__(self, ctx: ServiceContext) -> None:
-        init_db(ctx.engine, [StoredInstance, AssemblingStudy])
+        init_db(ctx.engine, [StoredInstance, AssemblingStudy, PacsPoll])
         self.ctx = ctx
         self.ingest = Ingest(ctx.settings, ctx.store, ctx.bus, ctx.engine)
         self._server = None
         self._watcher: asyncio.Task[None] | None = None
+        self._poller: asyncio.Task[None] | None = None
         self._web = WebComponent(create_ingest_app(self.ingest), ctx.settings.ingest_http_host, ctx.settings.ingest_http_port)
 
     async def start(self) -> None:
@@ -47,12 +49,15 @@ class IngestComponent:
             ssl_context=context,
         )
         self._watcher = asyncio.create_task(self.ingest.watch_quiet_studies())
+        if settings.pacs_host:
+            self._poller = asyncio.create_task(PacsPoller(self.ingest).run())
         await self._web.start()
 
     async def stop(self) -> None:
         await self._web.stop()
-        if self._watcher:
-            self._watcher.cancel()
+        for task in (self._watcher, self._poller):
+            if task:
+                task.cancel()
         if self._server:
             await asyncio.to_thread(self._server.shutdown)
 

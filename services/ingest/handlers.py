@@ -9,6 +9,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import events
 
 from shared.settings import Settings
+from services.ingest.adapters.scp import received_instance
 from services.ingest.admission import admit, free_space
 from services.ingest.intake import CANNOT_UNDERSTAND, Ingest
 
@@ -43,11 +44,7 @@ def make_store_handler(ingest: Ingest) -> Callable[[events.Event], Dataset]:
     def handle_store(event: events.Event) -> Dataset:
         status = Dataset()
         try:
-            received = event.dataset_path
-        except AttributeError:
-            received = None
-        try:
-            payload = received if received is not None else event.encoded_dataset()
+            payload = received_instance(event)
         except Exception as exc:  # a malformed P-DATA stream must not take the SCP down
             log.warning("C-STORE ilegible / unreadable C-STORE: %r", exc)
             status.Status = CANNOT_UNDERSTAND

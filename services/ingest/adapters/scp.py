@@ -9,7 +9,7 @@ import ssl
 import tempfile
 from pathlib import Path
 
-from pynetdicom import AE, _config
+from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     BreastTomosynthesisImageStorage,
     ComputedRadiographyImageStorage,
@@ -58,6 +58,18 @@ TRANSFER_SYNTAXES = [
     RLELossless,
 ]
 MAX_PDU_BYTES = 4 * 1024 * 1024
+
+
+def received_instance(event: evt.Event) -> bytes | Path:
+    """The instance of a C-STORE request: its spool file when chunked receiving is on, else its bytes.
+
+    Raises when the received data cannot be framed as a DICOM file.
+    """
+    try:
+        spooled = event.dataset_path
+    except AttributeError:
+        spooled = None
+    return spooled if spooled is not None else event.encoded_dataset()
 
 
 def tls_context(cert: Path, key: Path, client_ca: Path | None) -> ssl.SSLContext:
