@@ -28,12 +28,14 @@ from shared.settings import Settings
 from shared.store import ObjectStore, file_sha256
 from services.ingest.assembly import has_standard_views, normalise_view, quiet_since
 from services.ingest.tables import AssemblingStudy, StoredInstance
-from services.ingest.validation import find_truncation
+from services.ingest.sop_classes import IMAGE_ATTRIBUTES, STORAGE_SOP_CLASSES
+from services.ingest.validation import inspect_structure
 
 log = logging.getLogger("mdd.ingest")
 SERVICE = "ingest"
 
 SUCCESS = 0x0000
+SOP_CLASS_NOT_SUPPORTED = 0x0122
 OUT_OF_RESOURCES = 0xA700
 DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
@@ -76,11 +78,11 @@ def read_header(encoded: bytes | Path) -> InstanceHeader:
     try:
         source = encoded if isinstance(encoded, Path) else io.BytesIO(encoded)
         dataset: Dataset = dcmread(source, stop_before_pixels=True)
-        truncated = find_truncation(encoded)
+        structure = inspect_structure(encoded)
     except Exception as exc:
         raise ValueError(f"DICOM ilegible / unreadable DICOM: {exc}") from exc
-    if truncated:
-        raise ValueError(f"DICOM truncado / truncated DICOM: {truncated}")
+    if structure.truncation:
+        raise ValueError(f"DICOM truncado / truncated DICOM: {structure.truncation}")
     missing = [
         keyword
         for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
@@ -89,6 +91,13 @@ def read_header(encoded: bytes | Path) -> InstanceHeader:
     if missing:
         raise LookupError(f"Faltan identificadores / missing identifiers: {', '.join(missing)}")
     meta = getattr(dataset, "file_meta", None)
+    sop_class = str(dataset.SOPClassUID)
+    if sop_class in STORAGE_SOP_CLASSES:
+        absent = [keyword for keyword in IMAGE_ATTRIBUTES if keyword not in dataset]
+        if structure.has_pixel_data is False:
+            absent.append("PixelData")
+        if absent:
+            raise LookupError(f"Imagen sin / image without: {', '.join(absent)}")
     return InstanceHeader(
         sop_class_uid=str(dataset.SOPClassUID),
         sop_instance_uid=str(dataset.SOPInstanceUID),
@@ -146,6 +155,10 @@ class Ingest:
             return StoreOutcome(DATASET_DOES_NOT_MATCH_SOP_CLASS, str(exc))
         except ValueError as exc:
             return StoreOutcome(CANNOT_UNDERSTAND, str(exc))
+        if header.sop_class_uid not in STORAGE_SOP_CLASSES:
+            return StoreOutcome(
+                SOP_CLASS_NOT_SUPPORTED, f"SOP Class no soportada / not supported: {header.sop_class_uid}"
+            )
         if expected_sop_class and header.sop_class_uid != expected_sop_class:
             return StoreOutcome(
                 DATASET_DOES_NOT_MATCH_SOP_CLASS,

@@ -141,3 +141,12 @@ async def test_truncated_instance_gets_cannot_understand(ingest: Ingest, four_vi
     data = four_view_study.views[0].to_bytes()
     assert await accept(ingest, data[: len(data) - 1000]) == CANNOT_UNDERSTAND
     assert ingest.bus.sent == []  # type: ignore[attr-defined]
+
+
+async def test_every_bad_input_of_the_corpus_gets_its_status_and_nothing_is_published(ingest: Ingest, four_view_study: SyntheticStudy) -> None:
+    from tests.corpus import bad_inputs
+
+    answers = {bad.name: await accept(ingest, bad.data) for bad in bad_inputs(four_view_study.views[0])}
+    expected = {bad.name: bad.expected_status for bad in bad_inputs(four_view_study.views[0])}
+    assert answers == expected
+    assert ingest.bus.sent == []  # type: ignore[attr-defined]

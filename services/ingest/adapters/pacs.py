@@ -14,7 +14,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelGet,
 )
 
-from services.ingest.adapters.scp import STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES, received_instance
+from services.ingest.adapters.scp import TRANSFER_SYNTAXES, received_instance
+from services.ingest.sop_classes import STORAGE_SOP_CLASSES
 
 log = logging.getLogger("mdd.ingest.pacs")
 PENDING = (0xFF00, 0xFF01)

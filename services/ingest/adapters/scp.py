@@ -10,16 +10,7 @@ import tempfile
 from pathlib import Path
 
 from pynetdicom import AE, _config, evt
-from pynetdicom.sop_class import (  # type: ignore[attr-defined]
-    BreastTomosynthesisImageStorage,
-    ComputedRadiographyImageStorage,
-    DigitalMammographyXRayImageStorageForPresentation,
-    DigitalMammographyXRayImageStorageForProcessing,
-    DigitalXRayImageStorageForPresentation,
-    DigitalXRayImageStorageForProcessing,
-    SecondaryCaptureImageStorage,
-    Verification,
-)
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -34,17 +25,10 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from services.ingest.sop_classes import STORAGE_SOP_CLASSES
+
 log = logging.getLogger("mdd.ingest.scp")
 
-STORAGE_SOP_CLASSES = (
-    DigitalMammographyXRayImageStorageForPresentation,
-    DigitalMammographyXRayImageStorageForProcessing,
-    BreastTomosynthesisImageStorage,
-    DigitalXRayImageStorageForPresentation,
-    DigitalXRayImageStorageForProcessing,
-    ComputedRadiographyImageStorage,
-    SecondaryCaptureImageStorage,
-)
 TRANSFER_SYNTAXES = [
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,

@@ -26,6 +26,7 @@ DICOM_JSON = "application/dicom+json"
 STOW_CALLING_AE = "STOW-RS"
 UPLOAD_CALLING_AE = "ZIP-UPLOAD"
 DATASET_DOES_NOT_MATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
 CHUNK_BYTES = 1024 * 1024
 
 router = APIRouter()
@@ -38,8 +39,10 @@ def _ingest(request: Request) -> Ingest:
 def _store_part(ingest: Ingest, content: bytes, base_url: str, study_uid: str | None) -> StoredItem:
     try:
         header = read_header(content)
-    except (ValueError, LookupError):
-        return StoredItem("", "", failure_reason=0xC000)
+    except LookupError:
+        return StoredItem("", "", failure_reason=DATASET_DOES_NOT_MATCH)
+    except ValueError:
+        return StoredItem("", "", failure_reason=CANNOT_UNDERSTAND)
     if study_uid and header.study_uid != study_uid:
         return StoredItem(header.sop_class_uid, header.sop_instance_uid, failure_reason=DATASET_DOES_NOT_MATCH)
     outcome = ingest.accept(content, calling_ae=STOW_CALLING_AE)
@@ -64,7 +67,7 @@ async def _stow(request: Request, study_uid: str | None) -> JSONResponse:
     items = []
     for headers, content in parts:
         if not headers.get("content-type", "application/dicom").lower().startswith("application/dicom"):
-            items.append(StoredItem("", "", failure_reason=0xC000))
+            items.append(StoredItem("", "", failure_reason=CANNOT_UNDERSTAND))
             continue
         items.append(await asyncio.to_thread(_store_part, ingest, content, base_url, study_uid))
     study_url = f"{base_url}/studies/{study_uid}" if study_uid else None

@@ -1,0 +1,83 @@
+"""The bad-input corpus: DICOM files a hospital network really produces, each with the status it deserves."""
+
+from __future__ import annotations
+
+import copy
+import io
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+from shared.synth import SyntheticView
+
+SUCCESS = 0x0000
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+DATASET_DOES_NOT_MATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """One corpus file and the DICOM status ingest must answer."""
+
+    name: str
+    data: bytes
+    expected_status: int
+
+
+def _encode(dataset: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _without(view: SyntheticView, *keywords: str) -> bytes:
+    dataset = copy.deepcopy(view.dataset)
+    for keyword in keywords:
+        delattr(dataset, keyword)
+    return _encode(dataset)
+
+
+def _absurd_length(good: bytes) -> bytes:
+    """Rewrite the length of the PatientName element to almost 4 GiB."""
+    tag = struct.pack("<HH", 0x0010, 0x0010) + b"PN"
+    at = good.index(tag)
+    # Explicit VR PN has a 2-byte length; UN has a 4-byte one, which lets the length be absurd.
+    return good[:at] + struct.pack("<HH", 0x0010, 0x0010) + b"UN\x00\x00" + struct.pack("<I", 0xFFFFFFF0) + good[at + 8 :]
+
+
+def bad_inputs(view: SyntheticView) -> list[BadInput]:
+    """The corpus, built from one good view of a synthetic study."""
+    good = view.to_bytes()
+    wrong_class = copy.deepcopy(view.dataset)
+    wrong_class.SOPClassUID = CT_IMAGE_STORAGE
+    wrong_class.file_meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+    return [
+        BadInput("truncado.dcm", good[: len(good) - 5000], CANNOT_UNDERSTAND),
+        BadInput("sin_pixeles.dcm", _without(view, "PixelData"), DATASET_DOES_NOT_MATCH),
+        BadInput("sin_filas_columnas.dcm", _without(view, "Rows", "Columns"), DATASET_DOES_NOT_MATCH),
+        BadInput("clase_sop_ct.dcm", _encode(wrong_class), SOP_CLASS_NOT_SUPPORTED),
+        BadInput("sin_preambulo.dcm", good[132:], CANNOT_UNDERSTAND),
+        BadInput("preambulo_basura.dcm", b"\xde\xad" * 66 + good[132:], CANNOT_UNDERSTAND),
+        BadInput("longitud_absurda.dcm", _absurd_length(good), CANNOT_UNDERSTAND),
+        BadInput("no_dicom.jpg", b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40, CANNOT_UNDERSTAND),
+        BadInput("sin_uids.dcm", _without(view, "StudyInstanceUID", "SeriesInstanceUID"), DATASET_DOES_NOT_MATCH),
+    ]
+
+
+def huge_instance(view: SyntheticView, megabytes: int = 100) -> Dataset:
+    """A valid MG instance of about ``megabytes`` MB (a square 16-bit image)."""
+    side = int((megabytes * 1024 * 1024 / 2) ** 0.5)
+    dataset = copy.deepcopy(view.dataset)
+    dataset.Rows = dataset.Columns = side
+    pixels = np.zeros((side, side), dtype=np.uint16)
+    pixels[::7, ::5] = 3000
+    dataset.PixelData = pixels.tobytes()
+    dataset.SOPInstanceUID = view.dataset.SOPInstanceUID + ".100"
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return dataset
