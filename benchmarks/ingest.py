@@ -1,0 +1,157 @@
+"""Ingest throughput against Orthanc, side by side in one run, both fed by dcmtk's storescu.
+
+Our SCP runs in the distributed mode (`mdd serve ingest`: MinIO store, events on Kafka, PostgreSQL),
+Orthanc (Debian package) in its default configuration, on the same machine. Two corpora: (a) small
+512x416 instances, (b) full-field 3328x4096 16-bit MG instances (about 27 MB each). Prints
+instances/s, MB/s, p50/p99 per-instance latency for both, the ratios, and the ingest process's
+peak memory.
+
+    .venv/bin/python benchmarks/ingest.py --small 500 --full 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.servers import dcmtk_tool, free_ports, kafka_server, minio_server, orthanc_server, postgres_server
+from shared.synth import make_view, study_identity
+
+
+@dataclass
+class Run:
+    """One corpus sent to one server."""
+
+    instances: int
+    megabytes: float
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def per_second(self) -> float:
+        return self.instances / self.seconds
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.megabytes / self.seconds
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def write_corpus(folder: Path, count: int, rows: int, cols: int, seed: int) -> float:
+    """``count`` distinct MG instances; returns their total size in MB."""
+    folder.mkdir(parents=True)
+    for index in range(count):
+        identity = study_identity(seed=seed + index // 4)
+        laterality, view = (("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO"))[index % 4]
+        make_view(laterality=laterality, view=view, rows=rows, cols=cols, seed=seed + index, study=identity).save(
+            folder / f"{index:05d}.dcm"
+        )
+    return sum(path.stat().st_size for path in folder.iterdir()) / 1e6
+
+
+def send(folder: Path, port: int, called_ae: str, megabytes: float) -> Run:
+    """storescu the whole folder on one association, timing each request from its log lines."""
+    command = ["stdbuf", "-oL", "-eL", dcmtk_tool("storescu"), "-v", "-aet", "BENCH", "-aec", called_ae,
+               "+sd", "127.0.0.1", str(port), str(folder)]
+    started = time.perf_counter()
+    sent_at: float | None = None
+    latencies: list[float] = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "Sending Store Request" in line:
+                sent_at = time.perf_counter()
+            elif "Received Store Response" in line and sent_at is not None:
+                if "Success" not in line:
+                    raise RuntimeError(f"{called_ae}: {line.strip()}")
+                latencies.append(time.perf_counter() - sent_at)
+    elapsed = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"storescu to {called_ae} failed ({process.returncode})")
+    return Run(len(latencies), megabytes, elapsed, latencies)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident memory of a running process (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_for_echo(port: int, called_ae: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if subprocess.run([dcmtk_tool("echoscu"), "-aec", called_ae, "127.0.0.1", str(port)], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"{called_ae} on port {port} did not answer C-ECHO")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", type=int, default=500)
+    parser.add_argument("--full", type=int, default=40)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="mdd-bench-") as folder, ExitStack() as stack:
+        root = Path(folder)
+        print("Generando corpus / generating corpora ...", flush=True)
+        corpora = {
+            "a) 512x416": (root / "small", write_corpus(root / "small", args.small, 512, 416, 10_000)),
+            "b) 3328x4096": (root / "full", write_corpus(root / "full", args.full, 4096, 3328, 20_000)),
+        }
+        kafka = stack.enter_context(kafka_server())
+        minio = stack.enter_context(minio_server())
+        postgres = stack.enter_context(postgres_server())
+        orthanc = stack.enter_context(orthanc_server())
+        dicom_port, http_port = free_ports(2)
+        env = {
+            **os.environ,
+            "MDD_TRANSPORT": "kafka", "MDD_KAFKA_BOOTSTRAP": kafka.bootstrap,
+            "MDD_STORE_BACKEND": "minio", "MDD_MINIO_ENDPOINT": minio.endpoint,
+            "MDD_MINIO_ACCESS_KEY": minio.access_key, "MDD_MINIO_SECRET_KEY": minio.secret_key,
+            "MDD_DATABASE_URL": postgres.url, "MDD_DATA_DIR": str(root / "var"),
+            "MDD_DICOM_PORT": str(dicom_port), "MDD_INGEST_HTTP_PORT": str(http_port),
+            "MDD_STUDY_QUIET_SECONDS": "3600", "MDD_LOG_LEVEL": "WARNING", "MDD_MIN_FREE_BYTES": "0",
+        }
+        log = open(root / "ingest.log", "wb")  # noqa: SIM115 - closed with the process
+        ingest = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "ingest"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_echo(dicom_port, "MDD")
+            wait_for_echo(orthanc.dicom_port, orthanc.ae_title)
+            results: dict[tuple[str, str], Run] = {}
+            for corpus, (path, megabytes) in corpora.items():
+                results[(corpus, "MDD")] = send(path, dicom_port, "MDD", megabytes)
+                results[(corpus, "Orthanc")] = send(path, orthanc.dicom_port, orthanc.ae_title, megabytes)
+            peak = peak_rss_mb(ingest.pid)
+        finally:
+            ingest.terminate()
+            ingest.wait(timeout=30)
+            log.close()
+
+    print(f"\nIngesta / ingest: MDD (modo distribuido: MinIO + Kafka + PostgreSQL) vs Orthanc (Debian), storescu, {os.cpu_count()} CPU")
+    print(f"{'corpus':<14}{'servidor':<10}{'inst/s':>9}{'MB/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    for corpus in corpora:
+        for server in ("MDD", "Orthanc"):
+            run = results[(corpus, server)]
+            print(f"{corpus:<14}{server:<10}{run.per_second:>9.1f}{run.mb_per_second:>9.1f}{run.percentile(0.5):>9.1f}{run.percentile(0.99):>9.1f}")
+        ours, theirs = results[(corpus, "MDD")], results[(corpus, "Orthanc")]
+        print(f"{'':<14}{'MDD/Orthanc':<10}{ours.per_second / theirs.per_second:>8.2f}x{ours.mb_per_second / theirs.mb_per_second:>8.2f}x")
+    print(f"Memoria pico del proceso ingest / ingest peak memory: {peak:.0f} MB")
+    print("Objetivos / targets: (a) ≥ 2x inst/s de Orthanc, (b) ≥ 1.5x MB/s, memoria < 500 MB")
+
+
+if __name__ == "__main__":
+    main()
