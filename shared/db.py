@@ -29,7 +29,9 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip per session on the ingest hot path; a dropped connection
+    # fails that one request (the modality retries) and the pool replaces it.
+    return create_engine(url, pool_recycle=1800)
 
 
 def init_db(engine: Engine, tables: list[type[SQLModel]]) -> None:

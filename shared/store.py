@@ -42,8 +42,11 @@ class ObjectStore(Protocol):
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         """Store ``data`` durably under ``bucket/key`` (replacing any previous object)."""
 
-    def put_file(self, bucket: str, key: str, path: Path, content_type: str) -> None:
-        """Stream a file durably into ``bucket/key`` without reading it whole into memory."""
+    def put_file(self, bucket: str, key: str, path: Path, content_type: str, sha256: str | None = None) -> None:
+        """Stream a file durably into ``bucket/key`` without reading it whole into memory.
+
+        ``sha256`` is the file's hash when the caller already computed it.
+        """
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
         """Read a whole object; raises ``ObjectNotFound``."""
@@ -84,10 +87,10 @@ class LocalStore:
         _write_durably(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest().encode())
         _write_durably(path, data)
 
-    def put_file(self, bucket: str, key: str, path: Path, content_type: str) -> None:
+    def put_file(self, bucket: str, key: str, path: Path, content_type: str, sha256: str | None = None) -> None:
         target = self._path(bucket, key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        _write_durably(target.with_name(target.name + ".sha256"), file_sha256(path).encode())
+        _write_durably(target.with_name(target.name + ".sha256"), (sha256 or file_sha256(path)).encode())
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle, open(path, "rb") as source:
@@ -187,13 +190,13 @@ class MinioStore:
             metadata={self.SHA_HEADER: hashlib.sha256(data).hexdigest()},
         )
 
-    def put_file(self, bucket: str, key: str, path: Path, content_type: str) -> None:
+    def put_file(self, bucket: str, key: str, path: Path, content_type: str, sha256: str | None = None) -> None:
         self.client.fput_object(
             bucket,
             _check_key(key),
             str(path),
             content_type=content_type,
-            metadata={self.SHA_HEADER: file_sha256(path)},
+            metadata={self.SHA_HEADER: sha256 or file_sha256(path)},
         )
 
     def get_bytes(self, bucket: str, key: str) -> bytes:

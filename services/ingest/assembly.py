@@ -20,6 +20,17 @@ def has_standard_views(views: Iterable[tuple[str | None, str | None]]) -> bool:
     return STANDARD_VIEWS <= present
 
 
+def view_label(laterality: str | None, view_position: str | None) -> str:
+    """A compact label of a view, e.g. ``L-MLO`` (``?`` for what is missing)."""
+    return f"{(laterality or '?').upper()}-{normalise_view(view_position) or (view_position or '?').upper()}"
+
+
+def parse_view_label(label: str) -> tuple[str | None, str | None]:
+    """The (laterality, view) of a label made by ``view_label``."""
+    laterality, _, view = label.partition("-")
+    return (None if laterality == "?" else laterality), (None if view == "?" else view)
+
+
 def quiet_since(last_instance_at: datetime, now: datetime, quiet_seconds: float) -> bool:
     """True when no instance of the study arrived for ``quiet_seconds``."""
     return as_utc(now) - as_utc(last_instance_at) >= timedelta(seconds=quiet_seconds)

@@ -26,7 +26,7 @@ from shared.events import InstanceStored, StudyCompleted, ViewRef, producer, utc
 from shared.logs import bind_study
 from shared.settings import Settings
 from shared.store import ObjectStore, file_sha256
-from services.ingest.assembly import has_standard_views, normalise_view, quiet_since
+from services.ingest.assembly import has_standard_views, normalise_view, parse_view_label, quiet_since, view_label
 from services.ingest.tables import AssemblingStudy, StoredInstance
 from services.ingest.sop_classes import IMAGE_ATTRIBUTES, STORAGE_SOP_CLASSES
 from services.ingest.validation import inspect_structure
@@ -179,7 +179,7 @@ class Ingest:
         else:
             digest, size = hashlib.sha256(encoded).hexdigest(), len(encoded)
         key = f"{hospital_id}/{header.study_uid}/{header.series_uid}/{header.sop_instance_uid}.dcm"
-        with self._lock, Session(self.engine) as session:
+        with self._lock, Session(self.engine, expire_on_commit=False) as session:
             known = session.get(StoredInstance, header.sop_instance_uid)
             if known is not None and known.sha256 == digest:
                 return StoreOutcome(SUCCESS, "Instancia ya almacenada / already stored", duplicate=True)
@@ -187,7 +187,7 @@ class Ingest:
             with bind_study(header.study_uid, study.correlation_id):
                 try:
                     if isinstance(encoded, Path):
-                        self.store.put_file(self.settings.bucket_dicom, key, encoded, "application/dicom")
+                        self.store.put_file(self.settings.bucket_dicom, key, encoded, "application/dicom", digest)
                     else:
                         self.store.put_bytes(self.settings.bucket_dicom, key, encoded, "application/dicom")
                 except Exception as exc:
@@ -215,8 +215,9 @@ class Ingest:
                     return StoreOutcome(OUT_OF_RESOURCES, f"Broker no disponible / broker unavailable: {exc!r}")
                 now = utc_now()
                 study.last_instance_at = now
+                study.views_seen = sorted({*study.views_seen, view_label(header.laterality, header.view_position)})
                 session.add(study)
-                session.merge(
+                (session.add if known is None else session.merge)(
                     StoredInstance(
                         sop_instance_uid=header.sop_instance_uid,
                         study_uid=header.study_uid,
@@ -231,7 +232,7 @@ class Ingest:
                 )
                 session.commit()
                 log.info("Instancia almacenada / instance stored: %s", key)
-                if study.completed_at is None and has_standard_views(self._views(session, study.study_uid)):
+                if study.completed_at is None and has_standard_views(parse_view_label(v) for v in study.views_seen):
                     self._complete(session, study, "all_views")
         return StoreOutcome(SUCCESS, "Almacenada / stored")
 
@@ -246,11 +247,6 @@ class Ingest:
             first_instance_at=now,
             last_instance_at=now,
         )
-
-    @staticmethod
-    def _views(session: Session, study_uid: str) -> list[tuple[str | None, str | None]]:
-        rows = session.exec(select(StoredInstance).where(StoredInstance.study_uid == study_uid)).all()
-        return [(row.laterality, row.view_position) for row in rows]
 
     def _complete(self, session: Session, study: AssemblingStudy, reason: str) -> bool:
         """Publish ``study.completed`` and remember it; False when the broker refused it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
 
@@ -37,3 +38,4 @@ class AssemblingStudy(SQLModel, table=True):
     last_instance_at: datetime = Field(index=True)
     completed_at: datetime | None = Field(default=None, index=True)
     completion_reason: str | None = None
+    views_seen: list[str] = Field(default_factory=list, sa_column=Column(JSON), description="e.g. ['L-CC', 'R-MLO']")

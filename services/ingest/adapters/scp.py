@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import functools
 import ssl
 import tempfile
 from pathlib import Path
 
-from pynetdicom import AE, _config, evt
+from pynetdicom import AE, _config, dimse_messages, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 from pydicom.uid import (
@@ -83,8 +84,9 @@ def start_scp(
     _config.STORE_RECV_CHUNKED_DATASET = True
     if spool_dir is not None:
         spool_dir.mkdir(parents=True, exist_ok=True)
-        # pynetdicom spools with NamedTemporaryFile() and no folder: point the process's temp folder there.
-        tempfile.tempdir = str(spool_dir)
+        # pynetdicom spools with NamedTemporaryFile() and no folder argument; give its module a
+        # factory bound to our spool rather than changing the whole process's temp folder.
+        dimse_messages.NamedTemporaryFile = functools.partial(tempfile.NamedTemporaryFile, dir=str(spool_dir))  # type: ignore[attr-defined]
     ae = AE(ae_title=ae_title)
     ae.maximum_pdu_size = MAX_PDU_BYTES
     ae.maximum_associations = max_associations
