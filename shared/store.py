@@ -19,6 +19,7 @@ from typing import Protocol
 from shared.settings import Settings
 
 CHUNK_BYTES = 1024 * 1024
+SINGLE_PUT_BYTES = 256 * 1024 * 1024
 
 
 class ObjectNotFound(KeyError):
@@ -197,6 +198,7 @@ class MinioStore:
             str(path),
             content_type=content_type,
             metadata={self.SHA_HEADER: sha256 or file_sha256(path)},
+            part_size=SINGLE_PUT_BYTES,  # one PUT for any mammogram instead of a multipart upload
         )
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
