@@ -178,3 +178,30 @@ async def test_dicom_tls_with_certificates_the_test_makes(settings: Settings, tm
     finally:
         await component.stop()
         await ctx.bus.stop()
+
+
+async def test_twenty_five_simultaneous_associations_are_served(scp) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+    import threading
+
+    from shared.synth import make_view, study_identity
+
+    barrier = threading.Barrier(25)
+    views = [make_view(laterality="L", view="CC", seed=500 + i, study=study_identity(seed=500 + i)) for i in range(25)]
+
+    def one_modality(index: int) -> int:
+        ae = AE(ae_title=f"MAMO_{index:02d}")
+        ae.add_requested_context(MG, ExplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", scp.settings.dicom_port, ae_title="MDD")
+        assert assoc.is_established, f"association {index} refused"
+        try:
+            barrier.wait(timeout=60)  # all 25 are open at the same moment
+            return int(assoc.send_c_store(views[index].dataset).Status)
+        finally:
+            assoc.release()
+
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        statuses = await asyncio.get_running_loop().run_in_executor(None, lambda: list(pool.map(one_modality, range(25))))
+    assert statuses == [0x0000] * 25
+    await scp.bus.drain()
+    assert [json.loads(p)["event_type"] for _, p in scp.bus.sent].count("instance.stored") == 25
