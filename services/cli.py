@@ -14,6 +14,7 @@ import httpx
 import typer
 from rich.console import Console
 
+from shared.errors import ConfigurationError
 from shared.logs import configure_logging
 from shared.runtime import Registrar, build_context, run_until_stopped
 from shared.settings import Settings
@@ -53,7 +54,11 @@ def registrar_of(name: str) -> Registrar:
 def _run(settings: Settings, names: list[str], client_id: str) -> None:
     configure_logging(settings.log_level, settings.log_json)
     ctx = build_context(settings, client_id=client_id)
-    asyncio.run(run_until_stopped(ctx, [registrar_of(name) for name in names]))
+    try:
+        asyncio.run(run_until_stopped(ctx, [registrar_of(name) for name in names]))
+    except ConfigurationError as exc:  # a configuration problem: say what to do, no traceback
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
 
 
 @app.command()

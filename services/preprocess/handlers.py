@@ -5,44 +5,56 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from collections.abc import Iterable
+from typing import Final
 
-import numpy as np
 from pydicom import dcmread
 
+from services.preprocess.pipeline import PreprocessedView, derived_files, npy_bytes, preprocess_view
+from services.preprocess.segmentation import Segmenter, build_segmenter
 from shared.events import DerivedView, StudyCompleted, StudyPreprocessed, ViewRef, follow_up
 from shared.runtime import ServiceContext
-from services.preprocess.pipeline import PreprocessedView, png_bytes, preprocess_view
 
 log = logging.getLogger("mdd.preprocess")
 SERVICE = "preprocess"
-STANDARD_VIEW_COUNT = 4
+#: The four views of a screening study: R-CC, L-CC, R-MLO, L-MLO.
+STANDARD_VIEWS: Final[frozenset[tuple[str, str]]] = frozenset(
+    {("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO")}
+)
+STANDARD_VIEW_COUNT: Final[int] = len(STANDARD_VIEWS)
 
 
-def npy_bytes(array: np.ndarray) -> bytes:
-    """Serialise an array in NumPy's ``.npy`` format."""
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
+def study_flags(views: Iterable[DerivedView]) -> list[str]:
+    """Quality flags of a study: every view's flags plus ``fewer_than_four_views``.
+
+    The study is short of views when R-CC, L-CC, R-MLO and L-MLO are not all among its views
+    (two copies of one view do not make up for a missing one).
+    """
+    views = list(views)
+    flags = {flag for view in views for flag in view.flags}
+    present = {(view.laterality, view.view_position) for view in views}
+    if not STANDARD_VIEWS <= present:
+        flags.add("fewer_than_four_views")
+    return sorted(flags)
 
 
 class PreprocessHandlers:
-    """Reads each view from the store, runs the pipeline and writes the outputs back."""
+    """Reads each view from the store, runs the pipeline and writes the outputs back.
 
-    def __init__(self, ctx: ServiceContext) -> None:
+    The segmenter is built here, once, when the service registers: a SAM backend without its
+    checkpoint fails at startup instead of at the first study.
+    """
+
+    def __init__(self, ctx: ServiceContext, segmenter: Segmenter | None = None) -> None:
         self.ctx = ctx
+        self.segmenter = segmenter if segmenter is not None else build_segmenter(ctx.settings)
 
     def _process_view(self, study_uid: str, view: ViewRef) -> DerivedView:
         settings = self.ctx.settings
         dataset = dcmread(io.BytesIO(self.ctx.store.get_bytes(settings.bucket_dicom, view.object_key)))
-        result: PreprocessedView = preprocess_view(dataset)
+        result: PreprocessedView = preprocess_view(dataset, self.segmenter)
         prefix = f"{study_uid}/{view.sop_instance_uid}"
-        outputs = {
-            "mask.png": (png_bytes(result.mask.astype(np.uint8) * 255), "image/png"),
-            "crop.png": (png_bytes(result.crop), "image/png"),
-            "magma.png": (png_bytes(result.magma), "image/png"),
-            "input.npy": (npy_bytes(result.model_input), "application/octet-stream"),
-        }
-        for name, (data, content_type) in outputs.items():
+        for name, (data, content_type) in derived_files(result).items():
             self.ctx.store.put_bytes(settings.bucket_derived, f"{prefix}/{name}", data, content_type)
         return DerivedView(
             sop_instance_uid=view.sop_instance_uid,
@@ -59,15 +71,16 @@ class PreprocessHandlers:
     async def on_study_completed(self, event: StudyCompleted) -> StudyPreprocessed:
         """Preprocess every view of a completed study (outputs are keyed, so reruns overwrite)."""
         derived = [await asyncio.to_thread(self._process_view, event.study_uid, view) for view in event.views]
-        flags = sorted({flag for view in derived for flag in view.flags})
-        if len(derived) < STANDARD_VIEW_COUNT:
-            flags.append("fewer_than_four_views")
+        flags = study_flags(derived)
         log.info("Estudio preprocesado / study preprocessed: %d vistas, banderas %s", len(derived), flags)
         return follow_up(  # type: ignore[return-value]
             event,
             StudyPreprocessed,
             SERVICE,
-            segmentation_backend=self.ctx.settings.segmentation_backend,
+            segmentation_backend=self.segmenter.name,
             views=derived,
             quality_flags=flags,
         )
+
+
+__all__ = ["SERVICE", "STANDARD_VIEWS", "PreprocessHandlers", "npy_bytes", "study_flags"]

@@ -1,8 +1,9 @@
 """Preprocesamiento de una vista / one-view preprocessing as pure functions.
 
-DICOM dataset -> display image (0..1, breast bright) -> oriented (chest wall on the LEFT
-edge) -> breast mask -> crop -> magma colour map -> model input (336 x 224 x 3, 0..1).
-No broker or store code lives here.
+DICOM dataset -> display image (0..1, breast bright; :mod:`.decoding`) -> oriented (chest wall on
+the LEFT edge) -> breast and pectoral masks (:mod:`.segmentation`, any backend) -> masked crop ->
+magma colour map -> model input (336 x 224 x 3, 0..1), as the seed did. :func:`derived_files`
+encodes the outputs (PNG previews, ``.npy`` tensor). No broker or store code lives here.
 """
 
 from __future__ import annotations
@@ -16,38 +17,60 @@ import numpy as np
 import pydicom
 from matplotlib import colormaps
 from PIL import Image
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
-from scipy import ndimage
-from skimage.filters import threshold_otsu
 
+from services.preprocess.decoding import (
+    Laterality,
+    View,
+    laterality_from_tags,
+    to_display,
+    view_from_tags,
+    view_of,
+)
+from services.preprocess.segmentation import ClassicSegmenter, Segmenter, segment_breast
 from shared.synth import STORED_CHEST_WALL_SIDE
-
-Laterality = Literal["R", "L"]
-View = Literal["CC", "MLO"]
 
 MODEL_INPUT_ROWS: Final[int] = 336
 MODEL_INPUT_COLS: Final[int] = 224
-#: Longest side of the working copy used to segment; the mask is upsampled afterwards.
-SEGMENTATION_MAX_SIDE: Final[int] = 512
 #: Below this fraction of the image the breast is flagged as missing or badly exposed.
 MIN_BREAST_AREA_FRACTION: Final[float] = 0.05
-# Gaussian noise split in two scores 2/pi (~0.64); two separated modes score near 1.
-_SPLIT_EFFECTIVENESS: Final[float] = 0.85
+#: Longest side of the crop and magma PNG previews (the model input is made at full resolution).
+PREVIEW_MAX_SIDE: Final[int] = 1024
+#: Labels of ``mask.png`` (a palette PNG: black, white, grey): background, breast, pectoral muscle.
+MASK_LABELS: Final[dict[str, int]] = {"background": 0, "breast": 1, "pectoral": 2}
+_MASK_PALETTE: Final[bytes] = bytes([0, 0, 0, 255, 255, 255, 128, 128, 128])
+# zlib level 1: previews encode several times faster than at the default level, a little larger.
+_PNG_COMPRESS_LEVEL: Final[int] = 1
 
-_VIEW_ALIASES: Final[dict[str, View]] = {
-    "CC": "CC", "XCC": "CC", "XCCL": "CC", "XCCM": "CC", "FB": "CC",
-    "MLO": "MLO", "ML": "MLO", "LM": "MLO", "LMO": "MLO", "SIO": "MLO",
-}
-# ViewCodeSequence codes (SNOMED CT and legacy SNOMED RT) for the two standard views.
-_VIEW_CODES: Final[dict[str, View]] = {
-    "399162004": "CC", "R-10242": "CC",
-    "399368009": "MLO", "R-10226": "MLO", "399260004": "MLO", "R-10224": "MLO",
+Flag = Literal["not_mg", "laterality_missing", "view_missing", "breast_area_too_small"]
+# The breast whose chest wall is stored on each side (inverse of STORED_CHEST_WALL_SIDE).
+_LATERALITY_BY_CHEST_WALL_SIDE: Final[dict[str, Laterality]] = {
+    side: lat for lat, side in STORED_CHEST_WALL_SIDE.items()  # type: ignore[misc]
 }
 
 
 @dataclass
+class OrientedImage:
+    """A view's display image with the chest wall on the left, before segmentation.
+
+    ``laterality`` comes from the tags or, for a mammogram without them, from the image
+    (``laterality_from_image``); ``view`` comes from the tags only.
+    """
+
+    image: np.ndarray
+    laterality: Laterality | None
+    view: View | None
+    laterality_from_image: bool
+    flags: list[Flag] = field(default_factory=list)
+
+
+@dataclass
 class PreprocessedView:
-    """Everything the rest of the pipeline needs from one view (oriented frame)."""
+    """Everything the rest of the pipeline needs from one view (oriented frame).
+
+    ``mask`` is the breast as imaged (pectoral muscle included, as the seed); ``pectoral_mask``
+    is the muscle alone. ``crop`` is the display image inside ``bbox`` with the background
+    outside ``mask`` set to black.
+    """
 
     laterality: Laterality | None
     view: View | None
@@ -58,63 +81,10 @@ class PreprocessedView:
     breast_area_fraction: float
     bbox: tuple[int, int, int, int]
     flags: list[str] = field(default_factory=list)
-
-
-def to_display(ds: pydicom.Dataset) -> np.ndarray:
-    """Return the image as float32 in 0..1 with the breast bright.
-
-    Applies the modality LUT, then the VOI LUT or window (falling back to min/max when the
-    dataset has none or it is degenerate), then inverts MONOCHROME1.
-    """
-    values = apply_modality_lut(ds.pixel_array, ds).astype(np.float32, copy=False)
-    image: np.ndarray | None = None
-    if "VOILUTSequence" in ds or "WindowCenter" in ds:
-        windowed = np.asarray(apply_voi_lut(values, ds), dtype=np.float32)
-        # Probing the far ends gives the output range of the VOI transform.
-        lo, hi = np.asarray(apply_voi_lut(np.array([-1e9, 1e9], dtype=np.float64), ds), dtype=np.float64)
-        if hi > lo:
-            image = (windowed - np.float32(lo)) * np.float32(1.0 / (hi - lo))
-            if float(image.max()) - float(image.min()) < 1e-3:
-                image = None
-    if image is None:
-        lo_v, hi_v = float(values.min()), float(values.max())
-        image = (values - np.float32(lo_v)) * np.float32(1.0 / max(hi_v - lo_v, 1e-6))
-    np.clip(image, 0.0, 1.0, out=image)
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        image = 1.0 - image
-    return image.astype(np.float32, copy=False)
-
-
-def _laterality_of(ds: pydicom.Dataset) -> Laterality | None:
-    for keyword in ("ImageLaterality", "Laterality", "FrameLaterality"):
-        value = str(ds.get(keyword, "") or "").strip().upper()
-        if value in ("R", "L"):
-            return value  # type: ignore[return-value]
-    return None
-
-
-def _view_of(ds: pydicom.Dataset) -> View | None:
-    position = str(ds.get("ViewPosition", "") or "").strip().upper()
-    if position in _VIEW_ALIASES:
-        return _VIEW_ALIASES[position]
-    for item in ds.get("ViewCodeSequence", None) or []:
-        code = str(item.get("CodeValue", "") or "").strip()
-        if code in _VIEW_CODES:
-            return _VIEW_CODES[code]
-        meaning = str(item.get("CodeMeaning", "") or "").lower()
-        if "cranio" in meaning:
-            return "CC"
-        if "lateral" in meaning:
-            return "MLO"
-    return None
-
-
-def view_of(ds: pydicom.Dataset) -> tuple[Laterality | None, View | None]:
-    """Read (laterality, view) from ImageLaterality/Laterality and ViewPosition/ViewCodeSequence.
-
-    ML, LM and other lateral projections count as ``"MLO"``; unknown values give ``None``.
-    """
-    return _laterality_of(ds), _view_of(ds)
+    pectoral_mask: np.ndarray | None = None
+    laterality_from_image: bool = False
+    view_from_image: bool = False
+    segmentation_backend: str = "classic"
 
 
 def chest_wall_on_left(image: np.ndarray) -> bool:
@@ -122,6 +92,11 @@ def chest_wall_on_left(image: np.ndarray) -> bool:
     half = image.shape[1] // 2
     data = image.astype(np.float32, copy=False)
     return float(data[:, :half].mean()) >= float(data[:, image.shape[1] - half :].mean())
+
+
+def laterality_from_image(image: np.ndarray) -> Laterality:
+    """Laterality of a stored (not yet mirrored) display image, from the side of its chest wall."""
+    return _LATERALITY_BY_CHEST_WALL_SIDE["left" if chest_wall_on_left(image) else "right"]
 
 
 def orient(image: np.ndarray, laterality: str | None) -> np.ndarray:
@@ -138,84 +113,37 @@ def orient(image: np.ndarray, laterality: str | None) -> np.ndarray:
     return np.ascontiguousarray(image[:, ::-1]) if flip else image
 
 
-def _block_mean(image: np.ndarray, factor: int) -> np.ndarray:
-    """Downsample by averaging ``factor x factor`` blocks (edges padded by replication)."""
-    if factor <= 1:
-        return image.astype(np.float32, copy=False)
-    rows, cols = image.shape
-    pad_r, pad_c = (-rows) % factor, (-cols) % factor
-    padded = np.pad(image, ((0, pad_r), (0, pad_c)), mode="edge") if pad_r or pad_c else image
-    shape = (padded.shape[0] // factor, factor, padded.shape[1] // factor, factor)
-    return padded.reshape(shape).mean(axis=(1, 3), dtype=np.float32)
+def is_mammogram(ds: pydicom.Dataset) -> bool:
+    """Whether the dataset says Modality MG."""
+    return str(ds.get("Modality", "") or "").strip().upper() == "MG"
 
 
-def _upsample_mask(small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour upsampling of a mask to ``shape`` (pixel centres aligned)."""
-    rows, cols = shape
-    r_idx = np.minimum(((np.arange(rows) + 0.5) * small.shape[0] / rows).astype(np.int64), small.shape[0] - 1)
-    c_idx = np.minimum(((np.arange(cols) + 0.5) * small.shape[1] / cols).astype(np.int64), small.shape[1] - 1)
-    return small[r_idx[:, None], c_idx[None, :]]
+def oriented_image(ds: pydicom.Dataset) -> OrientedImage:
+    """Decode ``ds``, read laterality and view, and mirror it to the chest-wall-left frame.
 
-
-def _disk(radius: int) -> np.ndarray:
-    yy, xx = np.ogrid[-radius : radius + 1, -radius : radius + 1]
-    return (yy * yy + xx * xx) <= radius * radius
-
-
-def _background_threshold(image: np.ndarray) -> float:
-    """Otsu threshold pushed down until only background lies below it.
-
-    A single Otsu split often separates fat from dense tissue or pectoral muscle rather than
-    background from breast, because fat and background together outweigh the bright classes.
-    So the class below the threshold is split again while it is clearly two-moded
-    (Otsu effectiveness >= ``_SPLIT_EFFECTIVENESS``); pure background noise never is.
+    A mammogram without a laterality tag gets one from the image (flag ``laterality_missing``
+    stays); nothing is guessed for other modalities (flag ``not_mg``).
     """
-    values = image.ravel()
-    threshold = float(threshold_otsu(values))
-    for _ in range(3):
-        lower = values[values <= threshold]
-        if lower.size < 64 or float(np.ptp(lower)) < 1e-3:
-            break
-        candidate = float(threshold_otsu(lower))
-        below = lower <= candidate
-        weight = float(below.mean())
-        if weight in (0.0, 1.0):
-            break
-        gap = float(lower[below].mean()) - float(lower[~below].mean())
-        effectiveness = weight * (1.0 - weight) * gap * gap / max(float(lower.var()), 1e-12)
-        if effectiveness < _SPLIT_EFFECTIVENESS:
-            break
-        threshold = candidate
-    return threshold
-
-
-def segment_breast(image: np.ndarray) -> np.ndarray:
-    """Return the boolean breast mask of a display image (bright breast on dark background).
-
-    Otsu threshold (refined towards the background), largest connected component, hole
-    filling, then opening/closing with a disk scaled to the image. Large images are
-    segmented on a block-averaged copy and the mask is upsampled back.
-    """
-    factor = max(1, int(np.ceil(max(image.shape) / SEGMENTATION_MAX_SIDE)))
-    small = ndimage.gaussian_filter(_block_mean(image, factor), 1.0)
-    if float(small.max()) - float(small.min()) < 1e-6:
-        return np.zeros(image.shape, dtype=bool)
-    mask = small > _background_threshold(small)
-    labels, count = ndimage.label(mask)
-    if count == 0:
-        return np.zeros(image.shape, dtype=bool)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    mask = labels == int(sizes.argmax())
-    mask = ndimage.binary_fill_holes(mask)
-    radius = max(1, round(min(small.shape) * 0.01))
-    structure = _disk(radius)
-    # Pad so closing does not glue the breast to the border or lose border-touching tissue.
-    padded = np.pad(mask, radius + 1, mode="edge")
-    padded = ndimage.binary_opening(padded, structure)
-    padded = ndimage.binary_closing(padded, structure)
-    mask = ndimage.binary_fill_holes(padded[radius + 1 : -radius - 1, radius + 1 : -radius - 1])
-    return _upsample_mask(mask, image.shape) if factor > 1 else mask
+    flags: list[Flag] = []
+    mammogram = is_mammogram(ds)
+    if not mammogram:
+        flags.append("not_mg")
+    laterality, view = laterality_from_tags(ds), view_from_tags(ds)
+    if laterality is None:
+        flags.append("laterality_missing")
+    if view is None:
+        flags.append("view_missing")
+    display = to_display(ds)
+    guessed = laterality is None and mammogram
+    if guessed:
+        laterality = laterality_from_image(display)
+    return OrientedImage(
+        image=orient(display, laterality),
+        laterality=laterality,
+        view=view,
+        laterality_from_image=guessed,
+        flags=flags,
+    )
 
 
 def crop_to_mask(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -243,20 +171,51 @@ def to_uint8(image01: np.ndarray) -> np.ndarray:
     """Quantise a 0..1 image to uint8 (uint8 input is returned unchanged)."""
     if image01.dtype == np.uint8:
         return image01
-    return np.rint(np.clip(image01, 0.0, 1.0) * 255.0).astype(np.uint8)
+    scaled = np.multiply(image01, np.float32(255.0), dtype=np.float32)
+    np.clip(scaled, 0.0, 255.0, out=scaled)
+    scaled += np.float32(0.5)
+    return scaled.astype(np.uint8)
 
 
 def magma(image01: np.ndarray) -> np.ndarray:
     """Colour a grey image (0..1 float or uint8) with ``magma``; returns uint8 H x W x 3."""
-    return _magma_table()[to_uint8(image01)]
+    grey = np.ascontiguousarray(to_uint8(image01))
+    # A palette image converted by Pillow: the same lookup as indexing the table, several times faster.
+    indexed = Image.frombuffer("P", (grey.shape[1], grey.shape[0]), grey, "raw", "P", 0, 1)
+    indexed.putpalette(_magma_table().tobytes())
+    return np.asarray(indexed.convert("RGB"))
 
 
 def resize_model_input(rgb: np.ndarray) -> np.ndarray:
     """Resize an RGB uint8 image to the model input: float32 (336, 224, 3) in 0..1."""
     resized = Image.fromarray(np.ascontiguousarray(rgb)).resize(
-        (MODEL_INPUT_COLS, MODEL_INPUT_ROWS), Image.Resampling.BILINEAR
+        (MODEL_INPUT_COLS, MODEL_INPUT_ROWS), Image.Resampling.BILINEAR, reducing_gap=2.0
     )
     return np.asarray(resized, dtype=np.float32) * np.float32(1.0 / 255.0)
+
+
+def preview(image: np.ndarray, max_side: int = PREVIEW_MAX_SIDE) -> np.ndarray:
+    """Shrink a uint8 grey or RGB image so its longest side is at most ``max_side`` (box filter)."""
+    rows, cols = image.shape[:2]
+    if max(rows, cols) <= max_side:
+        return image
+    scale = max_side / max(rows, cols)
+    size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
+    resized = Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.Resampling.BOX, reducing_gap=2.0)
+    return np.asarray(resized)
+
+
+def magma_png_bytes(grey: np.ndarray) -> bytes:
+    """Encode a uint8 grey image as a PNG coloured with ``magma`` (a palette PNG: a third of the work).
+
+    Reading it back as RGB gives exactly :func:`magma` of ``grey``.
+    """
+    data = np.ascontiguousarray(grey)
+    image = Image.frombuffer("P", (data.shape[1], data.shape[0]), data, "raw", "P", 0, 1)
+    image.putpalette(_magma_table().tobytes())
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=_PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -264,35 +223,82 @@ def png_bytes(array: np.ndarray) -> bytes:
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=_PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
 
 
-def preprocess_view(ds: pydicom.Dataset) -> PreprocessedView:
+def npy_bytes(array: np.ndarray) -> bytes:
+    """Serialise an array in NumPy's ``.npy`` format."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def label_mask(mask: np.ndarray, pectoral: np.ndarray | None) -> np.ndarray:
+    """uint8 label image of :data:`MASK_LABELS`: breast 1, pectoral muscle 2, background 0."""
+    labels = mask.astype(np.uint8) * np.uint8(MASK_LABELS["breast"])
+    if pectoral is not None:
+        labels[pectoral] = MASK_LABELS["pectoral"]
+    return labels
+
+
+def label_png_bytes(labels: np.ndarray) -> bytes:
+    """Encode a label image (values 0..3) as a 2-bit palette PNG; reading it back gives the labels."""
+    data = np.ascontiguousarray(labels, dtype=np.uint8)
+    image = Image.frombuffer("P", (data.shape[1], data.shape[0]), data, "raw", "P", 0, 1)
+    image.putpalette(_MASK_PALETTE)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", bits=2, compress_level=_PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
+def derived_files(result: PreprocessedView) -> dict[str, tuple[bytes, str]]:
+    """The files stored under ``derived/{study}/{sop}/``: name -> (bytes, content type).
+
+    ``mask.png`` is the full-resolution label mask in the oriented frame (:data:`MASK_LABELS`);
+    ``crop.png`` and ``magma.png`` (a palette PNG) are previews at most :data:`PREVIEW_MAX_SIDE`
+    pixels long;
+    ``input.npy`` is the model input, float32 (336, 224, 3).
+    """
+    crop_preview = preview(result.crop)
+    return {
+        "mask.png": (label_png_bytes(label_mask(result.mask, result.pectoral_mask)), "image/png"),
+        "crop.png": (png_bytes(crop_preview), "image/png"),
+        "magma.png": (magma_png_bytes(crop_preview), "image/png"),
+        "input.npy": (npy_bytes(result.model_input), "application/octet-stream"),
+    }
+
+
+def preprocess_view(ds: pydicom.Dataset, segmenter: Segmenter | None = None) -> PreprocessedView:
     """Run the whole one-view pipeline and collect quality flags.
 
-    Flags: ``not_mg`` (Modality is not MG), ``laterality_missing``, ``view_missing``,
+    ``segmenter`` defaults to the classic backend. Flags: ``not_mg`` (Modality is not MG),
+    ``laterality_missing`` and ``view_missing`` (the tags do not say; for a mammogram both are
+    then taken from the image: chest-wall side, and a pectoral muscle means MLO),
     ``breast_area_too_small`` (mask under 5 % of the image).
     """
-    flags: list[str] = []
-    if str(ds.get("Modality", "") or "").upper() != "MG":
-        flags.append("not_mg")
-    laterality, view = view_of(ds)
-    if laterality is None:
-        flags.append("laterality_missing")
-    if view is None:
-        flags.append("view_missing")
-
-    image = orient(to_display(ds), laterality)
-    mask = segment_breast(image)
-    area = float(mask.mean())
+    segmenter = segmenter or ClassicSegmenter()
+    prepared = oriented_image(ds)
+    flags: list[str] = list(prepared.flags)
+    image = prepared.image
+    segmentation = segmenter.segment(image, prepared.view)
+    mask = segmentation.breast_mask
+    view = prepared.view
+    view_guessed = view is None and is_mammogram(ds)
+    if view_guessed:
+        view = "MLO" if segmentation.pectoral_mask.any() else "CC"
+    area = float(np.count_nonzero(mask)) / mask.size
     if area < MIN_BREAST_AREA_FRACTION:
         flags.append("breast_area_too_small")
     cropped, bbox = crop_to_mask(image, mask)
     crop = to_uint8(cropped)
+    inside = mask[bbox[0] : bbox[1], bbox[2] : bbox[3]]
+    if mask.any() and not inside.all():
+        # As the seed: the image is masked before cropping, so labels and markers go black.
+        crop = np.where(inside, crop, np.uint8(0))
     coloured = magma(crop)
     return PreprocessedView(
-        laterality=laterality,
+        laterality=prepared.laterality,
         view=view,
         mask=mask,
         crop=crop,
@@ -301,19 +307,35 @@ def preprocess_view(ds: pydicom.Dataset) -> PreprocessedView:
         breast_area_fraction=area,
         bbox=bbox,
         flags=flags,
+        pectoral_mask=segmentation.pectoral_mask,
+        laterality_from_image=prepared.laterality_from_image,
+        view_from_image=view_guessed,
+        segmentation_backend=segmenter.name,
     )
 
 
 __all__ = [
+    "MASK_LABELS",
     "MODEL_INPUT_COLS",
     "MODEL_INPUT_ROWS",
+    "PREVIEW_MAX_SIDE",
+    "OrientedImage",
     "PreprocessedView",
     "chest_wall_on_left",
     "crop_to_mask",
+    "derived_files",
+    "is_mammogram",
+    "label_mask",
+    "label_png_bytes",
+    "laterality_from_image",
     "magma",
+    "magma_png_bytes",
+    "npy_bytes",
     "orient",
+    "oriented_image",
     "png_bytes",
     "preprocess_view",
+    "preview",
     "resize_model_input",
     "segment_breast",
     "to_display",

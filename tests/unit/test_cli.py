@@ -40,3 +40,13 @@ def test_unknown_service_is_refused_with_a_reason() -> None:
     result = runner.invoke(app, ["serve", "pacs"])
     assert result.exit_code != 0
     assert "pacs" in result.output
+
+
+def test_sam_without_checkpoint_is_a_clear_startup_error(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["up", "--data-dir", str(tmp_path / "var")],
+        env={"MDD_SEGMENTATION_BACKEND": "sam", "MDD_LOG_JSON": "false"},
+    )
+    assert result.exit_code == 2
+    assert "SAM" in result.output and "MDD_SAM_CHECKPOINT" in result.output
