@@ -24,12 +24,13 @@ run: setup
 demo: setup
 	$(BIN)/mdd demo
 
-## servers: Debian packages (PostgreSQL, dcmtk), the Kafka jars, MinIO and the Compose plugin, cached
+## servers: Debian packages (PostgreSQL, dcmtk, Orthanc), the Kafka jars, MinIO, the Compose plugin, MLServer; cached
 servers:
 	bash infra/setup-debian.sh
 	bash infra/kafka/fetch.sh
 	bash infra/minio/fetch.sh
 	bash infra/compose/fetch.sh
+	bash infra/mlserver/setup.sh
 
 ## test: set up everything and run unit, integration and end-to-end tests
 test: setup servers
