@@ -131,3 +131,26 @@ def json_log_lines(log: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return lines
+
+
+def distributed_env(kafka: Any, minio: Any, database_url: str, prefix: str, data_dir: Path, dicom_port: int) -> dict[str, str]:
+    """Environment of one distributed deployment on the test servers, isolated by a topic/bucket prefix."""
+    from tests.conftest import free_port
+
+    bucket = prefix.rstrip(".")
+    return {
+        "MDD_TRANSPORT": "kafka",
+        "MDD_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "MDD_TOPIC_PREFIX": prefix,
+        "MDD_STORE_BACKEND": "minio",
+        "MDD_MINIO_ENDPOINT": minio.endpoint,
+        "MDD_MINIO_ACCESS_KEY": minio.access_key,
+        "MDD_MINIO_SECRET_KEY": minio.secret_key,
+        "MDD_BUCKET_DICOM": f"{bucket}-dicom",
+        "MDD_BUCKET_DERIVED": f"{bucket}-derived",
+        "MDD_BUCKET_RESULTS": f"{bucket}-results",
+        "MDD_DATABASE_URL": database_url,
+        "MDD_DATA_DIR": str(data_dir),
+        "MDD_DICOM_PORT": str(dicom_port),
+        "MDD_INGEST_HTTP_PORT": str(free_port()),
+    }

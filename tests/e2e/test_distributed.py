@@ -14,7 +14,7 @@ from minio import Minio
 
 from shared.synth import SyntheticStudy
 from tests.conftest import free_port
-from tests.e2e.harness import mdd_process, smtp_sink
+from tests.e2e.harness import distributed_env, mdd_process, smtp_sink
 from tests.e2e.scenario import RADIOLOGIST, run_pipeline_scenario
 
 SERVICES = ("status_api", "ingest", "preprocess", "infer", "notify")
@@ -49,22 +49,8 @@ def test_distributed_pipeline_on_kafka_minio_and_postgres(
     api_port, dicom_port, smtp_port = free_port(), free_port(), free_port()
     prefix = f"e2e{uuid.uuid4().hex[:8]}."
     buckets = {kind: f"{prefix.rstrip('.')}-{kind}" for kind in ("dicom", "derived", "results")}
-    env = {
-        "MDD_TRANSPORT": "kafka",
-        "MDD_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "MDD_TOPIC_PREFIX": prefix,
-        "MDD_STORE_BACKEND": "minio",
-        "MDD_MINIO_ENDPOINT": minio.endpoint,
-        "MDD_MINIO_ACCESS_KEY": minio.access_key,
-        "MDD_MINIO_SECRET_KEY": minio.secret_key,
-        "MDD_BUCKET_DICOM": buckets["dicom"],
-        "MDD_BUCKET_DERIVED": buckets["derived"],
-        "MDD_BUCKET_RESULTS": buckets["results"],
-        "MDD_DATABASE_URL": postgres_url,
-        "MDD_DATA_DIR": str(tmp_path / "var"),
+    env = distributed_env(kafka, minio, postgres_url, prefix, tmp_path / "var", dicom_port) | {
         "MDD_API_PORT": str(api_port),
-        "MDD_DICOM_PORT": str(dicom_port),
-        "MDD_INGEST_HTTP_PORT": str(free_port()),
         "MDD_STUDY_QUIET_SECONDS": str(QUIET_SECONDS),
         "MDD_SMTP_PORT": str(smtp_port),
         "MDD_NOTIFY_EMAILS": f'["{RADIOLOGIST}"]',

@@ -11,27 +11,12 @@ import zipfile
 from pathlib import Path
 
 import httpx
-import pytest
 
-from shared.runtime import build_context
-from shared.settings import Settings
 from shared.synth import SyntheticStudy
-from services.ingest.__main__ import IngestComponent
 from tests.corpus import bad_inputs, huge_instance
 from tests.e2e.harness import storescu
 
 FAILED_SOP_SEQUENCE = "00081198"
-
-
-@pytest.fixture
-async def running_ingest(settings: Settings):  # type: ignore[no-untyped-def]
-    ctx = build_context(settings)
-    component = IngestComponent(ctx)
-    await ctx.bus.start()
-    await component.start()
-    yield ctx, f"http://127.0.0.1:{settings.ingest_http_port}"
-    await component.stop()
-    await ctx.bus.stop()
 
 
 def _stow_body(parts: list[bytes], boundary: str) -> bytes:
@@ -39,8 +24,8 @@ def _stow_body(parts: list[bytes], boundary: str) -> bytes:
     return body + f"--{boundary}--\r\n".encode()
 
 
-async def test_corpus_over_stow_and_zip_while_a_good_study_completes(running_ingest, study_folder: Path, four_view_study: SyntheticStudy) -> None:  # type: ignore[no-untyped-def]
-    ctx, base = running_ingest
+async def test_corpus_over_stow_and_zip_while_a_good_study_completes(ingest_web, study_folder: Path, four_view_study: SyntheticStudy) -> None:  # type: ignore[no-untyped-def]
+    ctx, base = ingest_web
     corpus = bad_inputs(four_view_study.views[0])
 
     async def send_bad_over_stow() -> list[int]:
@@ -80,8 +65,8 @@ async def test_corpus_over_stow_and_zip_while_a_good_study_completes(running_ing
     assert [e["study_uid"] for e in completed] == [four_view_study.study_uid]
 
 
-async def test_a_100_mb_instance_is_streamed_to_the_store(running_ingest, tmp_path: Path, four_view_study: SyntheticStudy) -> None:  # type: ignore[no-untyped-def]
-    ctx, _ = running_ingest
+async def test_a_100_mb_instance_is_streamed_to_the_store(ingest_web, tmp_path: Path, four_view_study: SyntheticStudy) -> None:  # type: ignore[no-untyped-def]
+    ctx, _ = ingest_web
     folder = tmp_path / "grande"
     folder.mkdir()
     path = folder / "grande.dcm"

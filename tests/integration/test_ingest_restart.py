@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer
 
 from shared.synth import SyntheticStudy, make_study
 from tests.conftest import free_port
-from tests.e2e.harness import echoscu_ok, mdd_process, storescu, wait_for
+from tests.e2e.harness import distributed_env, echoscu_ok, mdd_process, storescu, wait_for
 
 QUIET_SECONDS = 4
 
@@ -41,22 +41,8 @@ async def _event_types(bootstrap: str, topic_prefix: str, study_uid: str) -> Cou
 
 
 def _env(kafka, minio, postgres_url: str, prefix: str, dicom_port: int, tmp_path: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {
-        "MDD_TRANSPORT": "kafka",
-        "MDD_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "MDD_TOPIC_PREFIX": prefix,
-        "MDD_STORE_BACKEND": "minio",
-        "MDD_MINIO_ENDPOINT": minio.endpoint,
-        "MDD_MINIO_ACCESS_KEY": minio.access_key,
-        "MDD_MINIO_SECRET_KEY": minio.secret_key,
-        "MDD_BUCKET_DICOM": f"{prefix.rstrip('.')}-dicom",
-        "MDD_BUCKET_DERIVED": f"{prefix.rstrip('.')}-derived",
-        "MDD_BUCKET_RESULTS": f"{prefix.rstrip('.')}-results",
-        "MDD_DATABASE_URL": postgres_url,
-        "MDD_DATA_DIR": str(tmp_path / "var"),
-        "MDD_DICOM_PORT": str(dicom_port),
-        "MDD_INGEST_HTTP_PORT": str(free_port()),
-        "MDD_STUDY_QUIET_SECONDS": str(QUIET_SECONDS),
+    return distributed_env(kafka, minio, postgres_url, prefix, tmp_path / "var", dicom_port) | {
+        "MDD_STUDY_QUIET_SECONDS": str(QUIET_SECONDS)
     }
 
 

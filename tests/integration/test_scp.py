@@ -13,10 +13,9 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 
-from shared.runtime import build_context
 from shared.settings import Settings
 from shared.synth import SyntheticStudy
-from services.ingest.__main__ import IngestComponent
+from tests.integration.conftest import ingest_running
 from tests.e2e.harness import echoscu_ok, storescu
 from infra.servers import dcmtk_tool
 
@@ -24,14 +23,8 @@ MG = "1.2.840.10008.5.1.4.1.1.1.2"
 
 
 @pytest.fixture
-async def scp(settings: Settings):  # type: ignore[no-untyped-def]
-    ctx = build_context(settings)
-    component = IngestComponent(ctx)
-    await ctx.bus.start()
-    await component.start()
-    yield ctx
-    await component.stop()
-    await ctx.bus.stop()
+async def scp(running_ingest):  # type: ignore[no-untyped-def]
+    return running_ingest
 
 
 def incomplete_file(path: Path, sop_class: str = MG) -> Path:
@@ -99,13 +92,8 @@ async def strict_scp(settings: Settings):  # type: ignore[no-untyped-def]
     strict = settings.model_copy(
         update={"senders": {"MAMO_SALA1": Sender(hospital_id="HGE-ENSENADA")}, "accept_unknown_senders": False}
     )
-    ctx = build_context(strict)
-    component = IngestComponent(ctx)
-    await ctx.bus.start()
-    await component.start()
-    yield ctx
-    await component.stop()
-    await ctx.bus.stop()
+    async with ingest_running(strict) as ctx:
+        yield ctx
 
 
 async def test_unknown_calling_ae_is_rejected_and_known_one_lands_in_its_hospital(strict_scp, study_folder: Path, four_view_study: SyntheticStudy) -> None:  # type: ignore[no-untyped-def]
@@ -125,20 +113,13 @@ async def test_unknown_calling_ae_is_rejected_and_known_one_lands_in_its_hospita
 
 async def test_free_space_below_the_reserve_refuses_associations_with_a_reason(settings: Settings, study_folder: Path) -> None:
     greedy = settings.model_copy(update={"min_free_bytes": 1 << 60})
-    ctx = build_context(greedy)
-    component = IngestComponent(ctx)
-    await ctx.bus.start()
-    await component.start()
-    try:
+    async with ingest_running(greedy):
         result = await asyncio.to_thread(
             subprocess.run,
             [dcmtk_tool("echoscu"), "-aec", "MDD", "127.0.0.1", str(greedy.dicom_port)],
             capture_output=True,
             text=True,
         )
-    finally:
-        await component.stop()
-        await ctx.bus.stop()
     assert result.returncode != 0
     assert "Rejected Transient" in result.stdout + result.stderr
 
@@ -153,11 +134,7 @@ async def test_dicom_tls_with_certificates_the_test_makes(settings: Settings, tm
     server_cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
     server_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
     secure = settings.model_copy(update={"dicom_tls_cert": tmp_path / "cert.pem", "dicom_tls_key": tmp_path / "key.pem"})
-    ctx = build_context(secure)
-    component = IngestComponent(ctx)
-    await ctx.bus.start()
-    await component.start()
-    try:
+    async with ingest_running(secure):
         client_context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         authority.configure_trust(client_context)
 
@@ -175,9 +152,6 @@ async def test_dicom_tls_with_certificates_the_test_makes(settings: Settings, tm
         # A plain (non-TLS) peer cannot talk to it.
         plain = await asyncio.to_thread(echoscu_ok, secure.dicom_port)
         assert not plain
-    finally:
-        await component.stop()
-        await ctx.bus.stop()
 
 
 async def test_twenty_five_simultaneous_associations_are_served(scp) -> None:  # type: ignore[no-untyped-def]

@@ -10,28 +10,13 @@ import zipfile
 from pathlib import Path
 
 import httpx
-import pytest
 from dicomweb_client.api import DICOMwebClient
 from pydicom import dcmread
 
-from shared.runtime import build_context
-from shared.settings import Settings
 from shared.synth import SyntheticStudy, make_study
-from services.ingest.__main__ import IngestComponent
 
 REFERENCED_SOP_SEQUENCE = "00081199"
 FAILED_SOP_SEQUENCE = "00081198"
-
-
-@pytest.fixture
-async def ingest_web(settings: Settings):  # type: ignore[no-untyped-def]
-    ctx = build_context(settings)
-    component = IngestComponent(ctx)
-    await ctx.bus.start()
-    await component.start()
-    yield ctx, f"http://127.0.0.1:{settings.ingest_http_port}"
-    await component.stop()
-    await ctx.bus.stop()
 
 
 def events(ctx, event_type: str) -> list[dict]:  # type: ignore[no-untyped-def]
