@@ -94,7 +94,9 @@ class Settings(BaseSettings):
     sam_device: str = Field("cpu", description="cpu o cuda para SAM / SAM device")
 
     infer_backend: Literal["torch", "onnx", "triton"] = Field("torch", description="torch, onnx o triton / model backend")
-    model_weights: Path | None = Field(None, description="Checkpoint del modelo; sin él, pesos aleatorios (sin entrenar)")
+    model_weights: str | None = Field(
+        None, description="Checkpoint; vacío = el modelo sintético incluido, 'untrained' = pesos aleatorios"
+    )
     onnx_model_path: Path | None = Field(None, description="Modelo ONNX exportado (backend onnx) / exported ONNX model")
     triton_url: str = Field("127.0.0.1:8001", description="host:puerto de Triton/KServe v2 / Triton endpoint")
     triton_protocol: Literal["grpc", "http"] = Field("grpc", description="grpc o http hacia Triton / protocol")
@@ -102,10 +104,16 @@ class Settings(BaseSettings):
     triton_timeout_seconds: float = Field(10.0, gt=0, description="Tiempo máximo por petición / request timeout")
     triton_retries: int = Field(3, ge=0, description="Reintentos por petición / retries")
     infer_batch_size: int = Field(16, ge=1, description="Mamas por lote de inferencia / breasts per batch")
-    model_backbone: Literal["efficientnet_b0", "small_cnn"] = Field("efficientnet_b0", description="Red base / backbone")
+    model_backbone: Literal["efficientnet_b0", "compact_cnn", "small_cnn"] = Field(
+        "efficientnet_b0", description="Red base sin checkpoint / backbone when no checkpoint is loaded"
+    )
     torch_device: str = Field("cpu", description="cpu o cuda")
     triage_high: float = Field(0.5, ge=0, le=1, description="Puntuación ≥ umbral → ROJO / score for RED")
     triage_low: float = Field(0.2, ge=0, le=1, description="Puntuación < umbral → VERDE / score below is GREEN")
+    triage_hospital_thresholds: dict[str, dict[Literal["high", "low"], float]] = Field(
+        default_factory=dict,
+        description='Umbrales por hospital, JSON / per hospital: {"HGE-ENSENADA": {"high": 0.4, "low": 0.1}}',
+    )
 
     smtp_host: str = Field("127.0.0.1", description="Servidor SMTP / SMTP server")
     smtp_port: int = Field(1025, description="Puerto SMTP / SMTP port")

@@ -10,7 +10,9 @@ import numpy as np
 
 from shared.events import BreastResult, StudyInferred, StudyPreprocessed, follow_up
 from shared.runtime import ServiceContext
+from services.infer.backends import ModelBackend, build_backend
 from services.infer.predictor import BreastInputs, TorchPredictor
+from services.infer.thresholds import resolve_thresholds
 from services.infer.triage import TriageThresholds, triage_light
 
 log = logging.getLogger("mdd.infer")
@@ -28,19 +30,28 @@ UNTRAINED_DISCLAIMER = (
 )
 
 
-def build_predictor(ctx: ServiceContext) -> TorchPredictor:
-    """The model backend chosen by settings (torch in process for now)."""
+def build_predictor(ctx: ServiceContext) -> ModelBackend:
+    """The model backend chosen by ``MDD_INFER_BACKEND``: torch in process, onnx or triton."""
     settings = ctx.settings
-    return TorchPredictor(settings.model_weights, device=settings.torch_device, backbone=settings.model_backbone)
+    if settings.infer_backend != "torch":
+        return build_backend(settings)
+    # MDD_MODEL_WEIGHTS unset: the shipped synthetic-data checkpoint; "untrained": random weights.
+    return TorchPredictor.from_setting(settings.model_weights, device=settings.torch_device, backbone=settings.model_backbone)
 
 
 class InferHandlers:
     """Loads the model inputs of a study, predicts per breast and applies the triage rule."""
 
-    def __init__(self, ctx: ServiceContext, predictor: TorchPredictor) -> None:
+    def __init__(self, ctx: ServiceContext, predictor: ModelBackend) -> None:
         self.ctx = ctx
         self.predictor = predictor
-        self.thresholds = TriageThresholds(high=ctx.settings.triage_high, low=ctx.settings.triage_low)
+        # Calibrated thresholds of the checkpoint unless the hospital sets its own (services/infer/thresholds.py).
+        self.calibrated_thresholds: tuple[float, float] | None = getattr(predictor, "calibrated_thresholds", None)
+        self.thresholds = self.thresholds_for(ctx.settings.hospital_id)
+
+    def thresholds_for(self, hospital_id: str | None) -> TriageThresholds:
+        """The triage thresholds in force for a study of ``hospital_id``."""
+        return resolve_thresholds(self.ctx.settings, self.calibrated_thresholds, hospital_id).triage()
 
     def _load(self, key: str) -> np.ndarray:
         data = self.ctx.store.get_bytes(self.ctx.settings.bucket_derived, key)
@@ -61,7 +72,7 @@ class InferHandlers:
         breasts = self._breast_inputs(event)
         predictions = self.predictor.predict(breasts)
         complete = len(predictions) == 2 and all(len(p.views_used) == 2 for p in predictions)
-        light, reason = triage_light(predictions, self.thresholds, complete, event.quality_flags)
+        light, reason = triage_light(predictions, self.thresholds_for(event.hospital_id), complete, event.quality_flags)
         if not self.predictor.trained:
             # Random weights cannot support a suspicious or a reassuring call.
             light, reason = "YELLOW", f"{UNTRAINED_REASON} [{reason}]"

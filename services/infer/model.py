@@ -22,10 +22,11 @@ INPUT_WIDTH: Final[int] = 224
 BIRADS_CLASSES: Final[tuple[int, ...]] = (0, 1, 2, 3, 4, 5, 6)
 DENSITY_CLASSES: Final[tuple[str, ...]] = ("A", "B", "C", "D")
 
-BACKBONES: Final[tuple[str, ...]] = ("efficientnet_b0", "small_cnn")
+BACKBONES: Final[tuple[str, ...]] = ("efficientnet_b0", "small_cnn", "compact_cnn")
 BACKBONE_MODEL_NAMES: Final[dict[str, str]] = {
     "efficientnet_b0": MODEL_NAME,
     "small_cnn": "twoview-smallcnn",
+    "compact_cnn": "twoview-compactcnn",
 }
 
 _IMAGENET_MEAN: Final[tuple[float, float, float]] = (0.485, 0.456, 0.406)
@@ -45,6 +46,50 @@ def _small_cnn() -> tuple[nn.Module, int]:
     return nn.Sequential(*layers), channels[-1]
 
 
+def _conv_bn_relu(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class CompactCNN(nn.Module):
+    """A plain nine-layer CNN (about 0.47 M parameters) that trains on a CPU in minutes.
+
+    Its output is already pooled (``N x 320 x 1 x 1``), so the shared pooling of
+    :class:`TwoViewNet` leaves it unchanged: the global maximum of the stride-8 features
+    (64 channels: small bright structures such as calcifications or a small mass, wherever
+    they are) and the global average and maximum of the stride-32 features (128 + 128:
+    diffuse properties such as density, and larger lesions).
+    """
+
+    out_channels: Final[int] = 64 + 2 * 128
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fine = nn.Sequential(
+            *_conv_bn_relu(3, 24, 2), *_conv_bn_relu(24, 32, 2), *_conv_bn_relu(32, 32, 1),
+            *_conv_bn_relu(32, 64, 2), *_conv_bn_relu(64, 64, 1),
+        )
+        self.coarse = nn.Sequential(
+            *_conv_bn_relu(64, 96, 2), *_conv_bn_relu(96, 96, 1),
+            *_conv_bn_relu(96, 128, 2), *_conv_bn_relu(128, 128, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        fine = self.fine(x)
+        coarse = self.coarse(fine)
+        return torch.cat(
+            [
+                fine.amax(dim=(2, 3), keepdim=True),
+                coarse.mean(dim=(2, 3), keepdim=True),
+                coarse.amax(dim=(2, 3), keepdim=True),
+            ],
+            dim=1,
+        )
+
+
 def build_backbone(name: str) -> tuple[nn.Module, int]:
     """Return ``(feature_extractor, feature_channels)`` for a backbone name."""
     if name == "efficientnet_b0":
@@ -52,6 +97,8 @@ def build_backbone(name: str) -> tuple[nn.Module, int]:
         return net.features, net.classifier[1].in_features
     if name == "small_cnn":
         return _small_cnn()
+    if name == "compact_cnn":
+        return CompactCNN(), CompactCNN.out_channels
     raise ValueError(f"Backbone desconocido / unknown backbone: {name!r}; use one of {BACKBONES}")
 
 

@@ -20,11 +20,37 @@ from services.infer.model import (
     TwoViewNet,
 )
 
-__all__ = ["BreastInputs", "BreastPrediction", "Laterality", "TorchPredictor", "save_checkpoint"]
+__all__ = [
+    "BreastInputs",
+    "BreastPrediction",
+    "Laterality",
+    "SHIPPED_WEIGHTS",
+    "TorchPredictor",
+    "UNTRAINED_WEIGHTS",
+    "resolve_weights_path",
+    "save_checkpoint",
+]
 
 Laterality = Literal["R", "L"]
 
 UNTRAINED_LABEL: Final[str] = "sin entrenar / untrained"
+#: The checkpoint in the repository, trained on synthetic phantoms (see weights/MODEL_CARD.md).
+SHIPPED_WEIGHTS: Final[Path] = Path(__file__).resolve().parent / "weights" / "twoview-synthetic.pt"
+#: Values of ``MDD_MODEL_WEIGHTS`` that ask for random weights instead of the shipped checkpoint.
+UNTRAINED_WEIGHTS: Final[frozenset[str]] = frozenset({"untrained", "none", "sin-entrenar", "random"})
+
+
+def resolve_weights_path(configured: Path | str | None) -> Path | None:
+    """The checkpoint to load for a ``MDD_MODEL_WEIGHTS`` value.
+
+    Not set: the shipped synthetic-data checkpoint (when present). ``untrained`` (or ``none``,
+    ``sin-entrenar``, ``random``): None, i.e. seeded random weights. Anything else: that path.
+    """
+    if configured is None or str(configured).strip() == "":
+        return SHIPPED_WEIGHTS if SHIPPED_WEIGHTS.is_file() else None
+    if str(configured).strip().lower() in UNTRAINED_WEIGHTS:
+        return None
+    return Path(configured)
 INPUT_SHAPE: Final[tuple[int, int, int]] = (INPUT_HEIGHT, INPUT_WIDTH, 3)
 # Preprocessing may round slightly past 0..1; anything further is a caller bug.
 _RANGE_TOLERANCE: Final[float] = 1e-3
@@ -76,7 +102,12 @@ class BreastPrediction:
 
 
 class TorchPredictor:
-    """Runs TwoViewNet on CPU or GPU; untrained (seeded random weights) without a checkpoint."""
+    """Runs TwoViewNet on CPU or GPU; untrained (seeded random weights) without a checkpoint.
+
+    ``weights_path=None`` means random weights; :meth:`from_setting` applies the rule of
+    ``MDD_MODEL_WEIGHTS`` (unset: the shipped checkpoint). A checkpoint may carry triage
+    thresholds calibrated on its validation data (``calibrated_thresholds``).
+    """
 
     def __init__(
         self,
@@ -94,6 +125,12 @@ class TorchPredictor:
             self._model_version = meta["version"]
             self.trained = True
             self.trained_on = meta["trained_on"]
+            self.weights_path: Path | None = Path(weights_path)
+            self.calibrated_thresholds: tuple[float, float] | None = (
+                (float(meta["triage_high"]), float(meta["triage_low"]))
+                if "triage_high" in meta and "triage_low" in meta
+                else None
+            )
         else:
             # Own RNG scope: same seed -> same weights, whatever ran before.
             with torch.random.fork_rng(devices=[]):
@@ -103,7 +140,16 @@ class TorchPredictor:
             self._model_version = MODEL_VERSION
             self.trained = False
             self.trained_on = UNTRAINED_LABEL
+            self.weights_path = None
+            self.calibrated_thresholds = None
         self._model = model.to(self._device).eval()
+
+    @classmethod
+    def from_setting(
+        cls, configured: Path | str | None, device: str = "cpu", backbone: str = "efficientnet_b0"
+    ) -> "TorchPredictor":
+        """A predictor for a ``MDD_MODEL_WEIGHTS`` value (see :func:`resolve_weights_path`)."""
+        return cls(resolve_weights_path(configured), device=device, backbone=backbone)
 
     @property
     def model(self) -> TwoViewNet:

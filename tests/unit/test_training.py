@@ -1,0 +1,221 @@
+"""Training: labelled data, losses, metrics, early stopping, a tiny end-to-end run and `mdd evaluate`."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+from services.infer.checkpoint import load_checkpoint
+from services.infer.datasets.manifest import ManifestRow, read_manifest, write_manifest
+from services.infer.predictor import BreastInputs, TorchPredictor
+from services.infer.training.data import load_breasts, split_indices
+from services.infer.training.images import to_bytes, to_float
+from services.infer.training.losses import LossConfig, binary_focal_loss, focal_cross_entropy, multitask_loss
+from services.infer.training.metrics import (
+    calibrate_thresholds,
+    confusion_matrix,
+    roc_auc,
+    sensitivity_at_specificity,
+    threshold_for_sensitivity,
+)
+from services.infer.training.run import run_training
+from services.infer.training.sources import DataSource
+from services.infer.training.trainer import EarlyStopping, TrainConfig
+from shared.synth import make_view
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def test_auc_of_perfect_reversed_and_tied_scores() -> None:
+    y = np.array([0, 0, 1, 1])
+    assert roc_auc(y, np.array([0.1, 0.2, 0.8, 0.9])) == pytest.approx(1.0)
+    assert roc_auc(y, np.array([0.9, 0.8, 0.2, 0.1])) == pytest.approx(0.0)
+    assert roc_auc(y, np.full(4, 0.5)) == pytest.approx(0.5)
+    # One positive below one negative out of four pairs.
+    assert roc_auc(y, np.array([0.1, 0.6, 0.5, 0.9])) == pytest.approx(0.75)
+
+
+def test_sensitivity_at_specificity_and_calibrated_threshold_keep_their_promise() -> None:
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(200, int), np.ones(60, int)]
+    s = np.r_[rng.normal(0.3, 0.15, 200), rng.normal(0.7, 0.15, 60)]
+    sens = sensitivity_at_specificity(y, s, 0.9)
+    cut = np.sort(s[y == 0])[int(np.ceil(0.9 * 200)) - 1]
+    assert sens == pytest.approx(float((s[y == 1] > cut).mean()), abs=1 / 60)
+    for target in (0.95, 0.99):
+        t = threshold_for_sensitivity(y, s, target)
+        assert (s[y == 1] >= t).mean() >= target
+    thresholds = calibrate_thresholds(y, s)
+    assert 0 <= thresholds.low <= thresholds.high <= 1
+    assert (s[y == 1] >= thresholds.high).mean() >= 0.95
+    assert calibrate_thresholds(np.zeros(5, int), s[:5]).calibrated is False
+
+
+def test_confusion_matrix_counts_true_by_predicted() -> None:
+    assert confusion_matrix(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), 3) == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
+
+
+# --- losses ----------------------------------------------------------------------------------
+
+
+def test_focal_losses_reduce_to_cross_entropy_and_downweight_easy_cases() -> None:
+    logits = torch.tensor([2.0, -1.0, 0.3, 4.0])
+    targets = torch.tensor([1, 0, 0, 1])
+    bce = F.binary_cross_entropy_with_logits(logits, targets.float())
+    assert binary_focal_loss(logits, targets, gamma=0.0) == pytest.approx(float(bce), rel=1e-6)
+    assert binary_focal_loss(logits, targets, gamma=2.0) < bce
+    multi = torch.tensor([[3.0, 0.0, -1.0], [0.1, 0.2, 0.3]])
+    classes = torch.tensor([0, 2])
+    ce = F.cross_entropy(multi, classes)
+    assert focal_cross_entropy(multi, classes, gamma=0.0) == pytest.approx(float(ce), rel=1e-6)
+    assert focal_cross_entropy(multi, classes, gamma=2.0) < ce
+
+
+def test_unknown_labels_are_left_out_of_the_loss() -> None:
+    outputs = {
+        "malignancy_logit": torch.tensor([5.0, -5.0]),
+        "birads_logits": torch.zeros(2, 7),
+        "density_logits": torch.zeros(2, 4),
+    }
+    targets = {"malignancy": torch.tensor([1, -1]), "birads": torch.tensor([-1, -1]), "density": torch.tensor([-1, 2])}
+    losses = multitask_loss(outputs, targets, LossConfig())
+    assert float(losses["malignancy"]) < 0.01  # the unknown second breast (a confident 0) is ignored
+    assert float(losses["birads"]) == 0.0
+    assert float(losses["density"]) == pytest.approx(math.log(4), rel=1e-5)
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def test_byte_cache_gives_the_service_input_exactly() -> None:
+    from services.preprocess.pipeline import preprocess_view
+
+    model_input = preprocess_view(make_view(laterality="R", view="MLO", seed=3, finding="mass").dataset).model_input
+    cached = to_bytes(model_input)
+    assert cached.dtype == np.uint8
+    np.testing.assert_array_equal(to_float(cached), model_input)
+
+
+def _rows(tmp_path: Path, patients: int, split: str | None = None, prefix: str = "") -> list[ManifestRow]:
+    rows = []
+    image = np.zeros((336, 224, 3), np.uint8)
+    for p in range(patients):
+        for side in ("R", "L"):
+            for view in ("CC", "MLO"):
+                path = tmp_path / f"p{p}" / f"{side}_{view}.npy"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, image)
+                rows.append(ManifestRow(study_id=f"S{prefix}{p}", patient_id=f"P{prefix}{p}", laterality=side, view=view,
+                                        image_path=str(path), malignancy=int(side == "L" and p % 2 == 0),
+                                        density="B", source="dicom_csv", split=split))
+    return rows
+
+
+def test_split_keeps_each_patient_on_one_side_and_follows_a_written_split(tmp_path: Path) -> None:
+    data = load_breasts(_rows(tmp_path, 10), progress=False)
+    train, val = split_indices(data, 0.3, seed=1)
+    assert len(train) + len(val) == 20 and len(val) == 6
+    assert not {data.patient_ids[i] for i in train} & {data.patient_ids[i] for i in val}
+    again, _ = split_indices(data, 0.3, seed=1)
+    np.testing.assert_array_equal(train, again)
+
+    written = _rows(tmp_path / "w", 2, split="train", prefix="w") + _rows(tmp_path / "v", 1, split="val", prefix="v")
+    manifest = write_manifest(written, tmp_path / "m.csv")
+    data = load_breasts(read_manifest(manifest), progress=False)
+    train, val = split_indices(data, 0.3, seed=1)
+    assert [data.splits[i] for i in val] == ["val", "val"] and len(train) == 4
+
+
+# --- early stopping and a tiny run -----------------------------------------------------------
+
+
+def test_early_stopping_waits_patience_epochs_after_the_best_auc() -> None:
+    stop = EarlyStopping(patience=2, min_delta=0.001)
+    assert stop.update(1, 0.70, 0.9) is True
+    assert stop.update(2, 0.80, 0.8) is True
+    assert stop.update(3, 0.80, 0.7) is True  # same AUC, lower loss
+    assert stop.update(4, 0.79, 0.6) is False and not stop.should_stop
+    assert stop.update(5, 0.80, 0.9) is False and stop.should_stop
+    assert stop.best_epoch == 3
+    assert EarlyStopping(1).update(1, float("nan"), 1.0) is True  # a first epoch always counts
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    torch.set_num_threads(1)
+    base = tmp_path_factory.mktemp("train")
+    source = DataSource(synthetic=10, seed=3, cache_dir=base / "cache")
+    config = TrainConfig(backbone="small_cnn", epochs=4, batch_size=4, patience=1, learning_rate=3e-3,
+                         loss=LossConfig(focal=True))
+    history = []
+    result = run_training(config, source, base / "run", val_fraction=0.4, split_seed=0, progress=False,
+                          holdout=DataSource(synthetic=3, seed=11, cache_dir=base / "cache"), on_epoch=history.append)
+    return base, result, history
+
+
+def test_tiny_run_writes_checkpoints_plots_and_model_card(tiny_run) -> None:  # type: ignore[no-untyped-def]
+    base, result, history = tiny_run
+    run = base / "run"
+    assert (run / "checkpoints" / "last.pt").is_file() and (run / "checkpoints" / "best.pt").is_file()
+    for name in ("roc.png", "confusion.png", "loss.png"):
+        assert (run / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = result.model_card.read_text(encoding="utf-8")
+    assert "sintéticos" in card and "not a clinical device" in card and "no es un dispositivo clínico" in card
+    assert f"{result.thresholds.high:.4f}" in card and "Reproducir" not in card  # no command given
+    assert result.holdout is not None and result.holdout.breasts == 6
+
+    state, meta = load_checkpoint(result.weights)
+    assert meta["backbone"] == "small_cnn" and "sintéticos" in meta["trained_on"]
+    assert float(meta["triage_low"]) <= float(meta["triage_high"])
+    predictor = TorchPredictor(result.weights)
+    assert predictor.trained and predictor.calibrated_thresholds == (float(meta["triage_high"]), float(meta["triage_low"]))
+    image = np.full((336, 224, 3), 0.5, np.float32)
+    assert 0.0 <= predictor.predict([BreastInputs("L", cc=image, mlo=image)])[0].malignancy_score <= 1.0
+
+    saved = json.loads((run / "history.json").read_text())
+    assert [r["epoch"] for r in saved] == [r.epoch for r in history]
+    first = saved[0]["metrics"]
+    assert set(first) >= {"malignancy_auc", "malignancy_accuracy", "sensitivity_at_90_specificity", "density_accuracy"}
+    assert np.asarray(first["density_confusion"]).shape == (4, 4)
+    assert np.asarray(first["malignancy_confusion"]).sum() == result.validation.breasts
+
+
+def test_tiny_run_stops_after_patience_epochs_without_improvement(tiny_run) -> None:  # type: ignore[no-untyped-def]
+    _, result, history = tiny_run
+    best = [r.epoch for r in history if r.best][-1]
+    assert best == result.best_epoch
+    assert len(history) == min(best + 1, 4)  # patience 1: one epoch past the last improvement
+    _, meta = load_checkpoint(result.weights)
+    assert meta["best_epoch"] == str(best)
+
+
+def test_evaluate_command_prints_the_training_metrics(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from services.cli import app
+
+    base, result, _ = tiny_run
+    out = tmp_path / "metrics.json"
+    run = CliRunner().invoke(app, ["evaluate", "--weights", str(result.weights), "--synthetic", "3", "--seed", "11",
+                                   "--cache-dir", str(base / "cache"), "--json", str(out), "--no-progress"],
+                             env={"COLUMNS": "200"})
+    assert run.exit_code == 0, run.output
+    assert "AUC" in run.output and "sintéticos" in run.output and "Densidad ACR" in run.output
+    metrics = json.loads(out.read_text())
+    assert result.holdout is not None
+    assert metrics["malignancy_auc"] == pytest.approx(result.holdout.malignancy_auc, nan_ok=True)
+    assert metrics["density_accuracy"] == pytest.approx(result.holdout.density_accuracy)
+
+
+def test_train_command_refuses_two_data_sources(tmp_path: Path) -> None:
+    from services.cli import app
+
+    run = CliRunner().invoke(app, ["train", "--synthetic", "2", "--manifest", str(tmp_path / "m.csv"),
+                                   "--out", str(tmp_path / "o")])
+    assert run.exit_code == 2 and "--manifest" in run.output
