@@ -36,6 +36,7 @@ class Subscription:
     group: str
     handler: Handler
     service: str
+    concurrency: int = 1
 
 
 class Bus(ABC):
@@ -46,9 +47,20 @@ class Bus(ABC):
         self.subscriptions: list[Subscription] = []
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def subscribe(self, event_cls: type[E], handler: Callable[[E], Awaitable[HandlerResult]], *, service: str, group: str | None = None) -> None:
-        """Register ``handler`` for ``event_cls`` in consumer group ``group`` (default: the service)."""
-        self.subscriptions.append(Subscription(event_cls, group or service, handler, service))
+    def subscribe(
+        self,
+        event_cls: type[E],
+        handler: Callable[[E], Awaitable[HandlerResult]],
+        *,
+        service: str,
+        group: str | None = None,
+        concurrency: int = 1,
+    ) -> None:
+        """Register ``handler`` for ``event_cls`` in consumer group ``group`` (default: the service).
+
+        ``concurrency`` > 1 handles that many messages at once (order between them is not kept).
+        """
+        self.subscriptions.append(Subscription(event_cls, group or service, handler, service, concurrency))
 
     def topic(self, event: Event | type[Event]) -> str:
         """Topic name of an event (instance or class)."""
@@ -150,7 +162,8 @@ class MemoryBus(Bus):
             queue: asyncio.Queue[bytes] = asyncio.Queue()
             topic = self.topic(subscription.event_cls)
             self._queues.setdefault(topic, []).append((subscription, queue))
-            self._workers.append(asyncio.create_task(self._work(subscription, topic, queue)))
+            for _ in range(subscription.concurrency):
+                self._workers.append(asyncio.create_task(self._work(subscription, topic, queue)))
 
     async def _work(self, subscription: Subscription, topic: str, queue: asyncio.Queue[bytes]) -> None:
         while True:
@@ -244,6 +257,7 @@ class KafkaBus(Bus):
                 group_id=f"{self.settings.consumer_group_prefix}.{subscription.group}",
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 auto_offset_reset="earliest",
+                max_workers=subscription.concurrency,
             )(consumer())
         await self.ensure_topics()
         await self.broker.start()

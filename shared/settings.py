@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     triton_timeout_seconds: float = Field(10.0, gt=0, description="Tiempo máximo por petición / request timeout")
     triton_retries: int = Field(3, ge=0, description="Reintentos por petición / retries")
     infer_batch_size: int = Field(16, ge=1, description="Mamas por lote de inferencia / breasts per batch")
+    infer_batch_wait_ms: float = Field(
+        20.0, ge=0, description="Espera para juntar estudios en un lote / wait to batch studies together"
+    )
     model_backbone: Literal["efficientnet_b0", "compact_cnn", "small_cnn"] = Field(
         "efficientnet_b0", description="Red base sin checkpoint / backbone when no checkpoint is loaded"
     )

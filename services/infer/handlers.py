@@ -11,7 +11,8 @@ import numpy as np
 from shared.events import BreastResult, StudyInferred, StudyPreprocessed, follow_up
 from shared.runtime import ServiceContext
 from services.infer.backends import ModelBackend, build_backend
-from services.infer.predictor import BreastInputs, TorchPredictor
+from services.infer.batching import BreastBatcher
+from services.infer.predictor import BreastInputs, BreastPrediction, TorchPredictor
 from services.infer.thresholds import resolve_thresholds
 from services.infer.triage import TriageThresholds, triage_light
 
@@ -45,6 +46,9 @@ class InferHandlers:
     def __init__(self, ctx: ServiceContext, predictor: ModelBackend) -> None:
         self.ctx = ctx
         self.predictor = predictor
+        self.batcher = BreastBatcher(
+            predictor.predict, ctx.settings.infer_batch_size, ctx.settings.infer_batch_wait_ms / 1000
+        )
         # Calibrated thresholds of the checkpoint unless the hospital sets its own (services/infer/thresholds.py).
         self.calibrated_thresholds: tuple[float, float] | None = getattr(predictor, "calibrated_thresholds", None)
         self.thresholds = self.thresholds_for(ctx.settings.hospital_id)
@@ -68,9 +72,7 @@ class InferHandlers:
             if (side, "CC") in images or (side, "MLO") in images
         ]
 
-    def _predict(self, event: StudyPreprocessed) -> StudyInferred:
-        breasts = self._breast_inputs(event)
-        predictions = self.predictor.predict(breasts)
+    def _inferred(self, event: StudyPreprocessed, predictions: list[BreastPrediction]) -> StudyInferred:
         complete = len(predictions) == 2 and all(len(p.views_used) == 2 for p in predictions)
         light, reason = triage_light(predictions, self.thresholds_for(event.hospital_id), complete, event.quality_flags)
         if not self.predictor.trained:
@@ -100,7 +102,9 @@ class InferHandlers:
         )
 
     async def on_study_preprocessed(self, event: StudyPreprocessed) -> StudyInferred:
-        """Run the model on a preprocessed study (CPU-bound work off the event loop)."""
-        inferred = await asyncio.to_thread(self._predict, event)
+        """Run the model on a preprocessed study, batched with the studies arriving with it."""
+        breasts = await asyncio.to_thread(self._breast_inputs, event)
+        predictions = await self.batcher.predict(breasts) if breasts else []
+        inferred = self._inferred(event, predictions)
         log.info("Semáforo de triaje / triage light %s: %s", inferred.triage_light, inferred.triage_reason)
         return inferred

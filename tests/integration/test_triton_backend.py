@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,7 +187,7 @@ def test_the_infer_service_gives_the_same_light_with_every_backend(
     results = {}
     for name, update in configurations.items():
         ctx = build_context(settings.model_copy(update=update))
-        results[name] = InferHandlers(ctx, build_predictor(ctx))._predict(event)
+        results[name] = asyncio.run(InferHandlers(ctx, build_predictor(ctx)).on_study_preprocessed(event))
     reference = results["torch"]
     # The checkpoint's calibrated high threshold (0.49) turns this study RED; 0.5 would not.
     assert reference.triage_light == "RED", reference.triage_reason
