@@ -31,6 +31,7 @@ async def measure(args: argparse.Namespace) -> None:
         settings = Settings(
             data_dir=Path(folder), dicom_port=args.port, api_port=args.port + 1, ingest_http_port=args.port + 2, study_quiet_seconds=30, log_level="WARNING",
             model_backbone=args.backbone,
+            model_weights="untrained" if args.untrained else None,
         )
         ctx = build_context(settings)
         stop = asyncio.Event()
@@ -39,6 +40,7 @@ async def measure(args: argparse.Namespace) -> None:
             await asyncio.sleep(0.05)
         studies = [make_study(seed=1000 + i, rows=args.rows, cols=args.cols, finding="mass") for i in range(args.studies)]
         totals, stages = [], {"ingest": [], "preprocess": [], "infer": []}
+        model = ""
         for study in studies:
             start = time.perf_counter()
             statuses = await asyncio.to_thread(send_study, study, "127.0.0.1", args.port, "MDD", "BENCH")
@@ -50,6 +52,8 @@ async def measure(args: argparse.Namespace) -> None:
                     event = json.loads(payload)
                     if event.get("study_uid") == study.study_uid and event["event_type"] not in times:
                         times[event["event_type"]] = time.perf_counter()
+                        if event["event_type"] == "study.inferred":
+                            model = f"{event['model_name']} {event['model_version']} ({event['model_trained_on']})"
                 await asyncio.sleep(0.005)
             totals.append(times["study.inferred"] - start)
             stages["ingest"].append(sent - start)
@@ -57,7 +61,7 @@ async def measure(args: argparse.Namespace) -> None:
             stages["infer"].append(times["study.inferred"] - times["study.preprocessed"])
         stop.set()
         await runner
-    print(f"Estudios / studies: {args.studies} x 4 vistas {args.rows}x{args.cols} (16 bits), backbone {args.backbone}, CPU")
+    print(f"Estudios / studies: {args.studies} x 4 vistas {args.rows}x{args.cols} (16 bits), CPU; modelo / model: {model}")
     print(f"C-STORE → semáforo de triaje / triage light: mediana {statistics.median(totals):.2f} s, máx {max(totals):.2f} s")
     for name, values in stages.items():
         print(f"  {name:<10} mediana / median {statistics.median(values):.3f} s")
@@ -68,7 +72,9 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=5)
     parser.add_argument("--rows", type=int, default=2048)
     parser.add_argument("--cols", type=int, default=1664)
-    parser.add_argument("--backbone", default="efficientnet_b0", choices=["efficientnet_b0", "small_cnn"])
+    parser.add_argument("--untrained", action="store_true", help="random weights instead of the shipped model")
+    parser.add_argument("--backbone", default="efficientnet_b0", choices=["efficientnet_b0", "compact_cnn", "small_cnn"],
+                        help="backbone of the untrained model")
     parser.add_argument("--port", type=int, default=11300)
     asyncio.run(measure(parser.parse_args()))
 
