@@ -11,10 +11,11 @@ import io
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from shared.settings import Settings
 
@@ -92,17 +93,8 @@ class LocalStore:
         target = self._path(bucket, key)
         target.parent.mkdir(parents=True, exist_ok=True)
         _write_durably(target.with_name(target.name + ".sha256"), (sha256 or file_sha256(path)).encode())
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle, open(path, "rb") as source:
-                shutil.copyfileobj(source, handle, CHUNK_BYTES)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, target)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        _fsync_dir(target.parent)
+        with open(path, "rb") as source:
+            _write_durably(target, lambda handle: shutil.copyfileobj(source, handle, CHUNK_BYTES))
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
         try:
@@ -133,12 +125,16 @@ class LocalStore:
         return None
 
 
-def _write_durably(path: Path, data: bytes) -> None:
-    """Write to a temporary file, fsync it, then rename it into place (atomic on POSIX)."""
+def _write_durably(path: Path, data: bytes | Callable[[BinaryIO], object]) -> None:
+    """Write ``data`` (bytes, or a function that writes to the handle) to a temporary file, fsync
+    it, then rename it into place (atomic on POSIX) and make the rename durable."""
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(data, bytes):
+                handle.write(data)
+            else:
+                data(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
