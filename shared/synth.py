@@ -191,6 +191,21 @@ def make_view(
         findings.append(_paint_finding(rng, values, room, finding))
     pixels = _add_noise(rng, values, breast)
 
+    return _finish_view(identity, laterality, view, pixels, breast, pectoral, findings, photometric)
+
+
+def _finish_view(
+    identity: StudyIdentity,
+    laterality: str,
+    view: str,
+    pixels: np.ndarray,
+    breast: np.ndarray,
+    pectoral: np.ndarray,
+    findings: list[Finding],
+    photometric: str,
+) -> SyntheticView:
+    """Turn a drawn image (chest wall on the left) into a stored view: mirror, invert, DICOM."""
+    cols = pixels.shape[1]
     if STORED_CHEST_WALL_SIDE[laterality] == "right":
         # Drawn with the chest wall on the left; mirror into the stored convention.
         pixels, breast, pectoral = pixels[:, ::-1], breast[:, ::-1], pectoral[:, ::-1]

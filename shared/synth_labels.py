@@ -31,8 +31,6 @@ import numpy as np
 
 from shared import synth
 from shared.synth import (
-    MAX_VALUE,
-    STORED_CHEST_WALL_SIDE,
     Finding,
     Laterality,
     Photometric,
@@ -370,21 +368,7 @@ def make_labelled_view(
     finding = _paint(rng, values, room, appearance)
     findings = [finding] if finding is not None else []
     pixels = synth._add_noise(rng, values, breast)
-    if STORED_CHEST_WALL_SIDE[laterality] == "right":
-        pixels, breast, pectoral = pixels[:, ::-1], breast[:, ::-1], pectoral[:, ::-1]
-        findings = [Finding(f.kind, (f.center_rc[0], cols - 1 - f.center_rc[1]), f.radius_px) for f in findings]
-    if photometric == "MONOCHROME1":
-        pixels = MAX_VALUE - pixels
-    pixels = np.ascontiguousarray(pixels, dtype=np.uint16)
-    dataset = synth._build_dataset(identity, laterality, view, pixels, photometric)
-    return SyntheticView(
-        dataset=dataset,
-        laterality=laterality,
-        view=view,
-        breast_mask=np.ascontiguousarray(breast),
-        pectoral_mask=np.ascontiguousarray(pectoral),
-        findings=findings,
-    )
+    return synth._finish_view(identity, laterality, view, pixels, breast, pectoral, findings, photometric)
 
 
 def make_labelled_study(spec: CaseSpec | int, *, hospital_id: str = "HOSP-DEMO") -> LabelledStudy:
