@@ -101,6 +101,42 @@ class BreastPrediction:
     views_used: list[str] = field(default_factory=list)
 
 
+Logits = dict[str, np.ndarray]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def predictions_from_logits(breasts: list[BreastInputs], logits: Logits) -> list[BreastPrediction]:
+    """Scores, BI-RADS and density of each breast from the model's three logit arrays."""
+    scores = 1.0 / (1.0 + np.exp(-np.asarray(logits["malignancy_logit"], dtype=np.float64).reshape(-1)))
+    birads_probs = _softmax(np.asarray(logits["birads_logits"]))
+    density_probs = _softmax(np.asarray(logits["density_logits"]))
+    if not len(scores) == len(birads_probs) == len(density_probs) == len(breasts):
+        raise ValueError(
+            f"El modelo devolvió {len(scores)} resultados para {len(breasts)} mamas / "
+            f"model returned {len(scores)} results for {len(breasts)} breasts"
+        )
+    results: list[BreastPrediction] = []
+    for i, breast in enumerate(breasts):
+        views = [name for name, img in (("CC", breast.cc), ("MLO", breast.mlo)) if img is not None]
+        results.append(
+            BreastPrediction(
+                laterality=breast.laterality,
+                malignancy_score=float(scores[i]),
+                birads=BIRADS_CLASSES[int(np.argmax(birads_probs[i]))],
+                birads_probs=[float(p) for p in birads_probs[i]],
+                density=DENSITY_CLASSES[int(np.argmax(density_probs[i]))],
+                density_probs=[float(p) for p in density_probs[i]],
+                views_used=views,
+            )
+        )
+    return results
+
+
 class TorchPredictor:
     """Runs TwoViewNet on CPU or GPU; untrained (seeded random weights) without a checkpoint.
 
@@ -183,22 +219,5 @@ class TorchPredictor:
         mlos = [b.mlo if b.mlo is not None else b.cc for b in usable]
         with torch.inference_mode():
             out = self._model(self._stack(ccs), self._stack(mlos))
-            scores = torch.sigmoid(out["malignancy_logit"]).cpu().tolist()
-            birads_probs = torch.softmax(out["birads_logits"], dim=1).cpu().tolist()
-            density_probs = torch.softmax(out["density_logits"], dim=1).cpu().tolist()
-
-        results: list[BreastPrediction] = []
-        for i, breast in enumerate(usable):
-            views = [name for name, img in (("CC", breast.cc), ("MLO", breast.mlo)) if img is not None]
-            results.append(
-                BreastPrediction(
-                    laterality=breast.laterality,
-                    malignancy_score=float(scores[i]),
-                    birads=BIRADS_CLASSES[int(np.argmax(birads_probs[i]))],
-                    birads_probs=birads_probs[i],
-                    density=DENSITY_CLASSES[int(np.argmax(density_probs[i]))],
-                    density_probs=density_probs[i],
-                    views_used=views,
-                )
-            )
-        return results
+            logits = {name: tensor.cpu().numpy() for name, tensor in out.items()}
+        return predictions_from_logits(usable, logits)

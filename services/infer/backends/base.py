@@ -16,10 +16,8 @@ import numpy as np
 
 from services.infer.export.metadata import ExportMetadata
 from services.infer.export.signature import OUTPUT_NAMES
-from services.infer.model import BIRADS_CLASSES, DENSITY_CLASSES
-from services.infer.predictor import BreastInputs, BreastPrediction
+from services.infer.predictor import BreastInputs, BreastPrediction, Logits, predictions_from_logits
 
-Logits = dict[str, np.ndarray]
 
 
 class BackendUnavailable(RuntimeError):
@@ -62,39 +60,6 @@ def stack_views(breasts: list[BreastInputs]) -> tuple[np.ndarray, np.ndarray]:
     cc = np.ascontiguousarray(np.stack(ccs).transpose(0, 3, 1, 2), dtype=np.float32)
     mlo = np.ascontiguousarray(np.stack(mlos).transpose(0, 3, 1, 2), dtype=np.float32)
     return cc, mlo
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-def predictions_from_logits(breasts: list[BreastInputs], logits: Logits) -> list[BreastPrediction]:
-    """Scores, BI-RADS and density of each breast from the model's three logit arrays."""
-    scores = 1.0 / (1.0 + np.exp(-np.asarray(logits["malignancy_logit"], dtype=np.float64).reshape(-1)))
-    birads_probs = _softmax(np.asarray(logits["birads_logits"]))
-    density_probs = _softmax(np.asarray(logits["density_logits"]))
-    if not len(scores) == len(birads_probs) == len(density_probs) == len(breasts):
-        raise ValueError(
-            f"El modelo devolvió {len(scores)} resultados para {len(breasts)} mamas / "
-            f"model returned {len(scores)} results for {len(breasts)} breasts"
-        )
-    results: list[BreastPrediction] = []
-    for i, breast in enumerate(breasts):
-        views = [name for name, img in (("CC", breast.cc), ("MLO", breast.mlo)) if img is not None]
-        results.append(
-            BreastPrediction(
-                laterality=breast.laterality,
-                malignancy_score=float(scores[i]),
-                birads=BIRADS_CLASSES[int(np.argmax(birads_probs[i]))],
-                birads_probs=[float(p) for p in birads_probs[i]],
-                density=DENSITY_CLASSES[int(np.argmax(density_probs[i]))],
-                density_probs=[float(p) for p in density_probs[i]],
-                views_used=views,
-            )
-        )
-    return results
 
 
 def chunks(items: list[BreastInputs], size: int) -> Iterator[list[BreastInputs]]:
