@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     minio_access_key: str = Field("mdd", description="Clave de acceso S3 / access key")
     minio_secret_key: str = Field("mdd-secret-key", description="Clave secreta S3 / secret key")
     minio_secure: bool = Field(False, description="HTTPS hacia MinIO / use TLS")
+    minio_region: str = Field("us-east-1", description="Región S3 con la que se firman las peticiones / S3 signing region")
     bucket_dicom: str = Field("dicom", description="Bucket de instancias recibidas / raw instances")
     bucket_derived: str = Field("derived", description="Bucket de imágenes derivadas / preprocessing outputs")
     bucket_results: str = Field("results", description="Bucket de resultados de IA / AI results")

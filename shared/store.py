@@ -7,7 +7,6 @@ acknowledges only after its erasure-coded write. Keys use ``/`` separators.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import shutil
 import tempfile
@@ -15,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 
+from shared.digests import ContentDigest, digest_bytes, digest_file
 from shared.settings import Settings
 
 CHUNK_BYTES = 1024 * 1024
-SINGLE_PUT_BYTES = 256 * 1024 * 1024
 
 
 class ObjectNotFound(KeyError):
@@ -44,10 +43,10 @@ class ObjectStore(Protocol):
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         """Store ``data`` durably under ``bucket/key`` (replacing any previous object)."""
 
-    def put_file(self, bucket: str, key: str, path: Path, content_type: str, sha256: str | None = None) -> None:
+    def put_file(self, bucket: str, key: str, path: Path, content_type: str, digest: ContentDigest | None = None) -> None:
         """Stream a file durably into ``bucket/key`` without reading it whole into memory.
 
-        ``sha256`` is the file's hash when the caller already computed it.
+        ``digest`` is the file's digest when the caller already computed it (e.g. while receiving).
         """
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
@@ -61,6 +60,29 @@ class ObjectStore(Protocol):
 
     def url_for(self, bucket: str, key: str, expires: timedelta = timedelta(hours=1)) -> str | None:
         """A time-limited download URL, or ``None`` where the backend has none."""
+
+
+class GrowingUpload(Protocol):
+    """An upload of a file still being written; invisible until ``complete``."""
+
+    key: str
+
+    def advance(self, written: int) -> None:
+        """The writer has flushed ``written`` bytes of the file."""
+
+    def complete(self, size: int) -> None:
+        """The file is whole (``size`` bytes): finish and make the object visible durably."""
+
+    def abort(self) -> None:
+        """Discard the upload; never raises."""
+
+
+@runtime_checkable
+class UploadsWhileWriting(Protocol):
+    """A store that can upload a file while it is still being written (large C-STORE instances)."""
+
+    def begin_upload(self, bucket: str, key: str, source: Path, content_type: str) -> GrowingUpload:
+        """Start uploading ``source`` as ``bucket/key``; the caller advances, completes or aborts it."""
 
 
 def _check_key(key: str) -> str:
@@ -89,10 +111,10 @@ class LocalStore:
         _write_durably(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest().encode())
         _write_durably(path, data)
 
-    def put_file(self, bucket: str, key: str, path: Path, content_type: str, sha256: str | None = None) -> None:
+    def put_file(self, bucket: str, key: str, path: Path, content_type: str, digest: ContentDigest | None = None) -> None:
         target = self._path(bucket, key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        _write_durably(target.with_name(target.name + ".sha256"), (sha256 or file_sha256(path)).encode())
+        _write_durably(target.with_name(target.name + ".sha256"), (digest or digest_file(path)).sha256.encode())
         with open(path, "rb") as source:
             _write_durably(target, lambda handle: shutil.copyfileobj(source, handle, CHUNK_BYTES))
 
@@ -153,24 +175,23 @@ def _fsync_dir(folder: Path) -> None:
         os.close(dir_fd)
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class MinioStore:
-    """Objects in MinIO (or any S3 server) through the official ``minio`` client."""
+    """Objects in MinIO (or any S3 server): the official ``minio`` client, and a streaming PUT.
+
+    Uploads stream the body with a CRC-32 the server verifies (``shared.s3_upload``) instead of the
+    client's read-into-memory-and-hash-again path; everything else goes through ``minio``.
+    """
 
     SHA_HEADER = "sha256"
 
-    def __init__(self, endpoint: str, access_key: str, secret_key: str, secure: bool = False) -> None:
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, secure: bool = False, region: str = "us-east-1") -> None:
         from minio import Minio
+        from minio.credentials import Credentials
 
-        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure)
+        from shared.s3_upload import StreamingUploader
+
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region)
+        self.uploader = StreamingUploader(endpoint, Credentials(access_key, secret_key), region, secure)
 
     def ensure_buckets(self, buckets: list[str]) -> None:
         for bucket in buckets:
@@ -178,24 +199,17 @@ class MinioStore:
                 self.client.make_bucket(bucket)
 
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
-        self.client.put_object(
-            bucket,
-            _check_key(key),
-            io.BytesIO(data),
-            length=len(data),
-            content_type=content_type,
-            metadata={self.SHA_HEADER: hashlib.sha256(data).hexdigest()},
-        )
+        digest = digest_bytes(data)
+        self.uploader.put(bucket, _check_key(key), data, digest, content_type, {self.SHA_HEADER: digest.sha256})
 
-    def put_file(self, bucket: str, key: str, path: Path, content_type: str, sha256: str | None = None) -> None:
-        self.client.fput_object(
-            bucket,
-            _check_key(key),
-            str(path),
-            content_type=content_type,
-            metadata={self.SHA_HEADER: sha256 or file_sha256(path)},
-            part_size=SINGLE_PUT_BYTES,  # one PUT for any mammogram instead of a multipart upload
-        )
+    def put_file(self, bucket: str, key: str, path: Path, content_type: str, digest: ContentDigest | None = None) -> None:
+        digest = digest or digest_file(path)
+        self.uploader.put_file(bucket, _check_key(key), path, digest, content_type, {self.SHA_HEADER: digest.sha256})
+
+    def begin_upload(self, bucket: str, key: str, source: Path, content_type: str) -> GrowingUpload:
+        from shared.s3_upload import GrowingFileUpload
+
+        return GrowingFileUpload(self.uploader, bucket, _check_key(key), source, content_type)
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
         from minio.error import S3Error
@@ -244,6 +258,7 @@ def build_store(settings: Settings) -> ObjectStore:
             settings.minio_access_key,
             settings.minio_secret_key,
             settings.minio_secure,
+            settings.minio_region,
         )
     else:
         store = LocalStore(settings.resolved_store_dir)

@@ -47,6 +47,7 @@ class IngestComponent:
             max_associations=settings.max_associations,
             spool_dir=settings.resolved_spool_dir,
             ssl_context=context,
+            early_upload=self.ingest.start_upload,
         )
         self._watcher = asyncio.create_task(self.ingest.watch_quiet_studies())
         if settings.pacs_host:

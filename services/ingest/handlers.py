@@ -44,16 +44,18 @@ def make_store_handler(ingest: Ingest) -> Callable[[events.Event], Dataset]:
     def handle_store(event: events.Event) -> Dataset:
         status = Dataset()
         try:
-            payload = received_instance(event)
+            received = received_instance(event)
         except Exception as exc:  # a malformed P-DATA stream must not take the SCP down
             log.warning("C-STORE ilegible / unreadable C-STORE: %r", exc)
             status.Status = CANNOT_UNDERSTAND
             status.ErrorComment = "DICOM ilegible / unreadable"
             return status
         outcome = ingest.accept(
-            payload,
+            received.payload,
             calling_ae=str(event.assoc.requestor.ae_title).strip(),
             expected_sop_class=str(event.context.abstract_syntax),
+            digest=received.digest,
+            upload=received.upload,
         )
         status.Status = outcome.status
         if not outcome.ok:

@@ -25,7 +25,8 @@ from shared.bus import Bus
 from shared.events import InstanceStored, StudyCompleted, ViewRef, producer, utc_now
 from shared.logs import bind_study
 from shared.settings import Settings
-from shared.store import ObjectStore, file_sha256
+from shared.digests import ContentDigest, digest_bytes, digest_file
+from shared.store import GrowingUpload, ObjectStore, UploadsWhileWriting
 from services.ingest.assembly import has_standard_views, normalise_view, parse_view_label, quiet_since, view_label
 from services.ingest.tables import AssemblingStudy, StoredInstance
 from services.ingest.sop_classes import IMAGE_ATTRIBUTES, STORAGE_SOP_CLASSES
@@ -112,6 +113,11 @@ def read_header(encoded: bytes | Path) -> InstanceHeader:
     )
 
 
+def object_key(hospital_id: str, study_uid: str, series_uid: str, sop_instance_uid: str) -> str:
+    """Where an instance lives in the DICOM bucket."""
+    return f"{hospital_id}/{study_uid}/{series_uid}/{sop_instance_uid}.dcm"
+
+
 def patient_key(hospital_id: str, patient_id: str) -> str:
     """A pseudonymous, stable key for a patient of a hospital (never the PatientID itself)."""
     return hashlib.sha256(f"{hospital_id}\x00{patient_id}".encode()).hexdigest()[:24]
@@ -144,11 +150,48 @@ class Ingest:
         calling_ae: str = "",
         expected_sop_class: str | None = None,
         hospital_id: str | None = None,
+        digest: ContentDigest | None = None,
+        upload: GrowingUpload | None = None,
     ) -> StoreOutcome:
         """Store one instance (bytes, or a spooled file streamed to the store) and publish it.
 
-        Called from a non-async thread (the SCP's, or a web request's worker thread).
+        ``digest`` is the instance's digest when the front door took it while receiving, ``upload``
+        its upload started while it arrived (completed here if the instance is accepted, else
+        discarded). Called from a non-async thread (the SCP's, or a web request's worker thread).
         """
+        try:
+            return self._accept(encoded, calling_ae, expected_sop_class, hospital_id, digest, upload)
+        finally:
+            if upload is not None:
+                upload.abort()  # a no-op once completed
+
+    def start_upload(self, partial: Path, calling_ae: str) -> GrowingUpload | None:
+        """Start uploading a C-STORE instance still being received, under the key it will have.
+
+        ``None`` when the store cannot upload while writing or refuses to start (the instance is then
+        uploaded whole once received, and a store outage answered as usual); raises while the
+        header has not fully arrived yet.
+        """
+        if not isinstance(self.store, UploadsWhileWriting):
+            return None
+        dataset = dcmread(partial, stop_before_pixels=True)
+        hospital_id = self.settings.hospital_for_calling_ae(calling_ae)
+        key = object_key(hospital_id, str(dataset.StudyInstanceUID), str(dataset.SeriesInstanceUID), str(dataset.SOPInstanceUID))
+        try:
+            return self.store.begin_upload(self.settings.bucket_dicom, key, partial, "application/dicom")
+        except Exception as exc:
+            log.warning("Carga anticipada no disponible / early upload unavailable: %r", exc)
+            return None
+
+    def _accept(
+        self,
+        encoded: bytes | Path,
+        calling_ae: str,
+        expected_sop_class: str | None,
+        hospital_id: str | None,
+        digest: ContentDigest | None,
+        upload: GrowingUpload | None,
+    ) -> StoreOutcome:
         try:
             header = read_header(encoded)
         except LookupError as exc:
@@ -165,20 +208,25 @@ class Ingest:
                 f"SOP Class {header.sop_class_uid} no coincide con {expected_sop_class} / does not match",
             )
         try:
-            return self._store_and_publish(encoded, header, calling_ae, hospital_id)
+            return self._store_and_publish(encoded, header, calling_ae, hospital_id, digest, upload)
         except Exception as exc:  # the SCP must answer a status and keep serving, whatever happens
             log.exception("Error interno al almacenar / internal error while storing")
             return StoreOutcome(OUT_OF_RESOURCES, f"Error interno / internal error: {type(exc).__name__}")
 
     def _store_and_publish(
-        self, encoded: bytes | Path, header: InstanceHeader, calling_ae: str, hospital_id: str | None
+        self,
+        encoded: bytes | Path,
+        header: InstanceHeader,
+        calling_ae: str,
+        hospital_id: str | None,
+        content: ContentDigest | None,
+        upload: GrowingUpload | None,
     ) -> StoreOutcome:
         hospital_id = hospital_id or self.settings.hospital_for_calling_ae(calling_ae)
-        if isinstance(encoded, Path):
-            digest, size = file_sha256(encoded), encoded.stat().st_size
-        else:
-            digest, size = hashlib.sha256(encoded).hexdigest(), len(encoded)
-        key = f"{hospital_id}/{header.study_uid}/{header.series_uid}/{header.sop_instance_uid}.dcm"
+        if content is None:
+            content = digest_file(encoded) if isinstance(encoded, Path) else digest_bytes(encoded)
+        digest, size = content.sha256, content.size
+        key = object_key(hospital_id, header.study_uid, header.series_uid, header.sop_instance_uid)
         with self._lock, Session(self.engine, expire_on_commit=False) as session:
             known = session.get(StoredInstance, header.sop_instance_uid)
             if known is not None and known.sha256 == digest:
@@ -186,8 +234,10 @@ class Ingest:
             study = session.get(AssemblingStudy, header.study_uid) or self._new_study(header, hospital_id)
             with bind_study(header.study_uid, study.correlation_id):
                 try:
-                    if isinstance(encoded, Path):
-                        self.store.put_file(self.settings.bucket_dicom, key, encoded, "application/dicom", digest)
+                    if upload is not None and upload.key == key and isinstance(encoded, Path):
+                        upload.complete(size)
+                    elif isinstance(encoded, Path):
+                        self.store.put_file(self.settings.bucket_dicom, key, encoded, "application/dicom", content)
                     else:
                         self.store.put_bytes(self.settings.bucket_dicom, key, encoded, "application/dicom")
                 except Exception as exc:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from pathlib import Path
 
 from sqlmodel import Field, Session, SQLModel
 
 from shared.events import utc_now
 from services.ingest.adapters.pacs import find_studies, get_study
+from services.ingest.adapters.scp import ReceivedInstance
 from services.ingest.intake import Ingest
 from services.ingest.tables import AssemblingStudy
 
@@ -79,8 +79,14 @@ class PacsPoller:
         self._remember(started)
         return retrieved
 
-    def _store(self, payload: bytes | Path) -> int:
-        outcome = self.ingest.accept(payload, calling_ae=self.called_ae, hospital_id=self.hospital_id)
+    def _store(self, received: ReceivedInstance) -> int:
+        outcome = self.ingest.accept(
+            received.payload,
+            calling_ae=self.called_ae,
+            hospital_id=self.hospital_id,
+            digest=received.digest,
+            upload=received.upload,
+        )
         if not outcome.ok:
             log.warning("Instancia del PACS rechazada 0x%04X: %s", outcome.status, outcome.message)
         return outcome.status

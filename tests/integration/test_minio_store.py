@@ -8,6 +8,7 @@ import uuid
 import httpx
 import pytest
 
+from shared.s3_upload import UploadError, crc32_header
 from shared.settings import Settings
 from shared.store import MinioStore, ObjectNotFound, build_store
 
@@ -46,3 +47,50 @@ def test_minio_put_file_streams_a_large_file_with_its_hash(minio, tmp_path) -> N
     assert info is not None and info.size == path.stat().st_size
     assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert store.get_bytes("it-files", "H/1/2/grande.dcm") == path.read_bytes()
+
+
+def test_minio_refuses_bytes_that_do_not_match_the_crc32_sent_with_them(minio) -> None:  # type: ignore[no-untyped-def]
+    """Uploads carry a CRC-32 of their bytes and MinIO checks it: bytes damaged on the way are refused."""
+    store = MinioStore(minio.endpoint, minio.access_key, minio.secret_key)
+    store.ensure_buckets(["it-crc"])
+    sent, damaged = b"DICM" + bytes(range(256)) * 4096, b"DICN" + bytes(range(256)) * 4096
+    with pytest.raises(UploadError, match="Checksum"):
+        store.uploader.request(
+            "PUT", "it-crc", "H/1/2/3.dcm", body=damaged,
+            headers={"Content-Length": str(len(damaged)), "x-amz-checksum-crc32": crc32_header(sent)},
+        )
+    assert store.stat("it-crc", "H/1/2/3.dcm") is None
+    store.put_bytes("it-crc", "H/1/2/3.dcm", sent, "application/dicom")
+    assert store.get_bytes("it-crc", "H/1/2/3.dcm") == sent
+
+
+def test_an_instance_uploaded_while_it_arrives_is_invisible_until_complete(minio, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = MinioStore(minio.endpoint, minio.access_key, minio.secret_key)
+    store.ensure_buckets(["it-growing"])
+    path = tmp_path / "llegando.dcm"
+    content = bytes(range(256)) * (4096 * 21)  # 21 MiB: two whole 8 MiB parts and a last one
+    upload = store.begin_upload("it-growing", "H/1/2/grande.dcm", path, "application/dicom")
+    with open(path, "wb") as spool:
+        for start in range(0, len(content), 4 * 1024 * 1024):  # written as 4 MiB C-STORE fragments
+            spool.write(content[start : start + 4 * 1024 * 1024])
+            spool.flush()
+            upload.advance(spool.tell())
+    assert store.stat("it-growing", "H/1/2/grande.dcm") is None
+    upload.complete(len(content))
+    assert store.get_bytes("it-growing", "H/1/2/grande.dcm") == content
+    upload.abort()  # after completion: nothing happens
+    assert store.get_bytes("it-growing", "H/1/2/grande.dcm") == content
+
+    replaced = store.begin_upload("it-growing", "H/1/2/grande.dcm", path, "application/dicom")
+    path.write_bytes(b"otro contenido" * (1024 * 1024))
+    replaced.advance(path.stat().st_size)
+    replaced.abort()
+    assert store.get_bytes("it-growing", "H/1/2/grande.dcm") == content  # the aborted upload left no trace
+
+
+def test_minio_upload_failure_is_an_error_the_caller_sees(minio, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = MinioStore(minio.endpoint, minio.access_key, "wrong-secret-key")
+    path = tmp_path / "x.dcm"
+    path.write_bytes(b"DICM")
+    with pytest.raises(UploadError, match="403"):
+        store.put_file("it-crc", "H/1/2/4.dcm", path, "application/dicom")

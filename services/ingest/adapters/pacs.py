@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, build_role, evt
@@ -14,7 +13,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelGet,
 )
 
-from services.ingest.adapters.scp import TRANSFER_SYNTAXES, received_instance
+from services.ingest.adapters.scp import TRANSFER_SYNTAXES, ReceivedInstance, received_instance
 from services.ingest.sop_classes import STORAGE_SOP_CLASSES
 
 log = logging.getLogger("mdd.ingest.pacs")
@@ -71,7 +70,7 @@ def find_studies(host: str, port: int, called_ae: str, calling_ae: str, modality
 
 
 def get_study(
-    host: str, port: int, called_ae: str, calling_ae: str, study_uid: str, on_instance: Callable[[bytes | Path], int]
+    host: str, port: int, called_ae: str, calling_ae: str, study_uid: str, on_instance: Callable[[ReceivedInstance], int]
 ) -> int:
     """C-GET a whole study; each instance received is passed to ``on_instance`` (returns a status).
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-
-import functools
 import ssl
 import tempfile
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pynetdicom import AE, _config, dimse_messages, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.transport import AssociationSocket, ThreadedAssociationServer
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
@@ -26,6 +28,8 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from shared.digests import ContentDigest, Digester
+from shared.store import GrowingUpload
 from services.ingest.sop_classes import STORAGE_SOP_CLASSES
 
 log = logging.getLogger("mdd.ingest.scp")
@@ -45,16 +49,144 @@ TRANSFER_SYNTAXES = [
 MAX_PDU_BYTES = 4 * 1024 * 1024
 
 
-def received_instance(event: evt.Event) -> bytes | Path:
-    """The instance of a C-STORE request: its spool file when chunked receiving is on, else its bytes.
+EarlyUploadStarter = Callable[[Path, str], GrowingUpload | None]
+"""Given a partly received spool file and the calling AE title: its upload, already under way, or None."""
 
-    Raises when the received data cannot be framed as a DICOM file.
+EARLY_UPLOAD_AFTER_BYTES = 8 * 1024 * 1024  # smaller instances are uploaded whole once received
+EARLY_UPLOAD_ATTEMPTS = 3  # the header may need more than the first fragment
+
+
+class SpoolFile:
+    """A spool file that digests what pynetdicom writes into it, as it arrives.
+
+    Hashing fragment by fragment overlaps with the network transfer and spares reading a large
+    instance back just to hash it. With a ``starter``, a large instance also starts uploading to
+    the store while it is still arriving (the object becomes visible only once it is accepted).
+    """
+
+    def __init__(self, spool_dir: Path, starter: EarlyUploadStarter | None = None) -> None:
+        self._file: Any = tempfile.NamedTemporaryFile(delete=False, mode="wb", suffix=".dcm", dir=str(spool_dir))
+        self.name: str = self._file.name
+        self.digester = Digester()
+        self.upload: GrowingUpload | None = None
+        self._starter = starter
+        self._start_attempts = 0
+        self._calling_ae = _calling_ae_of_this_thread()
+        with _SPOOLS_LOCK:
+            _SPOOLS[self.name] = self
+
+    def write(self, data: bytes) -> int:
+        """Write a piece of the instance, add it to the digest and feed the early upload."""
+        self.digester.update(data)
+        written = int(self._file.write(data))
+        if self._starter is not None and self._calling_ae:
+            self._feed_upload()
+        return written
+
+    def _feed_upload(self) -> None:
+        size = self.digester.size
+        if self.upload is None:
+            if size < EARLY_UPLOAD_AFTER_BYTES or self._start_attempts >= EARLY_UPLOAD_ATTEMPTS:
+                return
+            self._start_attempts += 1
+            self._file.flush()
+            try:
+                self.upload = self._starter(Path(self.name), self._calling_ae) if self._starter else None
+            except Exception as exc:  # e.g. the header is not complete yet: try on a later fragment
+                log.debug("Carga anticipada no iniciada / early upload not started: %r", exc)
+                return
+            if self.upload is None:
+                self._start_attempts = EARLY_UPLOAD_ATTEMPTS
+                return
+            # An association aborted mid-instance never reaches the handler: discard its upload.
+            weakref.finalize(self, self.upload.abort)
+        self._file.flush()
+        self.upload.advance(size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+
+def _calling_ae_of_this_thread() -> str:
+    """The calling AE title of the association receiving in this thread, when we are its acceptor.
+
+    pynetdicom decodes P-DATA in the association's DUL thread, which holds its association.
+    """
+    assoc = getattr(threading.current_thread(), "assoc", None)
+    if assoc is None or not getattr(assoc, "is_acceptor", False):
+        return ""
+    return str(assoc.requestor.ae_title).strip()
+
+
+# Open spool files by path; an entry goes when pynetdicom lets go of its file.
+_SPOOLS: weakref.WeakValueDictionary[str, SpoolFile] = weakref.WeakValueDictionary()
+_SPOOLS_LOCK = threading.Lock()
+
+
+def spool_at(path: Path) -> SpoolFile | None:
+    """The open spool file this SCP is writing at ``path``, if any."""
+    with _SPOOLS_LOCK:
+        return _SPOOLS.get(str(path))
+
+
+@dataclass(frozen=True)
+class ReceivedInstance:
+    """A C-STORE's instance: a spool file or bytes, its digest and its early upload when known."""
+
+    payload: bytes | Path
+    digest: ContentDigest | None = None
+    upload: GrowingUpload | None = None
+
+
+def received_instance(event: evt.Event) -> ReceivedInstance:
+    """The instance of a C-STORE request.
+
+    With chunked receiving on, that is the spool file, the digest taken while it was written and
+    the upload started while it arrived; otherwise the encoded bytes. Raises when the received data
+    cannot be framed as a DICOM file.
     """
     try:
         spooled = event.dataset_path
     except AttributeError:
         spooled = None
-    return spooled if spooled is not None else event.encoded_dataset()
+    if spooled is None:
+        return ReceivedInstance(event.encoded_dataset())
+    spool = spool_at(spooled)
+    if spool is None:
+        return ReceivedInstance(spooled)
+    return ReceivedInstance(spooled, spool.digester.digest(), spool.upload)
+
+
+class BulkReadSocket(AssociationSocket):
+    """pynetdicom's association socket, reading a PDU with as few system calls as the network allows.
+
+    The stock ``recv`` reads 4 KiB at a time and grows a buffer: a 27 MB mammogram costs thousands
+    of calls under the interpreter lock, which competes with digesting and uploading the instance.
+    """
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        """Read exactly ``nr_bytes`` (less only when the peer closed the connection)."""
+        assert self.socket is not None
+        buffer = bytearray(nr_bytes)
+        view = memoryview(buffer)
+        read = 0
+        while read < nr_bytes:
+            count = self.socket.recv_into(view[read:], nr_bytes - read)
+            if count == 0:
+                del view
+                return buffer[:read]
+            read += count
+        return buffer
+
+
+def use_bulk_reads(event: evt.Event) -> None:
+    """EVT_CONN_OPEN handler: give the new association's socket the bulk ``recv``.
+
+    The connection is open but nothing has been read yet; only the read method changes.
+    """
+    socket_wrapper = event.assoc.dul.socket
+    if type(socket_wrapper) is AssociationSocket:
+        socket_wrapper.__class__ = BulkReadSocket
 
 
 def tls_context(cert: Path, key: Path, client_ca: Path | None) -> ssl.SSLContext:
@@ -75,18 +207,21 @@ def start_scp(
     max_associations: int = 25,
     spool_dir: Path | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    early_upload: EarlyUploadStarter | None = None,
 ) -> ThreadedAssociationServer:
     """Start the Storage SCP in background threads and return its server (call ``shutdown()``).
 
-    Incoming data sets are written in chunks to a spool file (never held whole in memory) and
-    streamed from there to the store.
+    Incoming data sets are written in chunks to a spool file (never held whole in memory),
+    digested as they arrive, and streamed from there to the store; with ``early_upload``, large
+    instances start uploading while they arrive.
     """
     _config.STORE_RECV_CHUNKED_DATASET = True
-    if spool_dir is not None:
-        spool_dir.mkdir(parents=True, exist_ok=True)
-        # pynetdicom spools with NamedTemporaryFile() and no folder argument; give its module a
-        # factory bound to our spool rather than changing the whole process's temp folder.
-        dimse_messages.NamedTemporaryFile = functools.partial(tempfile.NamedTemporaryFile, dir=str(spool_dir))  # type: ignore[attr-defined]
+    spool = spool_dir if spool_dir is not None else Path(tempfile.gettempdir())
+    spool.mkdir(parents=True, exist_ok=True)
+    # pynetdicom spools with NamedTemporaryFile() and no folder argument; give its module a
+    # factory bound to our spool (and digesting) rather than changing the process's temp folder.
+    dimse_messages.NamedTemporaryFile = lambda **_: SpoolFile(spool, early_upload)  # type: ignore[attr-defined]
+    handlers = [(evt.EVT_CONN_OPEN, use_bulk_reads), *handlers]
     ae = AE(ae_title=ae_title)
     ae.maximum_pdu_size = MAX_PDU_BYTES
     ae.maximum_associations = max_associations
