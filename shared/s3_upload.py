@@ -31,7 +31,8 @@ log = logging.getLogger("mdd.store")
 
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 SEND_BLOCK_BYTES = 1024 * 1024
-PART_BYTES = 8 * 1024 * 1024  # S3 parts are at least 5 MiB, except the last
+PART_BYTES = 5 * 1024 * 1024  # the smallest part S3 allows (except the last): the least left to send at the end
+PARALLEL_PARTS = 2  # one part in flight while the next is sent
 
 
 class UploadError(IOError):
@@ -114,7 +115,7 @@ class StreamingUploader:
 class GrowingFileUpload:
     """A multipart upload of a file that is still being written (a C-STORE being received).
 
-    Each 8 MiB part is sent, in a background thread, as soon as the writer has passed its end, so
+    Each 5 MiB part is sent, in a background thread, as soon as the writer has passed its end, so
     the upload of a large instance overlaps its reception; ``complete`` sends the rest and makes
     the object visible, ``abort`` discards it (nothing is visible before ``complete``).
     """
@@ -126,7 +127,7 @@ class GrowingFileUpload:
         if found is None:
             raise UploadError(f"S3 {bucket}/{key}: no UploadId")
         self.upload_id = found.group(1).decode()
-        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
+        self._sender = ThreadPoolExecutor(max_workers=PARALLEL_PARTS, thread_name_prefix="s3-part")
         self._parts: list[Future[str]] = []
         self._sent_until = 0
         self._lock = threading.Lock()

@@ -68,7 +68,7 @@ def test_an_instance_uploaded_while_it_arrives_is_invisible_until_complete(minio
     store = MinioStore(minio.endpoint, minio.access_key, minio.secret_key)
     store.ensure_buckets(["it-growing"])
     path = tmp_path / "llegando.dcm"
-    content = bytes(range(256)) * (4096 * 21)  # 21 MiB: two whole 8 MiB parts and a last one
+    content = bytes(range(256)) * (4096 * 21)  # 21 MiB: four whole 5 MiB parts and a last one
     upload = store.begin_upload("it-growing", "H/1/2/grande.dcm", path, "application/dicom")
     with open(path, "wb") as spool:
         for start in range(0, len(content), 4 * 1024 * 1024):  # written as 4 MiB C-STORE fragments

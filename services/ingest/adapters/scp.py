@@ -52,7 +52,7 @@ MAX_PDU_BYTES = 4 * 1024 * 1024
 EarlyUploadStarter = Callable[[Path, str], GrowingUpload | None]
 """Given a partly received spool file and the calling AE title: its upload, already under way, or None."""
 
-EARLY_UPLOAD_AFTER_BYTES = 8 * 1024 * 1024  # smaller instances are uploaded whole once received
+EARLY_UPLOAD_AFTER_BYTES = 5 * 1024 * 1024  # smaller instances are uploaded whole once received
 EARLY_UPLOAD_ATTEMPTS = 3  # the header may need more than the first fragment
 
 
