@@ -8,7 +8,7 @@ stops it and deletes the folder on exit.  A server that does not come up raises
 Missing artefacts are fetched on first use through ``infra/kafka/fetch.sh`` and
 ``infra/minio/fetch.sh`` (cached in ``${MDD_CACHE_DIR:-<repo>/.cache}``).
 
-Command line: ``python -m infra.servers kafka|minio|postgres`` starts one server, prints
+Command line: ``python -m infra.servers kafka|kafka-sasl|minio|postgres`` starts one server, prints
 its connection details as JSON and runs until interrupted.
 """
 
@@ -52,9 +52,17 @@ class ServerStartError(RuntimeError):
 
 @dataclass(frozen=True)
 class KafkaInfo:
-    """Connection details of a running Kafka broker."""
+    """Connection details of a running Kafka broker.
+
+    The SASL fields are set only for a broker started with ``sasl=True``: they are the
+    credentials of its super user (SCRAM-SHA-512).
+    """
 
     bootstrap: str
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    username: str | None = None
+    password: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,12 +164,17 @@ class _Process:
     def __init__(self, name: str, argv: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None):
         self.name = name
         self.log = log
-        self._log_handle = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self._argv, self._cwd, self._env = argv, cwd, env
+        self._ready: tuple[Callable[[], bool], float] | None = None
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self._log_handle = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
         try:
             self.popen = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
+                self._argv,
+                cwd=self._cwd,
+                env=self._env,
                 stdin=subprocess.DEVNULL,
                 stdout=self._log_handle,
                 stderr=subprocess.STDOUT,
@@ -169,10 +182,25 @@ class _Process:
             )
         except OSError as exc:
             self._log_handle.close()
-            raise ServerStartError(f"{name}: cannot start {argv[0]}: {exc}") from exc
+            raise ServerStartError(f"{self.name}: cannot start {self._argv[0]}: {exc}") from exc
+
+    @property
+    def running(self) -> bool:
+        """True while the server process is alive."""
+        return self.popen.poll() is None
+
+    def restart(self) -> None:
+        """Start the stopped process again (same command line, so same ports and data) and
+        wait until it is ready by the check and timeout of the last ``wait_ready``."""
+        if self.running:
+            raise RuntimeError(f"{self.name} is still running")
+        self._spawn()
+        if self._ready is not None:
+            self.wait_ready(*self._ready)
 
     def wait_ready(self, check: Callable[[], bool], timeout: float) -> None:
         """Poll ``check`` until it returns True; fail if the process exits or time runs out."""
+        self._ready = (check, timeout)
         deadline = time.monotonic() + timeout
         while True:
             code = self.popen.poll()
@@ -210,6 +238,38 @@ class _Process:
             self._log_handle.close()
 
 
+class ServerControl:
+    """Stop a launched server and start it again on the same ports with the same data.
+
+    Pass one as ``control=`` to :func:`kafka_server` or :func:`minio_server` to simulate an
+    outage; the launcher still stops the server (whichever incarnation runs) on exit.
+    """
+
+    def __init__(self) -> None:
+        self._process: _Process | None = None
+
+    def _attach(self, process: _Process) -> None:
+        self._process = process
+
+    def _attached(self) -> _Process:
+        if self._process is None:
+            raise RuntimeError("ServerControl is not attached to a running launcher")
+        return self._process
+
+    @property
+    def running(self) -> bool:
+        """True while the server process is alive."""
+        return self._attached().running
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the server (``SIGKILL`` for a crash); its data folder is kept."""
+        self._attached().stop(sig)
+
+    def start(self) -> None:
+        """Start the stopped server again and wait (bounded) until it answers as at first start."""
+        self._attached().restart()
+
+
 @contextlib.contextmanager
 def _temp_dir(prefix: str) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix=prefix))
@@ -237,7 +297,55 @@ def _kafka_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
-def _kafka_properties(port: int, controller_port: int, data_dir: Path) -> str:
+KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
+_KAFKA_SECRET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._~-")
+
+
+@dataclass(frozen=True)
+class _KafkaSasl:
+    """Credentials of a SASL-enabled broker: the SCRAM super user and the controller's PLAIN login."""
+
+    admin_user: str
+    admin_password: str
+    controller_password: str
+
+
+def _check_kafka_secret(kind: str, value: str) -> str:
+    # These values go verbatim into JAAS lines and into StorageTool's "[name=..,password=..]".
+    if not value or not set(value) <= _KAFKA_SECRET_CHARS:
+        raise ValueError(f"{kind} de Kafka inválido / invalid Kafka {kind}: use only [A-Za-z0-9._~-]")
+    return value
+
+
+def _kafka_sasl_properties(port: int, controller_port: int, sasl: _KafkaSasl) -> dict[str, str]:
+    """Overrides for a SASL_PLAINTEXT/SCRAM-SHA-512 client listener with ACLs enforced.
+
+    SCRAM credentials live in the cluster metadata, which the controller cannot read before it
+    authenticates, so the controller listener uses SASL/PLAIN with a static JAAS login instead.
+    """
+    plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    return {
+        "listeners": f"SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}",
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": KAFKA_SASL_MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": KAFKA_SASL_MECHANISM,
+        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config":
+            f'{scram} required username="{sasl.admin_user}" password="{sasl.admin_password}";',
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config":
+            f'{plain} required username="controller" password="{sasl.controller_password}" '
+            f'user_controller="{sasl.controller_password}";',
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": f"User:{sasl.admin_user};User:controller",
+    }
+
+
+def _kafka_properties(port: int, controller_port: int, data_dir: Path, sasl: _KafkaSasl | None = None) -> str:
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -262,15 +370,17 @@ def _kafka_properties(port: int, controller_port: int, data_dir: Path) -> str:
         "num.io.threads": "2",
         "background.threads": "2",
     }
+    if sasl is not None:
+        settings.update(_kafka_sasl_properties(port, controller_port, sasl))
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
-def _kafka_metadata_ok(bootstrap: str) -> bool:
+def _kafka_metadata_ok(bootstrap: str, **client_options: str) -> bool:
     """True when the broker answers a cluster metadata request listing at least one broker."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     async def probe() -> bool:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, **client_options)
         await admin.start()
         try:
             cluster = await admin.describe_cluster()
@@ -282,8 +392,28 @@ def _kafka_metadata_ok(bootstrap: str) -> bool:
 
 
 @contextlib.contextmanager
-def kafka_server(timeout: float = KAFKA_START_TIMEOUT_S) -> Iterator[KafkaInfo]:
-    """Run a single-node KRaft Kafka broker (combined broker+controller) on free ports."""
+def kafka_server(
+    timeout: float = KAFKA_START_TIMEOUT_S,
+    *,
+    sasl: bool = False,
+    admin_user: str = "admin",
+    admin_password: str | None = None,
+    control: ServerControl | None = None,
+) -> Iterator[KafkaInfo]:
+    """Run a single-node KRaft Kafka broker (combined broker+controller) on free ports.
+
+    With ``sasl=True`` clients must authenticate with SASL/SCRAM-SHA-512 and Kafka ACLs are
+    enforced (``StandardAuthorizer``, nothing allowed without an ACL). ``admin_user`` is a super
+    user whose SCRAM credential is written when the storage is formatted; its password is
+    ``admin_password`` or a random one, returned in the yielded :class:`KafkaInfo`.
+    """
+    sasl_config = None
+    if sasl:
+        sasl_config = _KafkaSasl(
+            admin_user=_check_kafka_secret("usuario / user", admin_user),
+            admin_password=_check_kafka_secret("contraseña / password", admin_password or secrets.token_hex(16)),
+            controller_password=secrets.token_hex(16),
+        )
     libs = kafka_libs()
     java = _which("java")
     classpath = f"{libs}/*"
@@ -301,12 +431,18 @@ def kafka_server(timeout: float = KAFKA_START_TIMEOUT_S) -> Iterator[KafkaInfo]:
     with _temp_dir("mdd-kafka-") as tmp:
         port, controller_port = free_ports(2)
         props = tmp / "server.properties"
-        props.write_text(_kafka_properties(port, controller_port, tmp / "data"))
+        props.write_text(_kafka_properties(port, controller_port, tmp / "data", sasl_config))
         jvm.insert(1, f"-Dkafka.logs.dir={tmp / 'logs'}")
         log = tmp / "kafka.log"
+        add_scram: list[str] = []
+        if sasl_config is not None:
+            add_scram = [
+                "--add-scram",
+                f"{KAFKA_SASL_MECHANISM}=[name={sasl_config.admin_user},password={sasl_config.admin_password}]",
+            ]
         fmt = subprocess.run(
             [*jvm, "kafka.tools.StorageTool", "format", "--standalone",
-             "-t", _kafka_cluster_id(), "-c", str(props)],
+             "-t", _kafka_cluster_id(), "-c", str(props), *add_scram],
             cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         if fmt.returncode != 0:
@@ -314,10 +450,28 @@ def kafka_server(timeout: float = KAFKA_START_TIMEOUT_S) -> Iterator[KafkaInfo]:
                 f"kafka storage format failed (exit {fmt.returncode}):\n{fmt.stdout[-4000:]}"
             )
         proc = _Process("kafka", [*jvm, "kafka.Kafka", str(props)], log, cwd=tmp)
+        if control is not None:
+            control._attach(proc)
         try:
             bootstrap = f"127.0.0.1:{port}"
-            proc.wait_ready(lambda: _tcp_open(port) and _kafka_metadata_ok(bootstrap), timeout)
-            yield KafkaInfo(bootstrap=bootstrap)
+            info = KafkaInfo(bootstrap=bootstrap)
+            client_options: dict[str, str] = {}
+            if sasl_config is not None:
+                info = KafkaInfo(
+                    bootstrap=bootstrap,
+                    security_protocol="SASL_PLAINTEXT",
+                    sasl_mechanism=KAFKA_SASL_MECHANISM,
+                    username=sasl_config.admin_user,
+                    password=sasl_config.admin_password,
+                )
+                client_options = {
+                    "security_protocol": info.security_protocol,
+                    "sasl_mechanism": KAFKA_SASL_MECHANISM,
+                    "sasl_plain_username": sasl_config.admin_user,
+                    "sasl_plain_password": sasl_config.admin_password,
+                }
+            proc.wait_ready(lambda: _tcp_open(port) and _kafka_metadata_ok(bootstrap, **client_options), timeout)
+            yield info
         finally:
             proc.stop()
 
@@ -339,8 +493,13 @@ def _http_ok(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def minio_server(timeout: float = MINIO_START_TIMEOUT_S) -> Iterator[S3Info]:
-    """Run a single-drive MinIO server on free ports with random root credentials."""
+def minio_server(
+    timeout: float = MINIO_START_TIMEOUT_S, *, control: ServerControl | None = None
+) -> Iterator[S3Info]:
+    """Run a single-drive MinIO server on free ports with random root credentials.
+
+    ``control`` (a :class:`ServerControl`) can stop and start it again while the block runs.
+    """
     binary = minio_binary()
     with _temp_dir("mdd-minio-") as tmp:
         port, console_port = free_ports(2)
@@ -362,6 +521,8 @@ def minio_server(timeout: float = MINIO_START_TIMEOUT_S) -> Iterator[S3Info]:
             "--quiet",
         ]
         proc = _Process("minio", argv, tmp / "minio.log", cwd=tmp, env=env)
+        if control is not None:
+            control._attach(proc)
         try:
             proc.wait_ready(lambda: _http_ok(f"http://127.0.0.1:{port}/minio/health/live"), timeout)
             yield S3Info(endpoint=f"127.0.0.1:{port}", access_key=access_key, secret_key=secret_key)
@@ -516,6 +677,7 @@ def dcmtk_tool(name: str) -> str:
 
 LAUNCHERS: dict[str, Callable[[], contextlib.AbstractContextManager[object]]] = {
     "kafka": kafka_server,
+    "kafka-sasl": lambda: kafka_server(sasl=True),  # SCRAM-SHA-512 + ACLs; prints the admin credentials
     "minio": minio_server,
     "postgres": postgres_server,
 }

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from shared.events import EVENT_TYPES, DeadLetter, Event, StudyFailed, follow_up, parse_event
+from shared.kafka_security import aiokafka_options, faststream_security
 from shared.logs import bind_study
 from shared.settings import Settings
 from shared.topics import dead_letter_topic, topic_for
@@ -69,6 +70,10 @@ class Bus(ABC):
     async def publish(self, event: Event) -> None:
         """Publish an event durably (returns once the broker has accepted it)."""
         await self._send(self.topic(event), event.study_uid, event.model_dump_json().encode())
+
+    async def publish_to(self, topic: str, event: Event) -> None:
+        """Publish an event to an explicit topic (e.g. a provider's own), keyed by its study UID."""
+        await self._send(topic, event.study_uid, event.model_dump_json().encode())
 
     def publish_from_thread(self, event: Event, timeout: float) -> None:
         """Publish from a non-async thread (e.g. the DICOM SCP) and wait for the broker."""
@@ -196,17 +201,20 @@ class MemoryBus(Bus):
 
 
 class KafkaBus(Bus):
-    """Apache Kafka through FastStream: acks=all, idempotent producer, commit after handling."""
+    """Apache Kafka: FastStream consumers that commit after handling; an acks=all producer whose
+    every send is accepted by the broker or fails within a bounded time (``delivery_timeout_ms``)."""
 
     def __init__(self, settings: Settings, client_id: str = "mdd") -> None:
         super().__init__(settings)
         from faststream.kafka import KafkaBroker
 
+        self.client_id = client_id
+        self._producer: Any = None
         self.broker = KafkaBroker(
             settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
+            consumer_only=True,  # events go out through self._producer
             client_id=client_id,
+            security=faststream_security(settings),  # SASL per MDD_KAFKA_SECURITY_PROTOCOL
             logger=logging.getLogger("mdd.kafka"),
             log_level=logging.DEBUG,  # per-message "Received/Processed" lines; our handlers log with study context
         )
@@ -221,7 +229,9 @@ class KafkaBus(Bus):
         """Create the internal topics that do not exist yet (consumers never rely on auto-creation)."""
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.settings.kafka_bootstrap, **aiokafka_options(self.settings)
+        )
         await admin.start()
         try:
             existing = set(await admin.list_topics())
@@ -260,13 +270,45 @@ class KafkaBus(Bus):
                 max_workers=subscription.concurrency,
             )(consumer())
         await self.ensure_topics()
+        await self._start_producer()
         await self.broker.start()
 
+    def delivery_timeout_ms(self) -> int:
+        """How long one send may take before it fails for good: a third of the publish timeout.
+
+        aiokafka's idempotent producer retries a batch forever, so a publish the SCP already
+        answered 0xA700 for would reach the topic once the broker is back, and the modality's
+        retry would publish the event a second time. A plain ``acks=all`` producer fails a batch
+        once it is ``request_timeout_ms`` old; the wait for topic metadata, a request in flight
+        and the batch's age each take at most that long, so three of them fit in the wait.
+        """
+        return max(500, int(self.settings.publish_timeout_seconds * 1000 / 3))
+
+    async def _start_producer(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            client_id=self.client_id,
+            acks="all",
+            request_timeout_ms=self.delivery_timeout_ms(),
+            **aiokafka_options(self.settings),
+        )
+        await producer.start()
+        self._producer = producer
+
     async def _send(self, topic: str, key: str, payload: bytes) -> None:
-        await self.broker.publish(payload, topic=topic, key=key.encode(), headers={"content-type": "application/json"})
+        if self._producer is None:
+            raise RuntimeError("El bus no está iniciado / bus not started")
+        await self._producer.send_and_wait(
+            topic, payload, key=key.encode(), headers=[("content-type", b"application/json")]
+        )
 
     async def stop(self) -> None:
         await self.broker.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
 
 
 def build_bus(settings: Settings, client_id: str = "mdd") -> Bus:

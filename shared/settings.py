@@ -12,11 +12,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Transport = Literal["memory", "kafka"]
 StoreBackend = Literal["local", "minio"]
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 
 
 class Sender(BaseModel):
@@ -24,6 +26,14 @@ class Sender(BaseModel):
 
     hospital_id: str
     addresses: list[str] = Field(default_factory=list, description="Allowed source IPs; empty means any")
+
+
+class DicomDestination(BaseModel):
+    """A DICOM node we send to (C-STORE): host, port and its AE title."""
+
+    host: str
+    port: int = Field(104, ge=1, le=65535)
+    ae_title: str = Field(min_length=1, max_length=16)
 
 
 class Settings(BaseSettings):
@@ -46,6 +56,14 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Servidores Kafka / Kafka bootstrap servers")
     kafka_partitions: int = Field(3, ge=1, description="Particiones al crear tópicos / partitions of new topics")
     kafka_replication_factor: int = Field(1, ge=1, description="Réplicas al crear tópicos / replication factor")
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        "PLAINTEXT", description="PLAINTEXT, SASL_PLAINTEXT o SASL_SSL hacia Kafka / Kafka security protocol"
+    )
+    kafka_sasl_mechanism: KafkaSaslMechanism = Field(
+        "SCRAM-SHA-512", description="Mecanismo SASL: SCRAM-SHA-512, SCRAM-SHA-256 o PLAIN / SASL mechanism"
+    )
+    kafka_sasl_username: str | None = Field(None, description="Usuario SASL de los servicios / SASL user of the services")
+    kafka_sasl_password: SecretStr | None = Field(None, description="Contraseña SASL / SASL password")
     topic_prefix: str = Field("mdd.", description="Prefijo de tópicos / topic prefix")
     consumer_group_prefix: str = Field("mdd", description="Prefijo de grupos de consumo / consumer group prefix")
     max_delivery_attempts: int = Field(3, ge=1, description="Intentos antes de la DLQ / attempts before the DLQ")
@@ -124,7 +142,35 @@ class Settings(BaseSettings):
     smtp_from: str = Field("semaforo@mdd.local", description="Remitente / sender")
     notify_emails: list[str] = Field(default_factory=list, description="Destinatarios de cada resultado, JSON / every result")
     notify_red_emails: list[str] = Field(default_factory=list, description="Destinatarios extra de ROJO, JSON / RED lights")
+    notify_rules_file: Path | None = Field(
+        None, description="Reglas por hospital (TOML); reemplaza a NOTIFY_EMAILS / per-hospital rules file (docs/notifications.md)"
+    )
+    notify_send_attempts: int = Field(3, ge=1, description="Intentos por mensaje antes de darlo por fallido / attempts per message")
+    notify_backoff_seconds: float = Field(1.0, ge=0, description="Espera inicial entre intentos de envío (exponencial) / send backoff")
+    notify_sending_lease_seconds: float = Field(
+        600.0, ge=0, description="Tras este tiempo un envío interrumpido se marca incierto / interrupted send becomes uncertain after"
+    )
     public_base_url: str = Field("http://127.0.0.1:8000", description="URL pública de la API para enlaces / link base")
+    provider_link_ttl_seconds: int = Field(
+        86400, ge=60, le=604800, description="Vigencia de los enlaces de descarga para proveedores (máx. 7 días) / provider link lifetime"
+    )
+    provider_webhook_timeout_seconds: float = Field(10.0, gt=0, description="Tiempo máximo por webhook a proveedores / provider webhook timeout")
+    provider_delivery_attempts: int = Field(5, ge=1, description="Intentos de entrega a un proveedor antes de la DLQ / provider attempts")
+    provider_retry_backoff_seconds: float = Field(
+        2.0, ge=0, description="Espera inicial entre intentos a proveedores (exponencial) / provider retry backoff"
+    )
+
+    results_pacs_host: str | None = Field(
+        None, description="PACS que recibe el SR y la imagen de resultados; vacío = no se envían / results PACS host"
+    )
+    results_pacs_port: int = Field(104, ge=1, le=65535, description="Puerto DICOM del PACS de resultados / results PACS port")
+    results_pacs_ae_title: str = Field("PACS", description="AE title del PACS de resultados / results PACS called AE")
+    results_calling_ae_title: str = Field("MDD", description="Nuestro AE al enviar resultados / our calling AE for results")
+    results_pacs: dict[str, DicomDestination] = Field(
+        default_factory=dict,
+        description='PACS de resultados por hospital, JSON / per hospital: '
+        '{"HGE-ENSENADA": {"host": "10.1.2.4", "port": 104, "ae_title": "KPACS"}}',
+    )
 
     api_host: str = Field("127.0.0.1", description="Interfaz de la API y el tablero / API host")
     api_port: int = Field(8000, description="Puerto de la API / API port")
@@ -136,6 +182,17 @@ class Settings(BaseSettings):
     def _thresholds_ordered(self) -> "Settings":
         if self.triage_low > self.triage_high:
             raise ValueError("MDD_TRIAGE_LOW debe ser ≤ MDD_TRIAGE_HIGH / low threshold must not exceed high")
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_sasl_complete(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password and self.kafka_sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                "MDD_KAFKA_SECURITY_PROTOCOL=SASL_* requiere MDD_KAFKA_SASL_USERNAME y MDD_KAFKA_SASL_PASSWORD"
+                " / SASL needs a username and a password"
+            )
         return self
 
     @property

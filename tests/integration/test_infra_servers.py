@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
 import subprocess
 import uuid
 
@@ -17,8 +18,11 @@ from infra.servers import (
     KafkaInfo,
     PostgresInfo,
     S3Info,
+    ServerControl,
     dcmtk_tool,
     free_ports,
+    kafka_server,
+    minio_server,
 )
 
 
@@ -131,3 +135,77 @@ def test_dcmtk_echoscu_reaches_a_pynetdicom_scp() -> None:
         server.shutdown()
     assert result.returncode == 0, result.stdout
     assert echoes == ["MDD-TEST"]
+
+
+def listening(port: int) -> bool:
+    """True when something accepts TCP connections on 127.0.0.1:port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def test_minio_stopped_and_started_again_keeps_its_address_credentials_and_objects() -> None:
+    from minio import Minio
+
+    control = ServerControl()
+    with minio_server(control=control) as info:
+        client = Minio(info.endpoint, access_key=info.access_key, secret_key=info.secret_key, secure=info.secure)
+        client.make_bucket("antes")
+        client.put_object("antes", "a.dcm", io.BytesIO(b"DICM-antes"), 10)
+        port = int(info.endpoint.rsplit(":", 1)[1])
+
+        control.stop()
+        assert not control.running and not listening(port)
+
+        control.start()
+        assert control.running
+        response = client.get_object("antes", "a.dcm")
+        try:
+            assert response.read() == b"DICM-antes"
+        finally:
+            response.close()
+            response.release_conn()
+    assert not control.running  # the launcher stopped the second incarnation too
+
+
+def test_kafka_stopped_and_started_again_keeps_its_address_and_messages() -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    topic = f"restart-{uuid.uuid4().hex[:8]}"
+
+    async def produce(bootstrap: str, value: bytes) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, value, key=b"study-1")  # one partition: ordered
+        finally:
+            await producer.stop()
+
+    async def read_all(bootstrap: str, expected: int) -> list[bytes]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"check-{uuid.uuid4()}", auto_offset_reset="earliest")
+        await consumer.start()
+        values: list[bytes] = []
+        try:
+            for _ in range(30):
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    values += [record.value for record in records]
+                if len(values) >= expected:
+                    break
+        finally:
+            await consumer.stop()
+        return values
+
+    control = ServerControl()
+    with kafka_server(control=control) as info:
+        asyncio.run(produce(info.bootstrap, b"antes"))
+        port = int(info.bootstrap.rsplit(":", 1)[1])
+
+        control.stop()
+        assert not control.running and not listening(port)
+
+        control.start()
+        asyncio.run(produce(info.bootstrap, b"despues"))
+        assert asyncio.run(read_all(info.bootstrap, 2)) == [b"antes", b"despues"]
+    assert not control.running
