@@ -34,6 +34,7 @@ for _part in (
     "services.infer.datasets.commands",
 ):
     app.add_typer(importlib.import_module(_part).commands)
+app.add_typer(importlib.import_module("services.notify.providers.commands").commands, name="provider")
 
 
 class ServiceName(str, Enum):

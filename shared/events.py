@@ -165,7 +165,35 @@ class NotificationSent(Event):
     detail: str = ""
 
 
-EVENT_CLASSES: tuple[type[Event], ...] = (
+class OfferedInstance(BaseModel):
+    """One image of a study offered to a provider, with its time-limited download link."""
+
+    sop_instance_uid: str
+    series_instance_uid: str
+    laterality: str | None = None
+    view_position: str | None = None
+    size_bytes: int | None = None
+    sha256: str | None = Field(None, description="SHA-256 of the file behind ``url``, to check the download")
+    url: str | None = Field(None, description="Presigned GET URL; None where the store has no download links")
+
+
+class ProviderStudyOffer(Event):
+    """A study offered to an external provider, by signed webhook and/or its own topic (notify).
+
+    Carries no patient identity: for de-identifying providers ``study_uid`` and
+    ``accession_number`` are the de-identified ones and the links point to de-identified copies.
+    """
+
+    event_type: Literal["provider.study"] = "provider.study"
+    provider_id: str
+    delivery_id: UUID = Field(description="Same for every send of this study to this provider: de-duplicate on it")
+    deidentified: bool
+    instances: list[OfferedInstance]
+    links_expire_at: datetime | None = None
+    links_note: str = Field("", description="Why there are no download links, when there are none")
+
+
+INTERNAL_EVENT_CLASSES: tuple[type[Event], ...] = (
     InstanceStored,
     StudyCompleted,
     StudyPreprocessed,
@@ -175,8 +203,11 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     StudyReported,
     NotificationSent,
 )
+# Provider offers travel only on each provider's own topic (``mdd.provider.{provider_id}``).
+EVENT_CLASSES: tuple[type[Event], ...] = (*INTERNAL_EVENT_CLASSES, ProviderStudyOffer)
 AnyEvent = Annotated[Union[EVENT_CLASSES], Field(discriminator="event_type")]  # type: ignore[valid-type]
-EVENT_TYPES: dict[str, type[Event]] = {cls.model_fields["event_type"].default: cls for cls in EVENT_CLASSES}
+EVENT_TYPES: dict[str, type[Event]] = {cls.model_fields["event_type"].default: cls for cls in INTERNAL_EVENT_CLASSES}
+"""The events of the pipeline's internal topics, by type."""
 _any_event = TypeAdapter(AnyEvent)
 
 

@@ -1,66 +1,82 @@
-"""Who is told what: the rules of the first version, and the messages they send (pure)."""
+"""Who is told what about an event: the rules of its hospital applied to it (pure, no I/O)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from shared.events import Event, StudyFailed, StudyInferred
+from shared.events import Event, StudyFailed, StudyInferred, StudyOverdue
 from shared.settings import Settings
+from services.notify.config import Recipient, Rule, RuleBook, rules_from_settings
+from services.notify.messages import failed_context, inferred_context, overdue_context, render
 
-LIGHT_NAMES = {"RED": ("ROJO", "RED"), "YELLOW": ("AMARILLO", "YELLOW"), "GREEN": ("VERDE", "GREEN")}
+# Rule event -> (template, context builder) for the events that arrive on topics.
+_TEMPLATES = {"study.inferred": "inferred", "study.failed": "failed", "study.overdue": "overdue"}
 
 
 @dataclass(frozen=True)
 class Notification:
-    """One message for one recipient, decided by one rule."""
+    """One message for one recipient on one channel, decided by one rule."""
 
     rule: str
     channel: str
     recipient: str
+    target: str
     subject: str
     body: str
+    url: str = field(default="", repr=False)  # carries the channel's credentials: never logged
 
     @property
     def key_suffix(self) -> str:
-        return f"{self.rule}:{self.channel}:{self.recipient}"
+        """What makes this notification unique within its study (or digest)."""
+        return f"{self.rule}:{self.channel}:{self.recipient}:{self.target}"
+
+    @property
+    def label(self) -> str:
+        """Recipient and target as logs, events and the notification log show them."""
+        return self.recipient if self.recipient == self.target else f"{self.recipient} <{self.target}>"
 
 
-def _study_link(settings: Settings, study_uid: str) -> str:
-    return f"{settings.public_base_url.rstrip('/')}/studies/{study_uid}"
-
-
-def _inferred_message(settings: Settings, event: StudyInferred) -> tuple[str, str]:
-    light_es, light_en = LIGHT_NAMES[event.triage_light]
-    subject = f"[MDD] Semáforo {light_es} / {light_en} triage light — estudio {event.accession_number or event.study_uid}"
-    breasts = "\n".join(
-        f"  - Mama {'derecha' if b.laterality == 'R' else 'izquierda'} / {'right' if b.laterality == 'R' else 'left'}"
-        f" breast: puntuación / score {b.malignancy_score:.2f}, BI-RADS {b.birads}, densidad / density {b.density}"
-        for b in event.breasts
-    )
-    body = (
-        f"Resultados de IA listos / AI results ready.\n\n"
-        f"Estudio / study: {event.study_uid}\nAcceso / accession: {event.accession_number or '-'}\n"
-        f"Semáforo de triaje / triage light: {light_es} / {light_en}\n{event.triage_reason}\n\n{breasts}\n\n"
-        f"Ver / view: {_study_link(settings, event.study_uid)}\n\n"
-        f"Modelo / model: {event.model_name} {event.model_version} ({event.model_trained_on})\n"
-        f"{event.disclaimer}\n"
-    )
-    return subject, body
-
-
-def notifications_for(settings: Settings, event: Event) -> list[Notification]:
-    """The notifications an event calls for, under the configured recipients."""
+def _context(settings: Settings, event: Event) -> dict[str, Any] | None:
     if isinstance(event, StudyInferred):
-        subject, body = _inferred_message(settings, event)
-        planned = [Notification("result_ready", "email", to, subject, body) for to in settings.notify_emails]
-        if event.triage_light == "RED":
-            planned += [Notification("triage_red", "email", to, subject, body) for to in settings.notify_red_emails]
-        return planned
+        return inferred_context(settings, event)
     if isinstance(event, StudyFailed):
-        subject = f"[MDD] Estudio con falla / study failed — {event.study_uid}"
-        body = (
-            f"La etapa {event.stage} no pudo procesar el estudio / stage {event.stage} failed.\n"
-            f"Motivo / reason: {event.reason}\nVer / view: {_study_link(settings, event.study_uid)}\n"
+        return failed_context(settings, event)
+    if isinstance(event, StudyOverdue):
+        return overdue_context(settings, event)
+    return None
+
+
+def rule_applies(rule: Rule, event: Event) -> bool:
+    """Whether ``rule`` fires for ``event`` (its type, and the triage light where the rule names lights)."""
+    if rule.event != event.event_type:
+        return False
+    if rule.lights is not None:
+        return isinstance(event, StudyInferred) and event.triage_light in rule.lights
+    return True
+
+
+def messages_for(rule: Rule, recipient: Recipient, template: str, context: dict[str, Any]) -> list[Notification]:
+    """One message per channel of the recipient that the rule uses, in the recipient's language."""
+    planned = []
+    for channel in rule.channels_of(recipient):
+        rendered = render(template, channel.kind, recipient.language, context)
+        planned.append(
+            Notification(rule.id, channel.kind, recipient.id, channel.target, rendered.subject, rendered.body, channel.url)
         )
-        return [Notification("study_failed", "email", to, subject, body) for to in settings.notify_emails]
-    return []
+    return planned
+
+
+def notifications_for(settings: Settings, event: Event, book: RuleBook | None = None) -> list[Notification]:
+    """The notifications an event calls for under ``book`` (default: the rules from the e-mail settings)."""
+    book = book or rules_from_settings(settings)
+    hospital = book.for_hospital(event.hospital_id)
+    context = _context(settings, event)
+    if hospital is None or context is None:
+        return []
+    planned: list[Notification] = []
+    for rule in hospital.rules:
+        if rule_applies(rule, event):
+            for recipient in rule.recipients:
+                planned += messages_for(rule, recipient, _TEMPLATES[rule.event], context)
+    return planned

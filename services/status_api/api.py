@@ -11,9 +11,9 @@ from sqlmodel import Session, col, select
 
 from shared.runtime import ServiceContext
 from services.status_api.board import render_board
-from services.status_api.schemas import Health, StudyDetail, StudySummary, TimelineEntry
+from services.status_api.schemas import Health, NotificationEntry, StudyDetail, StudySummary, TimelineEntry
 from services.status_api.state import STATUS_LABELS
-from services.status_api.tables import StudyEventRow, StudyRow
+from services.status_api.tables import NotificationRow, StudyEventRow, StudyRow
 
 router = APIRouter()
 
@@ -69,6 +69,34 @@ def get_study(study_uid: str, session: SessionDep) -> dict:
     detail = _summary(row)
     detail["events"] = [TimelineEntry.model_validate(event.model_dump()) for event in events]
     return detail
+
+
+@router.get("/studies/{study_uid}/notifications", response_model=list[NotificationEntry], tags=["notificaciones / notifications"])
+def study_notifications(study_uid: str, session: SessionDep) -> list[NotificationRow]:
+    """Bitácora de notificaciones de un estudio / a study's notification log."""
+    if session.get(StudyRow, study_uid) is None:
+        raise HTTPException(404, f"Estudio no encontrado / study not found: {study_uid}")
+    query = select(NotificationRow).where(NotificationRow.study_uid == study_uid).order_by(col(NotificationRow.occurred_at))
+    return list(session.exec(query).all())
+
+
+@router.get("/notifications", response_model=list[NotificationEntry], tags=["notificaciones / notifications"])
+def list_notifications(
+    session: SessionDep,
+    study_uid: str | None = None,
+    status: Annotated[str | None, Query(pattern="^(sent|failed)$")] = None,
+    hospital_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[NotificationRow]:
+    """Bitácora de notificaciones, más recientes primero / notification log, most recent first."""
+    query = select(NotificationRow).order_by(col(NotificationRow.occurred_at).desc()).limit(limit)
+    if study_uid:
+        query = query.where(NotificationRow.study_uid == study_uid)
+    if status:
+        query = query.where(NotificationRow.status == status)
+    if hospital_id:
+        query = query.where(NotificationRow.hospital_id == hospital_id)
+    return list(session.exec(query).all())
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from shared.events import EVENT_TYPES, Event, utc_now, InstanceStored, StudyInferred, StudyPreprocessed
+from shared.events import EVENT_TYPES, Event, utc_now, InstanceStored, NotificationSent, StudyInferred, StudyPreprocessed
 from services.status_api.state import StudyView, apply_event
-from services.status_api.tables import StudyEventRow, StudyRow
+from services.status_api.tables import NotificationRow, StudyEventRow, StudyRow
 
 log = logging.getLogger("mdd.status_api")
 SERVICE = "status_api"
@@ -42,7 +43,10 @@ def project(engine: Engine, event: Event) -> bool:
             updated_at=now,
         )
         before = StudyView(row.progress, row.failed, row.failure_reason, row.overdue, row.triage_light)  # type: ignore[arg-type]
-        after = apply_event(before, event)
+        if isinstance(event, NotificationSent) and before.state in ("failed", "overdue"):
+            after = before  # telling IT or the administrator about a problem does not make the study "notified"
+        else:
+            after = apply_event(before, event)
         row.progress, row.failed, row.failure_reason, row.overdue = after.progress, after.failed, after.failure_reason, after.overdue
         row.triage_light, row.state, row.status_light = after.triage_light, after.state, after.status_light
         row.accession_number = row.accession_number or event.accession_number
@@ -57,6 +61,8 @@ def project(engine: Engine, event: Event) -> bool:
         if isinstance(event, StudyPreprocessed):
             row.derived_views = [view.model_dump(mode="json") for view in event.views]
             row.quality_flags = list(event.quality_flags)
+        if isinstance(event, NotificationSent):
+            session.add(notification_row(event, now))
         if isinstance(event, StudyInferred):
             row.breasts = [breast.model_dump(mode="json") for breast in event.breasts]
             row.triage_reason = event.triage_reason
@@ -67,6 +73,24 @@ def project(engine: Engine, event: Event) -> bool:
         session.add(row)
         session.commit()
     return True
+
+
+def notification_row(event: NotificationSent, received_at: datetime) -> NotificationRow:
+    """The notification log's row for a ``notification.sent``."""
+    return NotificationRow(
+        event_id=str(event.event_id),
+        study_uid=event.study_uid,
+        hospital_id=event.hospital_id,
+        accession_number=event.accession_number,
+        rule=event.rule,
+        channel=event.channel,
+        recipient=event.recipient,
+        status=event.status,
+        detail=event.detail,
+        producer=f"{event.producer.service} {event.producer.version}",
+        occurred_at=event.occurred_at,
+        received_at=received_at,
+    )
 
 
 class Projector:

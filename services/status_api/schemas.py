@@ -63,3 +63,20 @@ class Health(BaseModel):
 
     status: str
     ready: bool
+
+
+class NotificationEntry(BaseModel):
+    """One entry of the notification log: who was told what about a study, through which channel."""
+
+    event_id: str
+    study_uid: str
+    hospital_id: str
+    accession_number: str
+    rule: str = Field(description="Regla que lo decidió / rule that decided it")
+    channel: str = Field(description="email, sms, webhook, chat, pacs…")
+    recipient: str = Field(description="Destinatario sin credenciales / recipient, without credentials")
+    status: str = Field(description="sent o failed / sent or failed")
+    detail: str = Field(description="Motivo de la falla / why it failed")
+    producer: str
+    occurred_at: datetime
+    received_at: datetime

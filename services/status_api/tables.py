@@ -50,3 +50,22 @@ class StudyEventRow(SQLModel, table=True):
     occurred_at: datetime
     received_at: datetime
     payload: dict = Field(sa_column=Column(JSON))
+
+
+class NotificationRow(SQLModel, table=True):
+    """One notification as notify reported it (``notification.sent``): the notification log."""
+
+    __tablename__ = "status_notification"
+
+    event_id: str = Field(primary_key=True)
+    study_uid: str = Field(index=True)
+    hospital_id: str = Field(index=True)
+    accession_number: str = ""
+    rule: str
+    channel: str
+    recipient: str
+    status: str = Field(index=True)
+    detail: str = ""
+    producer: str = ""
+    occurred_at: datetime = Field(index=True)
+    received_at: datetime

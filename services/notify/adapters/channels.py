@@ -1,16 +1,53 @@
-"""Delivery through apprise: e-mail (SMTP) today; any apprise URL works the same way."""
+"""Delivery through apprise: every channel is an apprise URL.
+
+A recipient's channel is written either as an apprise URL (``mailto://``, ``twilio://``,
+``twiliogws://``, ``jsons://``, ``tgram://``, ``slack://``…) or as a shorthand: an e-mail address
+goes through the SMTP server of the settings, a phone number (``+52…``) through the rules file's
+SMS gateway. Each channel has a kind (email, sms, webhook, chat) that picks its message template,
+and a target that names it in logs and events without its secrets.
+"""
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+import re
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlencode, urlsplit
 
 import apprise
 
 from shared.settings import Settings
+from services.notify.adapters import twilio_gateway
+
+ChannelKind = Literal["email", "sms", "webhook", "chat"]
+CHANNEL_KINDS: tuple[ChannelKind, ...] = ("email", "sms", "webhook", "chat")
+EMAIL_SCHEMES = frozenset({"mailto", "mailtos"})
+WEBHOOK_SCHEMES = frozenset({"json", "jsons", "form", "forms", "xml", "xmls"})
+# Apprise plugins that deliver to a phone number: they get the short SMS message, never identities.
+SMS_SCHEMES = frozenset(
+    {
+        *twilio_gateway.SCHEMES, "twilio", "sns", "d7sms", "clicksend", "bulksms", "bulkvs", "plivo", "sinch", "vonage",
+        "nexmo", "msg91", "kavenegar", "msgbird", "seven", "atalk", "smseagle", "smseagles", "httpsms", "smsmgr",
+        "smsmanager", "telnyx", "telesign", "infobip", "octopush", "kaleyra", "klr", "46elks", "elks", "smsc",
+        "serwersms", "smstunnel", "voipms", "exotel", "notifyre", "ringc", "mobilemessage", "mobilemsg", "freemobile",
+        "whatsapp", "awswhatsapp",
+    }
+)
+EMAIL = re.compile(r"^[^@\s/:]+@[^@\s/:]+\.[^@\s/:]+$")
+PHONE = re.compile(r"^\+[1-9][0-9]{7,14}$")
 
 
 class DeliveryError(RuntimeError):
     """The channel did not accept the message."""
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One way to reach a recipient: its kind, its apprise URL (secret) and a printable target."""
+
+    kind: ChannelKind
+    url: str
+    target: str
 
 
 def email_url(settings: Settings, recipient: str) -> str:
@@ -19,10 +56,72 @@ def email_url(settings: Settings, recipient: str) -> str:
     return f"mailto://{settings.smtp_host}:{settings.smtp_port}?{query}"
 
 
+def kind_of(url: str) -> ChannelKind:
+    """The kind of an apprise URL, by its scheme."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in EMAIL_SCHEMES:
+        return "email"
+    if scheme in SMS_SCHEMES:
+        return "sms"
+    if scheme in WEBHOOK_SCHEMES:
+        return "webhook"
+    return "chat"
+
+
+def _printable(url: str) -> str:
+    """The URL without credentials or query: what logs and events may show."""
+    plugin = apprise.Apprise.instantiate(url)
+    if plugin is not None and plugin.secure_protocol not in twilio_gateway.SCHEMES and plugin.protocol not in twilio_gateway.SCHEMES:
+        return plugin.url(privacy=True).split("?", 1)[0]
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+def _check_url(url: str) -> None:
+    """Raise ``ValueError`` unless apprise can build a notifier from ``url``."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in twilio_gateway.SCHEMES and not twilio_gateway.is_valid_url(url):
+        raise ValueError(
+            f"URL de pasarela SMS inválida / invalid SMS gateway URL: {scheme}://SID:TOKEN@host/+REMITENTE/+DESTINO"
+        )
+    if apprise.Apprise.instantiate(url) is None:
+        raise ValueError(f"URL de apprise inválida / invalid apprise URL: {scheme}://…")
+
+
+def resolve_channel(spec: str, settings: Settings, sms_gateway: str | None) -> Channel:
+    """Turn a channel as written in the rules (URL, e-mail or phone) into a ``Channel``.
+
+    Raises ``ValueError`` with a Spanish / English message when it cannot be used.
+    """
+    spec = spec.strip()
+    if "://" in spec:
+        _check_url(spec)
+        return Channel(kind_of(spec), spec, _printable(spec))
+    if PHONE.match(spec):
+        if not sms_gateway:
+            raise ValueError(
+                f"Teléfono {spec} sin pasarela: defina sms_gateway en el archivo de reglas / "
+                "phone number without a gateway: set sms_gateway in the rules file"
+            )
+        url = f"{sms_gateway.strip().rstrip('/')}/{spec}"
+        if kind_of(url) != "sms":
+            raise ValueError("sms_gateway debe ser una URL de SMS de apprise / sms_gateway must be an apprise SMS URL")
+        _check_url(url)
+        return Channel("sms", url, spec)
+    if EMAIL.match(spec):
+        return Channel("email", email_url(settings, spec), spec)
+    raise ValueError(
+        f"Canal no reconocido / unrecognised channel '{spec}': use una URL de apprise, un correo o un teléfono +52… "
+        "/ use an apprise URL, an e-mail address or a +52… phone number"
+    )
+
+
 def send(url: str, subject: str, body: str) -> None:
-    """Send one message to one apprise URL; raises ``DeliveryError`` when it is not accepted."""
+    """Send one message to one apprise URL; raises ``DeliveryError`` (with apprise's reason) when refused."""
     sender = apprise.Apprise()
     if not sender.add(url):
         raise DeliveryError("URL de canal inválida / invalid channel URL")
-    if not sender.notify(title=subject, body=body):
-        raise DeliveryError("El canal rechazó el mensaje / channel refused the message")
+    result = sender.notify(title=subject, body=body)
+    if not result:
+        reasons = "; ".join(dict.fromkeys(e.message for e in result.logs() if e.level in ("WARNING", "ERROR")))
+        raise DeliveryError("El canal rechazó el mensaje / channel refused the message" + (f": {reasons}" if reasons else ""))

@@ -1,0 +1,147 @@
+"""De-identification of instances for providers (DICOM PS3.15 Annex E, Basic Profile).
+
+The work is done by **dicognito** (a maintained, typed library on pydicom): every UID, person
+name, patient/accession/order ID, institution and address is replaced, and every date and time is
+shifted by one offset. Seeded with the provider's own secret seed, it replaces values the same way
+for every instance, every redelivery and every study of that provider, and differently for each
+provider, so that two providers cannot link their copies.
+
+On top of dicognito, this module applies the Basic Profile actions dicognito leaves to the caller
+(``EXTRA_REMOVED``, private attributes, overlays and curves) and records what was done
+(DeidentificationMethodCodeSequence; dicognito sets PatientIdentityRemoved where
+BurnedInAnnotation is NO). Kept on purpose:
+
+- pixel data, unchanged (instances with ``BurnedInAnnotation`` YES are refused, not sent);
+- patient characteristics (sex, age, size, weight) a reader needs: Retain Patient Characteristics
+  Option;
+- intervals between dates (birth date to study date): Retain Longitudinal Temporal Information
+  with Modified Dates Option;
+- the image description a reader needs (laterality, view, spacing, window).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from pydicom import dcmread
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+#: PS3.15 Table E.1-1 attributes whose Basic Profile action is X (remove) and that dicognito keeps.
+EXTRA_REMOVED: tuple[str, ...] = (
+    "StudyDescription",
+    "SeriesDescription",
+    "ImageComments",
+    "FrameComments",
+    "PatientComments",
+    "AdditionalPatientHistory",
+    "AdmittingDiagnosesDescription",
+    "MedicalAlerts",
+    "Allergies",
+    "EthnicGroup",
+    "PatientState",
+    "SpecialNeeds",
+    "PatientInstitutionResidence",
+    "ReasonForStudy",
+    "RequestAttributesSequence",
+    "RequestedProcedureDescription",
+    "RequestedProcedureComments",
+    "ReasonForTheRequestedProcedure",
+    "ImagingServiceRequestComments",
+    "ScheduledProcedureStepDescription",
+    "PerformedProcedureStepDescription",
+    "CommentsOnThePerformedProcedureStep",
+    "ProtocolName",
+    "DerivationDescription",
+    "AcquisitionComments",
+    "VisitComments",
+    "ServiceEpisodeDescription",
+    "DeviceSerialNumber",
+    "PlateID",
+    "DetectorID",
+    "ReferencedPatientSequence",
+    "ReferringPhysicianAddress",
+    "ReferringPhysicianTelephoneNumbers",
+    "PersonAddress",
+    "PersonTelephoneNumbers",
+    "TextString",
+    "ContentSequence",
+    "OriginalAttributesSequence",
+    "ModifiedAttributesSequence",
+    "EncryptedAttributesSequence",
+    "DigitalSignaturesSequence",
+    "MACParametersSequence",
+)
+_EXTRA_REMOVED = frozenset(EXTRA_REMOVED)
+_OVERLAY_AND_CURVE_GROUPS = range(0x5000, 0x6100)  # 50xx curves and 60xx overlays (may carry text)
+
+#: CID 7050 codes for what was applied.
+METHOD_CODES: tuple[tuple[str, str], ...] = (
+    ("113100", "Basic Application Confidentiality Profile"),
+    ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
+    ("113108", "Retain Patient Characteristics Option"),
+)
+
+
+class DeidentificationError(ValueError):
+    """An instance that cannot be de-identified safely (bad input: it is refused, not sent)."""
+
+
+@dataclass(frozen=True)
+class DeidentifiedInstance:
+    """A de-identified Part 10 file and the identifiers it now carries."""
+
+    data: bytes
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    accession_number: str
+
+
+def deidentify(data: bytes, seed: str) -> DeidentifiedInstance:
+    """De-identify one DICOM Part 10 file; the same ``seed`` gives the same replacements.
+
+    Raises ``DeidentificationError`` for unreadable files and burned-in annotations.
+    """
+    from dicognito.anonymizer import Anonymizer
+
+    try:
+        dataset = dcmread(io.BytesIO(data))
+    except (InvalidDicomError, EOFError, ValueError) as exc:
+        raise DeidentificationError(f"DICOM ilegible / unreadable DICOM: {exc}") from exc
+    if str(dataset.get("BurnedInAnnotation", "")).upper() == "YES":
+        raise DeidentificationError(
+            "La imagen tiene anotaciones grabadas en los píxeles; no se envía a proveedores que piden"
+            " datos anonimizados / burned-in annotation: not sent to de-identifying providers"
+        )
+    dataset.remove_private_tags()
+    dataset.walk(_strip_extra)
+    Anonymizer(seed=seed).anonymize(dataset)
+    _record_method(dataset)
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return DeidentifiedInstance(
+        data=buffer.getvalue(),
+        study_uid=str(dataset.StudyInstanceUID),
+        series_uid=str(dataset.SeriesInstanceUID),
+        sop_uid=str(dataset.SOPInstanceUID),
+        accession_number=str(dataset.get("AccessionNumber", "") or ""),
+    )
+
+
+def _strip_extra(dataset: Dataset, element: DataElement) -> None:
+    if element.keyword in _EXTRA_REMOVED or element.tag.group in _OVERLAY_AND_CURVE_GROUPS:
+        del dataset[element.tag]
+
+
+def _record_method(dataset: Dataset) -> None:
+    # PatientIdentityRemoved is set by dicognito, only where BurnedInAnnotation says NO.
+    dataset.LongitudinalTemporalInformationModified = "MODIFIED"
+    codes = []
+    for value, meaning in METHOD_CODES:
+        code = Dataset()
+        code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = value, "DCM", meaning
+        codes.append(code)
+    dataset.DeidentificationMethodCodeSequence = codes

@@ -1,0 +1,40 @@
+"""Tables of the provider deliveries: what was sent to whom, and how de-identified studies map back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime
+from sqlmodel import Field, SQLModel
+
+from shared.events import utc_now
+
+
+class ProviderDelivery(SQLModel, table=True):
+    """One offer of one study to one provider on one channel; ``status`` is sending, sent or failed."""
+
+    __tablename__ = "notify_provider_delivery"
+
+    delivery_key: str = Field(primary_key=True, description="study_uid:provider_id:channel")
+    delivery_id: str = Field(index=True, description="Sent to the provider; same on every channel and retry")
+    provider_id: str = Field(index=True)
+    study_uid: str = Field(index=True)
+    channel: str
+    status: str
+    attempts: int = 0
+    detail: str = ""
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+
+
+class DeidStudyMap(SQLModel, table=True):
+    """A de-identified study as one provider knows it, and the original it stands for."""
+
+    __tablename__ = "notify_provider_deid_map"
+
+    provider_id: str = Field(primary_key=True)
+    deid_study_uid: str = Field(primary_key=True)
+    study_uid: str = Field(index=True)
+    accession_number: str = ""
+    deid_accession_number: str = ""
+    hospital_id: str = ""
+    created_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]

@@ -1,0 +1,307 @@
+"""Results for the hospital's PACS: the SR's content, the mosaic picture, their UIDs, and delivery rules."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage
+from sqlmodel import Session, select
+
+from shared.events import BreastResult, StudyInferred, producer
+from shared.runtime import ServiceContext, build_context
+from shared.settings import DicomDestination, Settings
+from shared.synth import SyntheticStudy, make_study
+from services.notify.mosaic import (
+    HEADER_ROWS,
+    LIGHT_RGB,
+    MISSING_RGB,
+    MOSAIC_COLS,
+    MOSAIC_ROWS,
+    TILE_COLS,
+    TILE_ROWS,
+    display_view,
+    view_slot,
+)
+from services.notify.pacs_results import (
+    NOT_VALIDATED,
+    SYNTHETIC_LABEL,
+    PacsResultRecord,
+    PacsResults,
+    SourceImagesMissing,
+    build_sc,
+    build_sr,
+    destination_for,
+    load_sources,
+    register_pacs_results,
+    result_uids,
+)
+from tests.conftest import free_port
+
+DISCLAIMER = "Modelo de demostración entrenado con fantomas sintéticos; no es un dispositivo clínico. / Demonstration model."
+TRAINED_ON = "Fantomas sintéticos etiquetados / labelled synthetic phantoms"
+
+
+def inferred(study: SyntheticStudy, light: str = "RED", version: str = "0.1.0") -> StudyInferred:
+    """The event infer publishes for ``study``: a suspicious left breast."""
+    return StudyInferred(
+        study_uid=study.study_uid,
+        hospital_id=study.hospital_id,
+        correlation_id="corr-1",
+        producer=producer("infer"),
+        accession_number=study.accession_number,
+        breasts=[
+            BreastResult(laterality="R", malignancy_score=0.12, birads=1, density="B", views_used=["CC", "MLO"]),
+            BreastResult(laterality="L", malignancy_score=0.91, birads=4, density="C", views_used=["CC", "MLO"]),
+        ],
+        triage_light=light,  # type: ignore[arg-type]
+        triage_reason="Sospechoso: mama izquierda / suspicious: left breast",
+        model_name="twoview-compactcnn",
+        model_version=version,
+        model_trained=True,
+        model_trained_on=TRAINED_ON,
+        disclaimer=DISCLAIMER,
+    )
+
+
+def headers(study: SyntheticStudy) -> list[Dataset]:
+    return [dcmread(io.BytesIO(view.to_bytes()), stop_before_pixels=True) for view in study.views]
+
+
+def _bytes(dataset: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def reread(dataset: Dataset) -> Dataset:
+    """What the PACS receives: the object written as a DICOM file and read back."""
+    return dcmread(io.BytesIO(_bytes(dataset)))
+
+
+def content_items(item: Dataset) -> Iterator[Dataset]:
+    """Every SR content item below ``item``, depth first."""
+    for child in item.get("ContentSequence", []):
+        yield child
+        yield from content_items(child)
+
+
+def concept(item: Dataset) -> tuple[str, str]:
+    code = item.ConceptNameCodeSequence[0]
+    return code.CodingSchemeDesignator, code.CodeValue
+
+
+def groups_by_laterality(sr: Dataset) -> dict[str, Dataset]:
+    groups = [i for i in content_items(sr) if i.ValueType == "CONTAINER" and concept(i) == ("DCM", "125007")]
+    by_side: dict[str, Dataset] = {}
+    for group in groups:
+        [site] = [i for i in content_items(group) if concept(i) == ("SCT", "272741003")]  # Laterality
+        by_side[{"24028007": "R", "7771000": "L"}[site.ConceptCodeSequence[0].CodeValue]] = group
+    return by_side
+
+
+def store_study(ctx: ServiceContext, study: SyntheticStudy) -> None:
+    for view in study.views:
+        ds = view.dataset
+        key = f"{study.hospital_id}/{study.study_uid}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
+        ctx.store.put_bytes(ctx.settings.bucket_dicom, key, view.to_bytes(), "application/dicom")
+
+
+@pytest.fixture(scope="module")
+def study() -> SyntheticStudy:
+    return make_study(seed=4601, finding="mass", finding_laterality="L", hospital_id="HGE-ENSENADA")
+
+
+def test_sr_reports_each_breast_with_score_birads_density_and_its_source_views(study: SyntheticStudy) -> None:
+    sr = reread(build_sr(inferred(study), headers(study)))
+    assert sr.SOPClassUID == ComprehensiveSRStorage and sr.Modality == "SR"
+    assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    groups = groups_by_laterality(sr)
+    assert set(groups) == {"R", "L"}
+    expected = {"R": (0.12, "397140005", "129717001"), "L": (0.91, "397144001", "129718006")}  # BI-RADS 1/4, density B/C
+    sop_by_side = {side: {str(v.dataset.SOPInstanceUID) for v in study.views if v.laterality == side} for side in "RL"}
+    for side, (score, birads_code, density_code) in expected.items():
+        items = list(content_items(groups[side]))
+        [probability] = [i for i in items if concept(i) == ("DCM", "111047")]  # Probability of cancer
+        assert float(probability.MeasuredValueSequence[0].NumericValue) == pytest.approx(score)
+        [birads] = [i for i in items if concept(i) == ("DCM", "111005")]  # Assessment Category
+        assert birads.ConceptCodeSequence[0].CodeValue == birads_code
+        [density] = [i for i in items if concept(i) == ("SCT", "129715009")]  # Breast composition
+        assert density.ConceptCodeSequence[0].CodeValue == density_code
+        names = {i.TextValue for i in items if concept(i) in (("DCM", "111001"), ("DCM", "111003"))}
+        assert names == {"twoview-compactcnn", "0.1.0"}
+        sources = {i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in items if i.ValueType == "IMAGE"}
+        assert sources == sop_by_side[side]
+
+
+def test_sr_belongs_to_the_original_study_and_references_all_its_images(study: SyntheticStudy) -> None:
+    sr = reread(build_sr(inferred(study), headers(study)))
+    assert sr.StudyInstanceUID == study.study_uid
+    assert sr.PatientID == study.patient_id and sr.AccessionNumber == study.accession_number
+    [evidence] = sr.CurrentRequestedProcedureEvidenceSequence
+    assert evidence.StudyInstanceUID == study.study_uid
+    referenced = {ref.ReferencedSOPInstanceUID for series in evidence.ReferencedSeriesSequence for ref in series.ReferencedSOPSequence}
+    assert referenced == {str(v.dataset.SOPInstanceUID) for v in study.views}
+    assert sr.PreliminaryFlag == "PRELIMINARY" and sr.VerificationFlag == "UNVERIFIED"
+
+
+def test_sr_states_both_lights_the_training_data_and_that_it_is_not_clinically_validated(study: SyntheticStudy) -> None:
+    sr = reread(build_sr(inferred(study), headers(study)))
+    texts = {i.ConceptNameCodeSequence[0].CodeValue: i.TextValue for i in content_items(sr) if i.ValueType == "TEXT" and concept(i)[0] == "99MDD"}
+    assert texts["TRIAGE_LIGHT"] == "SEMÁFORO ROJO / RED"
+    assert texts["TRIAGE_REASON"] == "Sospechoso: mama izquierda / suspicious: left breast"
+    assert texts["STATUS_LIGHT"].startswith("VERDE / GREEN")
+    assert texts["TRAINED_ON"] == TRAINED_ON
+    disclaimers = [i.TextValue for i in content_items(sr) if concept(i) == ("99MDD", "DISCLAIMER")]
+    assert disclaimers == [DISCLAIMER, NOT_VALIDATED]
+    assert "no validado clínicamente" in NOT_VALIDATED and "not clinically validated" in NOT_VALIDATED
+    assert [s.CodingSchemeDesignator for s in sr.CodingSchemeIdentificationSequence] == ["99MDD"]
+
+
+def test_result_uids_are_stable_per_study_model_version_and_kind(study: SyntheticStudy) -> None:
+    event = inferred(study)
+    again = inferred(study)  # a redelivery is a new object with the same content
+    assert build_sr(event, headers(study)).SOPInstanceUID == build_sr(again, headers(study)).SOPInstanceUID
+    sr, sc = result_uids(event, "sr"), result_uids(event, "sc")
+    assert sr == result_uids(again, "sr") and sc == result_uids(again, "sc")
+    assert len({sr.sop_uid, sc.sop_uid, sr.series_uid, sc.series_uid}) == 4
+    assert result_uids(inferred(study, version="0.2.0"), "sr").sop_uid != sr.sop_uid
+    other = make_study(seed=4602)
+    assert result_uids(inferred(other), "sr").sop_uid != sr.sop_uid
+
+
+@pytest.mark.parametrize("light", ["RED", "YELLOW", "GREEN"])
+def test_mosaic_is_a_secondary_capture_of_the_same_study_under_the_light_colour(settings: Settings, study: SyntheticStudy, light: str) -> None:
+    ctx = build_context(settings)
+    store_study(ctx, study)
+    event = inferred(study, light)
+    sources = load_sources(ctx.store, settings.bucket_dicom, event, with_views=True)
+    sc = reread(build_sc(event, sources))
+    assert sc.SOPClassUID == SecondaryCaptureImageStorage and sc.SOPInstanceUID == result_uids(event, "sc").sop_uid
+    assert sc.StudyInstanceUID == study.study_uid and sc.PatientID == study.patient_id
+    assert (sc.Rows, sc.Columns, sc.SamplesPerPixel, sc.PhotometricInterpretation) == (MOSAIC_ROWS, MOSAIC_COLS, 3, "RGB")
+    assert sc.BurnedInAnnotation == "YES" and SYNTHETIC_LABEL in sc.ImageComments
+    pixels = sc.pixel_array
+    band = pixels[:HEADER_ROWS].reshape(-1, 3)
+    in_colour = np.all(band == np.array(LIGHT_RGB[light], dtype=np.uint8), axis=1).mean()
+    assert in_colour > 0.6  # the band is the light's colour except for its lettering
+    others = [colour for name, colour in LIGHT_RGB.items() if name != light]
+    assert not any(np.all(band == np.array(c, dtype=np.uint8), axis=1).any() for c in others)
+
+
+def test_mosaic_hangs_right_breast_left_with_chest_walls_back_to_back(settings: Settings, study: SyntheticStudy) -> None:
+    ctx = build_context(settings)
+    store_study(ctx, study)
+    event = inferred(study)
+    pixels = reread(build_sc(event, load_sources(ctx.store, settings.bucket_dicom, event, with_views=True))).pixel_array
+    gray = pixels[..., 0].astype(np.float64)
+    for row in (0, 1):
+        top = HEADER_ROWS + row * TILE_ROWS
+        right_cell = gray[top : top + TILE_ROWS, :TILE_COLS]
+        left_cell = gray[top : top + TILE_ROWS, TILE_COLS:]
+        # Breast tissue is brightest against the chest wall: at the middle of the mosaic for both.
+        assert right_cell[:, -40:].mean() > right_cell[:, :40].mean()
+        assert left_cell[:, :40].mean() > left_cell[:, -40:].mean()
+        assert right_cell.std() > 10 and left_cell.std() > 10  # an image, not an empty tile
+
+
+def test_a_view_stored_mirrored_is_hung_like_the_standard_one(study: SyntheticStudy) -> None:
+    view = next(v for v in study.views if (v.laterality, v.view) == ("R", "CC"))
+    header = dcmread(io.BytesIO(view.to_bytes()), stop_before_pixels=True)
+    expected = display_view(header, view.to_bytes(), ("R", "CC"))
+    mirrored = dcmread(io.BytesIO(view.to_bytes()))
+    mirrored.PixelData = np.ascontiguousarray(mirrored.pixel_array[:, ::-1]).tobytes()
+    mirrored.PatientOrientation = ["A", "L"]  # rows now run towards the nipple
+    as_declared = display_view(mirrored, _bytes(mirrored), ("R", "CC"))
+    assert np.abs(as_declared.astype(int) - expected.astype(int)).mean() < 1.0
+    del mirrored.PatientOrientation  # nothing declared: the tissue shows where the chest wall is
+    undeclared = display_view(mirrored, _bytes(mirrored), ("R", "CC"))
+    assert np.abs(undeclared.astype(int) - expected.astype(int)).mean() < 1.0
+    assert view_slot(header) == ("R", "CC")
+
+
+def test_sources_skip_our_own_results_and_a_study_without_images_fails_clearly(settings: Settings, study: SyntheticStudy) -> None:
+    ctx = build_context(settings)
+    event = inferred(study)
+    with pytest.raises(SourceImagesMissing, match=study.study_uid):
+        load_sources(ctx.store, settings.bucket_dicom, event, with_views=False)
+    store_study(ctx, study)
+    sc = build_sc(event, load_sources(ctx.store, settings.bucket_dicom, event, with_views=True))
+    # A PACS that forwards our mosaic back to ingest must not make it a source of the next one.
+    key = f"{study.hospital_id}/{study.study_uid}/{sc.SeriesInstanceUID}/{sc.SOPInstanceUID}.dcm"
+    ctx.store.put_bytes(settings.bucket_dicom, key, _bytes(sc), "application/dicom")
+    sources = load_sources(ctx.store, settings.bucket_dicom, event, with_views=False)
+    assert {h.SOPInstanceUID for h in sources.headers} == {v.dataset.SOPInstanceUID for v in study.views}
+
+
+def test_a_hospital_destination_overrides_the_default_results_pacs() -> None:
+    own = DicomDestination(host="10.1.2.4", port=11112, ae_title="KPACS")
+    settings = Settings(results_pacs_host="10.9.9.9", results_pacs_port=104, results_pacs_ae_title="CENTRAL", results_pacs={"HGE-ENSENADA": own})
+    assert destination_for(settings, "HGE-ENSENADA") == own
+    assert destination_for(settings, "HG-TIJUANA") == DicomDestination(host="10.9.9.9", port=104, ae_title="CENTRAL")
+    assert destination_for(Settings(), "HGE-ENSENADA") is None
+    parsed = Settings.model_validate({"results_pacs": json.loads('{"H": {"host": "pacs", "port": 4242, "ae_title": "ORTHANC"}}')})
+    assert parsed.results_pacs["H"].port == 4242
+
+
+def test_without_a_results_pacs_nothing_subscribes(settings: Settings) -> None:
+    ctx = build_context(settings)
+    register_pacs_results(ctx)
+    assert ctx.bus.subscriptions == []
+
+
+async def test_a_hospital_without_destination_is_skipped_and_logged_once(settings: Settings, study: SyntheticStudy, caplog: pytest.LogCaptureFixture) -> None:
+    configured = settings.model_copy(update={"results_pacs": {"OTRO-HOSPITAL": DicomDestination(host="127.0.0.1", port=free_port(), ae_title="X")}})
+    results = PacsResults(build_context(configured))
+    with caplog.at_level(logging.INFO, logger="mdd.notify.pacs"):
+        assert await results.on_inferred(inferred(study)) == []
+        assert await results.on_inferred(inferred(study)) == []
+    assert sum("HGE-ENSENADA" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_a_pacs_that_is_down_is_retried_then_dead_lettered_and_nothing_is_recorded(settings: Settings, study: SyntheticStudy) -> None:
+    down = settings.model_copy(
+        update={
+            "results_pacs_host": "127.0.0.1", "results_pacs_port": free_port(), "results_pacs_ae_title": "PACS",
+            "notify_send_attempts": 2, "notify_backoff_seconds": 0.01,
+        }
+    )
+    ctx = build_context(down)
+    store_study(ctx, study)
+    register_pacs_results(ctx)
+    await ctx.bus.start()
+    try:
+        await ctx.bus.publish(inferred(study))
+        await ctx.bus.drain()
+    finally:
+        await ctx.bus.stop()
+    sent = {topic: json.loads(payload) for topic, payload in ctx.bus.sent}
+    assert sent["mdd.dlq"]["stage"] == "notify-pacs" and sent["mdd.dlq"]["attempts"] == 2
+    assert "PacsStoreError" in sent["mdd.dlq"]["error"]
+    assert json.loads(sent["mdd.dlq"]["payload"])["study_uid"] == study.study_uid  # re-drivable
+    assert sent["mdd.notification.sent"]["status"] == "failed" and sent["mdd.notification.sent"]["channel"] == "dicom"
+    assert "mdd.study.failed" not in sent  # the results exist: the study itself did not fail
+    with Session(ctx.engine) as session:
+        assert session.exec(select(PacsResultRecord)).all() == []
+
+
+def test_a_view_whose_pixels_cannot_be_decoded_leaves_only_its_tile_out(settings: Settings, study: SyntheticStudy) -> None:
+    ctx = build_context(settings)
+    store_study(ctx, study)
+    broken = next(v for v in study.views if (v.laterality, v.view) == ("L", "MLO"))
+    damaged = dcmread(io.BytesIO(broken.to_bytes()))
+    damaged.PixelData = b"\x00" * 64  # far shorter than Rows x Columns x 2 bytes
+    key = f"{study.hospital_id}/{study.study_uid}/{damaged.SeriesInstanceUID}/{damaged.SOPInstanceUID}.dcm"
+    ctx.store.put_bytes(settings.bucket_dicom, key, _bytes(damaged), "application/dicom")
+    sources = load_sources(ctx.store, settings.bucket_dicom, inferred(study), with_views=True)
+    assert len(sources.headers) == 4  # still referenced by the SR
+    assert set(sources.views) == {("R", "CC"), ("L", "CC"), ("R", "MLO")}
+    pixels = build_sc(inferred(study), sources).pixel_array
+    empty_tile = pixels[HEADER_ROWS + TILE_ROWS + 40 : HEADER_ROWS + 2 * TILE_ROWS - 40, TILE_COLS + 40 : -40]
+    assert np.all(empty_tile == np.array(MISSING_RGB, dtype=np.uint8), axis=-1).mean() > 0.9  # "sin imagen / no image"

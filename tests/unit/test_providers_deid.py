@@ -1,0 +1,134 @@
+"""De-identification for providers (PS3.15 Basic Profile through dicognito) and the way back."""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from shared.db import init_db, make_engine
+from shared.synth import SyntheticStudy
+from services.notify.providers.deidentify import DeidentificationError, deidentify
+from services.notify.providers.mapping import UnknownDeidStudy, record_mapping, reidentify
+from services.notify.providers.tables import DeidStudyMap
+
+SEED = "semilla-del-proveedor-acme"
+
+
+def _view_bytes(study: SyntheticStudy, index: int = 0, **changes: object) -> bytes:
+    dataset = dcmread(io.BytesIO(study.views[index].to_bytes()))
+    for keyword, value in changes.items():
+        setattr(dataset, keyword, value)
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _da(value: str) -> date:
+    return date(int(value[:4]), int(value[4:6]), int(value[6:]))
+
+
+def test_patient_identity_dates_and_free_text_are_gone_and_pixels_kept(
+    four_view_study: SyntheticStudy,
+) -> None:
+    raw = _view_bytes(four_view_study, ImageComments="Paciente MARIA, cama 4")
+    original = dcmread(io.BytesIO(raw))
+    original.add_new(0x00091010, "LO", "privado")  # a private attribute too
+    buffer = io.BytesIO()
+    original.save_as(buffer, enforce_file_format=True)
+    copy = deidentify(buffer.getvalue(), SEED)
+    result = dcmread(io.BytesIO(copy.data))
+
+    assert str(result.PatientName) != str(original.PatientName)
+    assert result.PatientID != original.PatientID
+    assert (
+        result.AccessionNumber != original.AccessionNumber and copy.accession_number == result.AccessionNumber
+    )
+    assert result.StudyDate != original.StudyDate and result.PatientBirthDate != original.PatientBirthDate
+    # one offset for every date: the patient's age at the study is kept
+    assert _da(result.StudyDate) - _da(result.PatientBirthDate) == _da(original.StudyDate) - _da(
+        original.PatientBirthDate
+    )
+    for keyword in ("StudyDescription", "SeriesDescription", "ImageComments"):
+        assert keyword not in result
+    assert 0x00091010 not in result
+    for identifier in (
+        str(original.PatientName),
+        original.PatientID,
+        original.AccessionNumber,
+        original.StudyInstanceUID,
+    ):
+        assert identifier.encode() not in copy.data
+    assert result.PixelData == original.PixelData
+    assert (result.Rows, result.Columns, result.ImageLaterality, result.ViewPosition) == (
+        original.Rows,
+        original.Columns,
+        original.ImageLaterality,
+        original.ViewPosition,
+    )
+    assert result.PatientIdentityRemoved == "YES"
+    assert {item.CodeValue for item in result.DeidentificationMethodCodeSequence} == {
+        "113100",
+        "113107",
+        "113108",
+    }
+    assert result.file_meta.MediaStorageSOPInstanceUID == result.SOPInstanceUID == copy.sop_uid
+
+
+def test_uids_are_replaced_consistently_per_provider_and_differently_between_providers(
+    four_view_study: SyntheticStudy,
+) -> None:
+    acme = [deidentify(view.to_bytes(), SEED) for view in four_view_study.views]
+    again = deidentify(four_view_study.views[0].to_bytes(), SEED)
+    other = deidentify(four_view_study.views[0].to_bytes(), "semilla-de-otro-proveedor")
+
+    assert len({copy.study_uid for copy in acme}) == 1 and acme[0].study_uid != four_view_study.study_uid
+    assert len({copy.sop_uid for copy in acme}) == 4
+    assert again.data == acme[0].data  # a redelivery writes the very same copy
+    assert other.study_uid != acme[0].study_uid and other.sop_uid != acme[0].sop_uid
+
+
+def test_burned_in_annotation_and_unreadable_files_are_refused(four_view_study: SyntheticStudy) -> None:
+    with pytest.raises(DeidentificationError, match="burned-in"):
+        deidentify(_view_bytes(four_view_study, BurnedInAnnotation="YES"), SEED)
+    with pytest.raises(DeidentificationError, match="unreadable"):
+        deidentify(b"esto no es DICOM", SEED)
+
+
+def test_sequences_are_walked_too(four_view_study: SyntheticStudy) -> None:
+    item = Dataset()
+    item.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.3"
+    item.ReferencedSOPInstanceUID = four_view_study.views[1].dataset.SOPInstanceUID
+    item.PatientComments = "nota libre"
+    copy = deidentify(_view_bytes(four_view_study, ReferencedPerformedProcedureStepSequence=[item]), SEED)
+    nested = dcmread(io.BytesIO(copy.data)).ReferencedPerformedProcedureStepSequence[0]
+    assert nested.ReferencedSOPInstanceUID == deidentify(four_view_study.views[1].to_bytes(), SEED).sop_uid
+    assert "PatientComments" not in nested
+
+
+def test_mapping_round_trip_gives_back_the_original_study(
+    tmp_path: Path, four_view_study: SyntheticStudy
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'mdd.db'}")
+    init_db(engine, [DeidStudyMap])
+    copy = deidentify(four_view_study.views[0].to_bytes(), SEED)
+    mapping = dict(
+        provider_id="acme",
+        deid_study_uid=copy.study_uid,
+        study_uid=four_view_study.study_uid,
+        accession_number=four_view_study.accession_number,
+        deid_accession_number=copy.accession_number,
+        hospital_id="H1",
+    )
+    record_mapping(engine, DeidStudyMap(**mapping))
+    record_mapping(engine, DeidStudyMap(**mapping))  # a redelivery records nothing new and does not fail
+
+    assert reidentify(engine, "acme", copy.study_uid) == four_view_study.study_uid
+    with pytest.raises(UnknownDeidStudy):
+        reidentify(engine, "otro", copy.study_uid)  # another provider cannot resolve acme's UID
+    with pytest.raises(UnknownDeidStudy):
+        reidentify(engine, "acme", "2.999")
