@@ -31,13 +31,17 @@ Handler = Callable[[Any], Awaitable[HandlerResult]]
 
 @dataclass(frozen=True)
 class Subscription:
-    """One consumer group's handler for one event type."""
+    """One consumer group's handler for one event type.
+
+    With ``batch`` > 1 the handler takes a list of up to ``batch`` events (see ``subscribe_batch``).
+    """
 
     event_cls: type[Event]
     group: str
     handler: Handler
     service: str
     concurrency: int = 1
+    batch: int = 1
 
 
 class Bus(ABC):
@@ -62,6 +66,23 @@ class Bus(ABC):
         ``concurrency`` > 1 handles that many messages at once (order between them is not kept).
         """
         self.subscriptions.append(Subscription(event_cls, group or service, handler, service, concurrency))
+
+    def subscribe_batch(
+        self,
+        event_cls: type[E],
+        handler: Callable[[list[E]], Awaitable[HandlerResult]],
+        *,
+        service: str,
+        group: str | None = None,
+        max_records: int = 200,
+    ) -> None:
+        """Register a handler that takes the events available at once, up to ``max_records``.
+
+        For consumers whose work is cheaper in bulk (one database transaction for many events).
+        A batch whose handler fails is handled again one event at a time, each with the usual
+        retries, so one poison event goes to the dead-letter topic alone.
+        """
+        self.subscriptions.append(Subscription(event_cls, group or service, handler, service, 1, max(1, max_records)))
 
     def topic(self, event: Event | type[Event]) -> str:
         """Topic name of an event (instance or class)."""
@@ -94,6 +115,34 @@ class Bus(ABC):
 
         Raises only when publishing fails, so that the transport redelivers the message.
         """
+        if subscription.batch > 1:
+            await self.deliver_batch(subscription, [raw], source_topic)
+            return
+        event = await self._decode(subscription, raw, source_topic)
+        if event is not None:
+            await self._handle(subscription, event, raw, source_topic, subscription.handler)
+
+    async def deliver_batch(self, subscription: Subscription, raws: Sequence[bytes], source_topic: str) -> None:
+        """Decode messages and run a batch handler on them; on failure, one event at a time.
+
+        Raises only when publishing fails, so that the transport redelivers the messages.
+        """
+        decoded = [(await self._decode(subscription, raw, source_topic), raw) for raw in raws]
+        batch = [(event, raw) for event, raw in decoded if event is not None]
+        if not batch:
+            return
+        try:
+            result = await subscription.handler([event for event, _ in batch])
+        except Exception as exc:
+            log.warning("Lote de %d en %s falló; uno por uno / batch failed, one at a time: %r", len(batch), subscription.group, exc)
+            for event, raw in batch:
+                await self._handle(subscription, event, raw, source_topic, lambda one: subscription.handler([one]))
+            return
+        for produced in _as_list(result):
+            await self.publish(produced)
+
+    async def _decode(self, subscription: Subscription, raw: bytes, source_topic: str) -> Event | None:
+        """The event in a message; ``None`` (after dead-lettering it) when it cannot be read."""
         try:
             event = parse_event(raw)
         except ValidationError as exc:
@@ -101,15 +150,21 @@ class Bus(ABC):
             await self.dead_letter(
                 DeadLetter(stage=subscription.group, source_topic=source_topic, error=str(exc), attempts=1, payload=raw.decode("utf-8", "replace"))
             )
-            return
+            return None
         if not isinstance(event, subscription.event_cls):
             log.warning("Evento %s ignorado en %s", event.event_type, source_topic)
-            return
+            return None
+        return event
+
+    async def _handle(
+        self, subscription: Subscription, event: Event, raw: bytes, source_topic: str, call: Callable[[Any], Awaitable[HandlerResult]]
+    ) -> None:
+        """Run ``call(event)`` with retries; publish what it returns or give the event up."""
         with bind_study(event.study_uid, event.correlation_id):
             attempts = self.settings.max_delivery_attempts
             for attempt in range(1, attempts + 1):
                 try:
-                    result = await subscription.handler(event)
+                    result = await call(event)
                     break
                 except Exception as exc:  # the handler's failure must not stop the consumer
                     log.warning("Intento %d/%d de %s falló / attempt failed: %r", attempt, attempts, subscription.group, exc, exc_info=attempt == attempts)
@@ -172,15 +227,20 @@ class MemoryBus(Bus):
 
     async def _work(self, subscription: Subscription, topic: str, queue: asyncio.Queue[bytes]) -> None:
         while True:
-            raw = await queue.get()
+            raws = [await queue.get()]
+            while len(raws) < subscription.batch and not queue.empty():
+                raws.append(queue.get_nowait())
             while True:
                 try:
-                    await self.deliver(subscription, raw, topic)
+                    if subscription.batch > 1:
+                        await self.deliver_batch(subscription, raws, topic)
+                    else:
+                        await self.deliver(subscription, raws[0], topic)
                     break
                 except Exception:
                     log.exception("Reintentando entrega / redelivering in %s", subscription.group)
                     await asyncio.sleep(1.0)
-            self._pending -= 1
+            self._pending -= len(raws)
 
     async def _send(self, topic: str, key: str, payload: bytes) -> None:
         self.sent.append((topic, payload))
@@ -258,16 +318,22 @@ class KafkaBus(Bus):
 
             def consumer(subscription: Subscription = subscription, topic: str = topic) -> Callable[[KafkaMessage], Awaitable[None]]:
                 async def consume(message: KafkaMessage) -> None:
-                    await self.deliver(subscription, message.body, topic)
+                    if subscription.batch > 1:  # a batch subscriber's body is the list of message bodies
+                        await self.deliver_batch(subscription, message.body, topic)
+                    else:
+                        await self.deliver(subscription, message.body, topic)
 
                 return consume
 
+            options: dict[str, Any] = (
+                {"batch": True, "max_records": subscription.batch} if subscription.batch > 1 else {"max_workers": subscription.concurrency}
+            )
             self.broker.subscriber(
                 topic,
                 group_id=f"{self.settings.consumer_group_prefix}.{subscription.group}",
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 auto_offset_reset="earliest",
-                max_workers=subscription.concurrency,
+                **options,
             )(consumer())
         await self.ensure_topics()
         await self._start_producer()

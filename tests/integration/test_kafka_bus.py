@@ -108,3 +108,36 @@ async def test_message_is_redelivered_until_its_results_are_published(kafka) -> 
     assert calls[:2] == ["9.9", "9.9"] and refused
     outputs = await read_topic(kafka.bootstrap, f"{prefix}study.preprocessed", 1)
     assert [key for key, _ in outputs] == [b"9.9"]
+
+
+async def test_kafka_batch_subscriber_takes_many_at_once_and_isolates_a_poison_event(kafka) -> None:  # type: ignore[no-untyped-def]
+    prefix = f"it{uuid.uuid4().hex[:8]}."
+    settings = Settings(transport="kafka", kafka_bootstrap=kafka.bootstrap, topic_prefix=prefix, retry_backoff_seconds=0.01)
+    publisher = KafkaBus(settings, client_id="it-pub")
+    await publisher.start()
+    try:
+        uids = [f"1.{n}" for n in range(60)] + ["poison"]
+        for uid in uids:  # all waiting on the topic before the consumer starts
+            await publisher.publish(completed(uid))
+    finally:
+        await publisher.stop()
+
+    bus = KafkaBus(settings, client_id="it")
+    sizes: list[int] = []
+    handled: list[str] = []
+
+    async def project(events: list[StudyCompleted]) -> None:
+        sizes.append(len(events))
+        if any(e.study_uid == "poison" for e in events):
+            raise ValueError("evento venenoso")
+        handled.extend(e.study_uid for e in events)
+
+    bus.subscribe_batch(StudyCompleted, project, service="status_api", max_records=50)
+    await bus.start()
+    try:
+        await wait_until(lambda: len(handled) == 60)
+    finally:
+        await bus.stop()
+    assert sorted(handled) == sorted(uids[:-1]) and max(sizes) > 1
+    dead = await read_topic(kafka.bootstrap, f"{prefix}dlq", 1)
+    assert [key for key, _ in dead] == [b"poison"]

@@ -74,3 +74,31 @@ async def test_unreadable_message_goes_to_dead_letter_without_calling_handler(se
     await bus.stop()
     assert calls == []
     assert [topic for topic, _ in bus.sent].count("mdd.dlq") == 1
+
+
+async def test_batch_handler_gets_what_is_queued_and_a_poison_event_is_dead_lettered_alone(settings: Settings) -> None:
+    bus = MemoryBus(settings)
+    batches: list[list[str]] = []
+    handled: list[str] = []
+
+    async def project(events: list[StudyCompleted]) -> None:
+        batches.append([e.study_uid for e in events])
+        if any(e.study_uid == "1.poison" for e in events):
+            raise RuntimeError("evento venenoso")
+        handled.extend(e.study_uid for e in events)
+
+    bus.subscribe_batch(StudyCompleted, project, service="status_api", max_records=10)
+    await bus.start()
+    uids = [f"1.{n}" for n in range(5)] + ["1.poison"] + [f"1.{n}" for n in range(5, 25)]
+    for uid in uids:
+        await bus.publish(completed().model_copy(update={"study_uid": uid}))
+    await bus.publish_to("mdd.study.completed", completed())
+    await bus._send("mdd.study.completed", "x", b"{not json")  # what a foreign producer could put on the topic
+    await bus.drain()
+    await bus.stop()
+    assert max(len(batch) for batch in batches) == 10  # up to max_records at once
+    assert sorted(handled) == sorted([*[u for u in uids if u != "1.poison"], "1.9"])
+    dead = [json.loads(payload) for topic, payload in bus.sent if topic == "mdd.dlq"]
+    assert sorted(d["study_uid"] or "" for d in dead) == ["", "1.poison"]  # the unreadable one and the poison, nothing else
+    failed = [json.loads(payload) for topic, payload in bus.sent if topic == "mdd.study.failed"]
+    assert [f["study_uid"] for f in failed] == ["1.poison"]
