@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages the real-server tests need (PostgreSQL server, DCMTK tools,
-# and the JDK/Maven used to fetch and run Kafka) when they are missing.
+# the JDK/Maven used to fetch and run Kafka, and Chromium + chromedriver for the board's browser test)
+# when they are missing.
 # MinIO is built by infra/minio/fetch.sh with a Go toolchain >= 1.24, which Debian 12's
 # golang-go (1.19) is too old for; install Go from the upstream tarball when needed.
 # Idempotent and non-interactive; runs `apt-get update` only when something must be installed.
 # Run as root (or through sudo when available).
 set -euo pipefail
 
-packages=(postgresql dcmtk orthanc default-jdk-headless maven)
+packages=(postgresql dcmtk orthanc default-jdk-headless maven chromium chromium-driver)
 
 missing=()
 for pkg in "${packages[@]}"; do

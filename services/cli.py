@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import secrets
 import time
 from enum import Enum
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Annotated, Optional
 
 import httpx
 import typer
+from pydantic import SecretStr
 from rich.console import Console
 
 from shared.errors import ConfigurationError
@@ -35,6 +37,8 @@ for _part in (
 ):
     app.add_typer(importlib.import_module(_part).commands)
 app.add_typer(importlib.import_module("services.notify.providers.commands").commands, name="provider")
+app.add_typer(importlib.import_module("shared.migrations.commands").commands, name="db")
+app.add_typer(importlib.import_module("services.status_api.commands").commands)
 
 
 class ServiceName(str, Enum):
@@ -70,12 +74,34 @@ def up(
 ) -> None:
     """Los cinco servicios en un proceso (modo embebido) / all five services in one process."""
     overrides = {k: v for k, v in {"data_dir": data_dir, "api_port": api_port, "dicom_port": dicom_port}.items() if v is not None}
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings = with_admin_key(Settings(**overrides))  # type: ignore[arg-type]
     console.print(
         f"[bold]Mexican Deep DICOM[/] — API y tablero / API and board: http://{settings.api_host}:{settings.api_port}  "
         f"DICOM: {settings.dicom_host}:{settings.dicom_port} AE [bold]{settings.ae_title}[/]  datos / data: {settings.data_dir}"
     )
+    if settings.bootstrap_api_key is not None and "MDD_BOOTSTRAP_API_KEY" not in os.environ:
+        console.print(
+            f"Clave de administrador para el tablero y la API / admin key for the board and the API: "
+            f"[bold]{settings.bootstrap_api_key.get_secret_value()}[/] ({settings.data_dir / ADMIN_KEY_FILE})"
+        )
     _run(settings, [name.value for name in ServiceName], client_id="mdd-embedded")
+
+
+ADMIN_KEY_FILE = "admin-api-key"
+
+
+def with_admin_key(settings: Settings) -> Settings:
+    """The embedded system's administrator key: ``MDD_BOOTSTRAP_API_KEY``, or one made at the first
+    ``mdd up`` and kept, readable only by its owner, in the data folder (``mdd demo`` reads it there)."""
+    if settings.bootstrap_api_key is not None and settings.bootstrap_api_key.get_secret_value():
+        return settings
+    path = settings.data_dir / ADMIN_KEY_FILE
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return settings.model_copy(update={"bootstrap_api_key": SecretStr(path.read_text().strip())})
 
 
 def distributed_settings() -> Settings:
@@ -146,7 +172,12 @@ def demo(
     last = None
     ready_since: float | None = None
     deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=api, timeout=5) as client:
+    settings = Settings()  # the demo reads the API with the administrator's key (environment, or `mdd up`'s file)
+    key = settings.bootstrap_api_key
+    if key is None and (settings.data_dir / ADMIN_KEY_FILE).is_file():
+        key = SecretStr((settings.data_dir / ADMIN_KEY_FILE).read_text().strip())
+    headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+    with httpx.Client(base_url=api, timeout=5, headers=headers) as client:
         while time.monotonic() < deadline:
             response = client.get(f"/studies/{study.study_uid}")
             if response.status_code == 200:

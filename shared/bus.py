@@ -33,7 +33,8 @@ Handler = Callable[[Any], Awaitable[HandlerResult]]
 class Subscription:
     """One consumer group's handler for one event type.
 
-    With ``batch`` > 1 the handler takes a list of up to ``batch`` events (see ``subscribe_batch``).
+    With ``batch`` > 1 the handler takes a list of up to ``batch`` events (see ``subscribe_batch``),
+    which may also come from the topics of ``more_classes``.
     """
 
     event_cls: type[Event]
@@ -42,6 +43,12 @@ class Subscription:
     service: str
     concurrency: int = 1
     batch: int = 1
+    more_classes: tuple[type[Event], ...] = ()
+
+    @property
+    def event_classes(self) -> tuple[type[Event], ...]:
+        """Every event type this subscription consumes."""
+        return (self.event_cls, *self.more_classes)
 
 
 class Bus(ABC):
@@ -69,20 +76,24 @@ class Bus(ABC):
 
     def subscribe_batch(
         self,
-        event_cls: type[E],
-        handler: Callable[[list[E]], Awaitable[HandlerResult]],
+        event_classes: type[E] | Sequence[type[Event]],
+        handler: Callable[[list[Any]], Awaitable[HandlerResult]],
         *,
         service: str,
         group: str | None = None,
         max_records: int = 200,
     ) -> None:
-        """Register a handler that takes the events available at once, up to ``max_records``.
+        """Register a handler that takes the events available at once, up to ``max_records``, from
+        the topics of one or several event types (one consumer group for all of them).
 
         For consumers whose work is cheaper in bulk (one database transaction for many events).
         A batch whose handler fails is handled again one event at a time, each with the usual
         retries, so one poison event goes to the dead-letter topic alone.
         """
-        self.subscriptions.append(Subscription(event_cls, group or service, handler, service, 1, max(1, max_records)))
+        classes = (event_classes,) if isinstance(event_classes, type) else tuple(event_classes)
+        self.subscriptions.append(
+            Subscription(classes[0], group or service, handler, service, 1, max(1, max_records), classes[1:])
+        )
 
     def topic(self, event: Event | type[Event]) -> str:
         """Topic name of an event (instance or class)."""
@@ -116,27 +127,27 @@ class Bus(ABC):
         Raises only when publishing fails, so that the transport redelivers the message.
         """
         if subscription.batch > 1:
-            await self.deliver_batch(subscription, [raw], source_topic)
+            await self.deliver_batch(subscription, [(raw, source_topic)])
             return
         event = await self._decode(subscription, raw, source_topic)
         if event is not None:
             await self._handle(subscription, event, raw, source_topic, subscription.handler)
 
-    async def deliver_batch(self, subscription: Subscription, raws: Sequence[bytes], source_topic: str) -> None:
-        """Decode messages and run a batch handler on them; on failure, one event at a time.
+    async def deliver_batch(self, subscription: Subscription, messages: Sequence[tuple[bytes, str]]) -> None:
+        """Decode (body, topic) messages and run a batch handler on them; on failure, one at a time.
 
         Raises only when publishing fails, so that the transport redelivers the messages.
         """
-        decoded = [(await self._decode(subscription, raw, source_topic), raw) for raw in raws]
-        batch = [(event, raw) for event, raw in decoded if event is not None]
+        decoded = [(await self._decode(subscription, raw, topic), raw, topic) for raw, topic in messages]
+        batch = [(event, raw, topic) for event, raw, topic in decoded if event is not None]
         if not batch:
             return
         try:
-            result = await subscription.handler([event for event, _ in batch])
+            result = await subscription.handler([event for event, _, _ in batch])
         except Exception as exc:
             log.warning("Lote de %d en %s falló; uno por uno / batch failed, one at a time: %r", len(batch), subscription.group, exc)
-            for event, raw in batch:
-                await self._handle(subscription, event, raw, source_topic, lambda one: subscription.handler([one]))
+            for event, raw, topic in batch:
+                await self._handle(subscription, event, raw, topic, lambda one: subscription.handler([one]))
             return
         for produced in _as_list(result):
             await self.publish(produced)
@@ -151,7 +162,7 @@ class Bus(ABC):
                 DeadLetter(stage=subscription.group, source_topic=source_topic, error=str(exc), attempts=1, payload=raw.decode("utf-8", "replace"))
             )
             return None
-        if not isinstance(event, subscription.event_cls):
+        if not isinstance(event, subscription.event_classes):
             log.warning("Evento %s ignorado en %s", event.event_type, source_topic)
             return None
         return event
@@ -212,41 +223,41 @@ class MemoryBus(Bus):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self._queues: dict[str, list[tuple[Subscription, asyncio.Queue[bytes]]]] = {}
+        self._queues: dict[str, list[tuple[Subscription, asyncio.Queue[tuple[bytes, str]]]]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self.sent: list[tuple[str, bytes]] = []
         self._pending = 0
 
     async def _start(self) -> None:
         for subscription in self.subscriptions:
-            queue: asyncio.Queue[bytes] = asyncio.Queue()
-            topic = self.topic(subscription.event_cls)
-            self._queues.setdefault(topic, []).append((subscription, queue))
+            queue: asyncio.Queue[tuple[bytes, str]] = asyncio.Queue()
+            for event_cls in subscription.event_classes:
+                self._queues.setdefault(self.topic(event_cls), []).append((subscription, queue))
             for _ in range(subscription.concurrency):
-                self._workers.append(asyncio.create_task(self._work(subscription, topic, queue)))
+                self._workers.append(asyncio.create_task(self._work(subscription, queue)))
 
-    async def _work(self, subscription: Subscription, topic: str, queue: asyncio.Queue[bytes]) -> None:
+    async def _work(self, subscription: Subscription, queue: asyncio.Queue[tuple[bytes, str]]) -> None:
         while True:
-            raws = [await queue.get()]
-            while len(raws) < subscription.batch and not queue.empty():
-                raws.append(queue.get_nowait())
+            messages = [await queue.get()]
+            while len(messages) < subscription.batch and not queue.empty():
+                messages.append(queue.get_nowait())
             while True:
                 try:
                     if subscription.batch > 1:
-                        await self.deliver_batch(subscription, raws, topic)
+                        await self.deliver_batch(subscription, messages)
                     else:
-                        await self.deliver(subscription, raws[0], topic)
+                        await self.deliver(subscription, *messages[0])
                     break
                 except Exception:
                     log.exception("Reintentando entrega / redelivering in %s", subscription.group)
                     await asyncio.sleep(1.0)
-            self._pending -= len(raws)
+            self._pending -= len(messages)
 
     async def _send(self, topic: str, key: str, payload: bytes) -> None:
         self.sent.append((topic, payload))
         for _subscription, queue in self._queues.get(topic, []):
             self._pending += 1
-            queue.put_nowait(payload)
+            queue.put_nowait((payload, topic))
 
     async def drain(self) -> None:
         """Wait until every queued message has been handled (tests, clean shutdown)."""
@@ -314,12 +325,15 @@ class KafkaBus(Bus):
         from faststream.kafka.annotations import KafkaMessage
 
         for subscription in self.subscriptions:
-            topic = self.topic(subscription.event_cls)
+            topics = [self.topic(event_cls) for event_cls in subscription.event_classes]
+            topic = topics[0]
 
             def consumer(subscription: Subscription = subscription, topic: str = topic) -> Callable[[KafkaMessage], Awaitable[None]]:
                 async def consume(message: KafkaMessage) -> None:
-                    if subscription.batch > 1:  # a batch subscriber's body is the list of message bodies
-                        await self.deliver_batch(subscription, message.body, topic)
+                    if subscription.batch > 1:  # a batch subscriber's body is the list of bodies, its raw message the records
+                        records = message.raw_message if isinstance(message.raw_message, (list, tuple)) else ()
+                        sources = [getattr(record, "topic", topic) for record in records] or [topic] * len(message.body)
+                        await self.deliver_batch(subscription, list(zip(message.body, sources)))
                     else:
                         await self.deliver(subscription, message.body, topic)
 
@@ -329,7 +343,7 @@ class KafkaBus(Bus):
                 {"batch": True, "max_records": subscription.batch} if subscription.batch > 1 else {"max_workers": subscription.concurrency}
             )
             self.broker.subscriber(
-                topic,
+                *topics,
                 group_id=f"{self.settings.consumer_group_prefix}.{subscription.group}",
                 ack_policy=AckPolicy.NACK_ON_ERROR,
                 auto_offset_reset="earliest",

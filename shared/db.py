@@ -1,18 +1,42 @@
-"""Database engine and sessions (SQLModel): SQLite by default, PostgreSQL by URL.
+"""Database engine, sessions and schema migrations (SQLModel + Alembic): SQLite or PostgreSQL by URL.
 
-Each service declares its own tables (SQLModel classes in its folder) and calls ``init_db`` with
-them at start-up.
+Each service declares its own tables (SQLModel classes in its folder) and calls ``init_db`` at
+start-up; the schema itself is managed by the Alembic revisions in ``shared/migrations``, which
+``upgrade_db`` applies. Several services (processes) may start at once on one database: the
+upgrade runs under a PostgreSQL advisory lock, or a file lock next to the SQLite file.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from functools import cache
 from pathlib import Path
+from typing import Final
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from filelock import FileLock
+from sqlalchemy import event, inspect, text
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, create_engine
+
+log = logging.getLogger("mdd.db")
+
+MIGRATIONS_DIR: Final[Path] = Path(__file__).with_name("migrations")
+#: Key of the PostgreSQL advisory lock held while migrating (any constant shared by all services).
+MIGRATION_LOCK_KEY: Final[int] = 0x6D64645F6D696772
+VERSION_TABLE: Final[str] = "alembic_version"
+_process_lock = threading.Lock()
+
+
+class MigrationError(RuntimeError):
+    """The database cannot be brought to the schema this code expects."""
 
 
 def make_engine(url: str) -> Engine:
@@ -34,9 +58,88 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_recycle=1800)
 
 
+def migration_config(connection: Connection | None = None) -> Config:
+    """An Alembic configuration built in code; with ``connection``, migrations run on it."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@cache
+def head_revisions() -> frozenset[str]:
+    """The revisions this code expects the database to be at."""
+    return frozenset(ScriptDirectory.from_config(migration_config()).get_heads())
+
+
+def current_revisions(connection: Connection) -> frozenset[str]:
+    """The revisions the database is at (empty for a database never migrated)."""
+    return frozenset(MigrationContext.configure(connection).get_current_heads())
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Serialise migrations: one thread of this process, and one process per SQLite file.
+
+    PostgreSQL is serialised across processes by the advisory lock taken in ``upgrade_db``.
+    """
+    with ExitStack() as stack:
+        stack.enter_context(_process_lock)
+        database = engine.url.database
+        if engine.dialect.name == "sqlite" and database and database != ":memory:":
+            stack.enter_context(FileLock(f"{database}.migrate.lock", timeout=300))
+        yield
+
+
+def _is_pre_migration(connection: Connection) -> bool:
+    """Tables made by ``create_all`` before migrations existed, and no version table."""
+    names = set(inspect(connection).get_table_names())
+    return bool(names) and VERSION_TABLE not in names
+
+
+def upgrade_db(engine: Engine) -> None:
+    """Migrate the database to the latest revision; a no-op when it is there already.
+
+    Safe to call from several services at once. A database created by ``create_all`` before
+    migrations existed is adopted: the baseline revision creates only the tables it lacks.
+    """
+    heads = head_revisions()
+    with _migration_lock(engine), engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            # Held until this transaction ends; PostgreSQL DDL is transactional, so a concurrent
+            # upgrade waits here and then finds the database at head.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        current = current_revisions(connection)
+        if current == heads:
+            return
+        if not current and _is_pre_migration(connection):
+            log.info("Base de datos anterior a las migraciones: se adopta / adopting a pre-migration database")
+        try:
+            command.upgrade(migration_config(connection), "head")
+        except CommandError as exc:
+            raise MigrationError(
+                f"No se pudo migrar la base de datos (revisión actual {sorted(current)}, esperada {sorted(heads)}):"
+                f" ¿código más antiguo que la base? / cannot migrate the database: {exc}"
+            ) from exc
+        log.info("Base de datos migrada / database migrated: %s -> %s", sorted(current), sorted(heads))
+
+
 def init_db(engine: Engine, tables: list[type[SQLModel]]) -> None:
-    """Create the given tables if they do not exist."""
-    SQLModel.metadata.create_all(engine, tables=[table.__table__ for table in tables])  # type: ignore[attr-defined]
+    """Bring the database to the latest schema (every service's tables), then check ``tables``.
+
+    A table of ``tables`` that no revision creates yet is created directly, with a warning, so a
+    service keeps working while its revision is written; the migration tests fail until it is.
+    """
+    upgrade_db(engine)
+    inspector = inspect(engine)
+    missing = [table.__table__ for table in tables if not inspector.has_table(table.__tablename__)]  # type: ignore[attr-defined]
+    if missing:
+        log.warning(
+            "Tablas sin migración, creadas directamente / tables without a migration, created directly: %s",
+            ", ".join(table.name for table in missing),
+        )
+        SQLModel.metadata.create_all(engine, tables=missing)
 
 
 @contextmanager

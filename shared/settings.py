@@ -106,6 +106,21 @@ class Settings(BaseSettings):
     ingest_http_port: int = Field(8100, description="Puerto de STOW-RS y carga ZIP / STOW-RS and ZIP port")
     study_quiet_seconds: float = Field(30.0, gt=0, description="Silencio que completa un estudio / quiet period")
     publish_timeout_seconds: float = Field(15.0, gt=0, description="Espera máxima del broker por evento / broker ack timeout")
+    watchdog_interval_seconds: float = Field(
+        30.0, gt=0, description="Cada cuánto revisa el vigilante los plazos de los estudios / watchdog sweep interval"
+    )
+    watchdog_ingest_margin_seconds: float = Field(
+        300.0, ge=0, description="Plazo de recepción: silencio + este margen / receiving deadline: quiet period plus this margin"
+    )
+    watchdog_preprocess_seconds: float = Field(
+        600.0, gt=0, description="Plazo de completo a preprocesado / deadline from completed to preprocessed"
+    )
+    watchdog_infer_seconds: float = Field(
+        600.0, gt=0, description="Plazo de preprocesado a resultados / deadline from preprocessed to results"
+    )
+    watchdog_redrive_attempts: int = Field(
+        2, ge=0, description="Reenvíos del último evento de un estudio atascado / re-drives of a stuck study's last event"
+    )
 
     segmentation_backend: Literal["classic", "sam"] = Field("classic", description="Segmentación: classic o sam / segmentation backend")
     sam_model_type: Literal["vit_b", "vit_l", "vit_h"] = Field("vit_b", description="Tipo de modelo SAM / SAM model type")
@@ -174,6 +189,18 @@ class Settings(BaseSettings):
 
     api_host: str = Field("127.0.0.1", description="Interfaz de la API y el tablero / API host")
     api_port: int = Field(8000, description="Puerto de la API / API port")
+    bootstrap_api_key: SecretStr | None = Field(
+        None, description="Llave de administrador creada al primer arranque si no hay otra / admin API key created at first start"
+    )
+    auth_jwt_secret: SecretStr | None = Field(
+        None, description="Secreto que firma los tokens JWT; vacío = uno aleatorio por proceso / JWT signing secret"
+    )
+    auth_token_minutes: int = Field(60, ge=1, le=1440, description="Vigencia de un token de sesión / session token lifetime")
+    viewer_url_template: str = Field(
+        "http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study_uid}",
+        description="Enlace «Abrir en visor» del tablero; {study_uid} y {dicomweb} (raíz DICOMweb de la API) se "
+        "sustituyen; vacío = sin enlace / board's open-in-viewer link template (e.g. OHIF); empty = no link",
+    )
 
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
     log_json: bool = Field(True, description="Un objeto JSON por línea / JSON lines")

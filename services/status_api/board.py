@@ -1,10 +1,34 @@
-"""The traffic-light board: a Spanish page served by the API itself (no front-end server)."""
+"""The traffic-light board: Spanish-first pages served by the API itself (no front-end server).
+
+``/`` is the live board and ``/board/studies/{uid}`` a study's page; both are shells that ask for a token
+once (kept in ``sessionStorage``) and read the API with it. Templates and static files are package data.
+"""
 
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.status_api.schemas import MODEL_NOTICE
+from services.status_api.state import STATUS_LABELS
+
+HERE = Path(__file__).parent
+DEMO_DISCLAIMER = (
+    "Modelo de demostración entrenado con datos sintéticos; no validado clínicamente / "
+    "Demonstration model trained on synthetic data; not clinically validated"
+)
+BIRADS = [
+    (0, "Incompleto / incomplete"), (1, "Negativo / negative"), (2, "Benigno / benign"),
+    (3, "Probablemente benigno / probably benign"), (4, "Sospechoso / suspicious"),
+    (5, "Altamente sugestivo de malignidad / highly suggestive of malignancy"),
+    (6, "Malignidad comprobada por biopsia / biopsy-proven malignancy"),
+]
+_templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["j2", "html"]))
 
 _COLOURS = {"RED": "#d32f2f", "YELLOW": "#f9a825", "GREEN": "#388e3c", None: "#9e9e9e"}
 _NAMES = {"RED": "Rojo", "YELLOW": "Amarillo", "GREEN": "Verde", None: "Pendiente"}
@@ -29,7 +53,7 @@ def render_board(studies: list[dict]) -> str:
         for s in ordered
     )
     return f"""<!doctype html>
-<html lang="es-MX"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
+<html lang="es-MX"><head><meta charset="utf-8">
 <title>Semáforo de mastografías — Mexican Deep DICOM</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;width:100%}}
 td,th{{border-bottom:1px solid #ddd;padding:.4em;text-align:left}}
@@ -42,3 +66,32 @@ td,th{{border-bottom:1px solid #ddd;padding:.4em;text-align:left}}
 <tbody>
 {rows or '<tr><td colspan="7">Sin estudios todavía / no studies yet</td></tr>'}
 </tbody></table></body></html>"""
+
+
+def render_login() -> str:
+    """The live board's shell: sign-in form, filters and the table the script fills (nothing about studies)."""
+    states = [(value, f"{label} ({value})") for value, label in STATUS_LABELS.items()]
+    return _templates.get_template("board.html.j2").render(notice=MODEL_NOTICE, states=states)
+
+
+def render_study_page(study_uid: str, viewer_template: str) -> str:
+    """A study page's shell: the script reads the study with the caller's token."""
+    return _templates.get_template("study.html.j2").render(
+        notice=MODEL_NOTICE, disclaimer=DEMO_DISCLAIMER, study_uid=study_uid, viewer_template=viewer_template,
+        birads=BIRADS,
+    )
+
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/board/studies/{study_uid}", response_class=HTMLResponse)
+def study_page(study_uid: str, request: Request) -> str:
+    """La página de un estudio (pide el token) / a study's page (asks for the token)."""
+    return render_study_page(study_uid, request.app.state.ctx.settings.viewer_url_template)
+
+
+def install(app: FastAPI) -> None:
+    """Serve the board's pages and its static files (CSS, JavaScript)."""
+    app.include_router(router)
+    app.mount("/board/static", StaticFiles(directory=HERE / "static"), name="board-static")

@@ -80,3 +80,104 @@ class NotificationEntry(BaseModel):
     producer: str
     occurred_at: datetime
     received_at: datetime
+
+
+class ViewImage(BaseModel):
+    """Links to one view's derived images (presigned on MinIO, an authenticated route otherwise)."""
+
+    sop_instance_uid: str
+    laterality: str | None
+    view_position: str | None
+    crop_url: str | None = Field(description="Recorte de la mama / breast crop")
+    magma_url: str | None = Field(description="Imagen en falso color / false-colour image")
+    mask_url: str | None = Field(description="Máscara de segmentación / segmentation mask")
+
+
+class PatientIdentity(BaseModel):
+    """Patient identity read from the stored DICOM header; only for doctors and administrators."""
+
+    patient_name: str = Field(description="Nombre del paciente / patient name")
+    patient_id: str = Field(description="Identificador del paciente / patient ID")
+    curp: str | None = Field(description="CURP si el encabezado la trae / CURP when the header has it")
+
+
+class StudyDetailView(StudyDetail):
+    """A study as the caller may see it: with thumbnails, and with identity only when allowed."""
+
+    thumbnails: list[ViewImage] = Field(default_factory=list, description="Miniaturas por vista / per-view thumbnails")
+    patient: PatientIdentity | None = Field(
+        None, description="Solo médicos y administradores / only doctors and administrators"
+    )
+
+
+class StudyPage(BaseModel):
+    """One page of the study list; pass ``next_cursor`` as ``cursor`` to get the next one."""
+
+    items: list[StudySummary]
+    next_cursor: str | None = Field(description="Cursor opaco de la página siguiente; null al final / next page cursor")
+
+
+class ReportRequest(BaseModel):
+    """A radiologist's or provider's report of a study."""
+
+    model_config = {"extra": "forbid"}
+
+    birads: int = Field(ge=0, le=6, description="Categoría BI-RADS 0-6 / BI-RADS category 0-6")
+    text: str = Field("", max_length=20000, description="Texto del reporte / report text")
+
+
+class ReportAccepted(BaseModel):
+    """The report was accepted and published as ``study.reported``."""
+
+    event_id: str
+    study_uid: str
+    birads: int
+    reporter: str
+
+
+class AssignmentRequest(BaseModel):
+    """Assign a study to a reading provider (what notify's provider offer decided)."""
+
+    model_config = {"extra": "forbid"}
+
+    provider_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$", description="Id del proveedor / provider id")
+
+
+class AssignmentEntry(BaseModel):
+    """A study assigned to a provider."""
+
+    study_uid: str
+    provider_id: str
+    assigned_by: str
+    assigned_at: datetime
+
+
+class AuditEntry(BaseModel):
+    """One read or write of patient data."""
+
+    id: int
+    at: datetime
+    principal: str = Field(description="user:NOMBRE o apikey:NOMBRE / user:NAME or apikey:NAME")
+    role: str
+    action: str
+    study_uid: str | None
+    client: str = Field(description="Dirección del cliente / client address")
+    detail: str
+
+
+class TokenResponse(BaseModel):
+    """An OAuth2 bearer token."""
+
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int = Field(description="Segundos de vigencia / lifetime in seconds")
+
+
+class Me(BaseModel):
+    """Who the caller is."""
+
+    name: str
+    kind: str
+    role: str
+    hospitals: list[str]
+    provider_id: str | None

@@ -21,6 +21,8 @@ from aiosmtpd.controller import Controller
 from infra.servers import dcmtk_tool
 
 T = TypeVar("T")
+# The administrator key the services create at first start (MDD_BOOTSTRAP_API_KEY); the API needs a token.
+API_KEY = "e2e-bootstrap-admin-key-0001"
 
 
 @dataclass
@@ -96,7 +98,7 @@ def wait_for(probe: Callable[[], T | None], timeout: float, what: str, processes
 def api_json(base_url: str, path: str) -> Any | None:
     """GET a JSON document, or ``None`` when the API is not there yet or answers an error."""
     try:
-        response = httpx.get(base_url + path, timeout=5)
+        response = httpx.get(base_url + path, timeout=5, headers={"Authorization": f"Bearer {API_KEY}"})
     except httpx.HTTPError:
         return None
     return response.json() if response.status_code == 200 else None

@@ -61,7 +61,7 @@ def run_pipeline_scenario(
 
     # The study is listed with both lights.
     listed = api_json(api, "/studies")
-    assert any(s["study_uid"] == study.study_uid and s["triage_light"] == final["triage_light"] for s in listed)
+    assert any(s["study_uid"] == study.study_uid and s["triage_light"] == final["triage_light"] for s in listed["items"])
 
     # The e-mail reached the radiologist: accession number, lights, link, model notice, no patient name.
     mails = wait_for(lambda: sink.to(RADIOLOGIST), 30, "the e-mail to the radiologist")

@@ -14,7 +14,7 @@ from minio import Minio
 
 from shared.synth import SyntheticStudy
 from tests.conftest import free_port
-from tests.e2e.harness import distributed_env, mdd_process, smtp_sink
+from tests.e2e.harness import API_KEY, distributed_env, mdd_process, smtp_sink
 from tests.e2e.scenario import RADIOLOGIST, run_pipeline_scenario
 
 SERVICES = ("status_api", "ingest", "preprocess", "infer", "notify")
@@ -51,6 +51,7 @@ def test_distributed_pipeline_on_kafka_minio_and_postgres(
     buckets = {kind: f"{prefix.rstrip('.')}-{kind}" for kind in ("dicom", "derived", "results")}
     env = distributed_env(kafka, minio, postgres_url, prefix, tmp_path / "var", dicom_port) | {
         "MDD_API_PORT": str(api_port),
+        "MDD_BOOTSTRAP_API_KEY": API_KEY,
         "MDD_STUDY_QUIET_SECONDS": str(QUIET_SECONDS),
         "MDD_SMTP_PORT": str(smtp_port),
         "MDD_NOTIFY_EMAILS": f'["{RADIOLOGIST}"]',

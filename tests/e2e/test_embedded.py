@@ -9,7 +9,8 @@ from pathlib import Path
 
 from shared.synth import SyntheticStudy
 from tests.conftest import free_port
-from tests.e2e.harness import json_log_lines, mdd_process, smtp_sink
+from services.cli import ADMIN_KEY_FILE
+from tests.e2e.harness import API_KEY, json_log_lines, mdd_process, smtp_sink
 from tests.e2e.scenario import RADIOLOGIST, run_pipeline_scenario
 
 QUIET_SECONDS = 3
@@ -20,6 +21,9 @@ def test_embedded_pipeline_turns_a_pushed_study_into_two_lights(
 ) -> None:
     api_port, dicom_port, smtp_port = free_port(), free_port(), free_port()
     data_dir = tmp_path / "var"
+    # The administrator key a first `mdd up` left in the data folder (this start reuses it; `mdd demo` reads it).
+    data_dir.mkdir()
+    (data_dir / ADMIN_KEY_FILE).write_text(API_KEY)
     env = {
         "MDD_DATA_DIR": str(data_dir),
         "MDD_API_PORT": str(api_port),
@@ -44,7 +48,7 @@ def test_embedded_pipeline_turns_a_pushed_study_into_two_lights(
         demo = subprocess.run(
             [sys.executable, "-m", "services.cli", "demo", "--port", str(dicom_port), "--api", f"http://127.0.0.1:{api_port}",
              "--seed", "99", "--timeout", "120"],
-            capture_output=True, text=True, timeout=180, env={**os.environ, "COLUMNS": "200"},
+            capture_output=True, text=True, timeout=180, env={**os.environ, "COLUMNS": "200", "MDD_DATA_DIR": str(data_dir)},
         )
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert demo.stdout.count("C-STORE") == 4 and "0x0000" in demo.stdout

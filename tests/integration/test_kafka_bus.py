@@ -119,6 +119,9 @@ async def test_kafka_batch_subscriber_takes_many_at_once_and_isolates_a_poison_e
         uids = [f"1.{n}" for n in range(60)] + ["poison"]
         for uid in uids:  # all waiting on the topic before the consumer starts
             await publisher.publish(completed(uid))
+        await publisher.publish(
+            follow_up(completed("2.0"), StudyPreprocessed, "preprocess", segmentation_backend="classic", views=[])
+        )
     finally:
         await publisher.stop()
 
@@ -126,18 +129,18 @@ async def test_kafka_batch_subscriber_takes_many_at_once_and_isolates_a_poison_e
     sizes: list[int] = []
     handled: list[str] = []
 
-    async def project(events: list[StudyCompleted]) -> None:
+    async def project(events: list[StudyCompleted | StudyPreprocessed]) -> None:
         sizes.append(len(events))
         if any(e.study_uid == "poison" for e in events):
             raise ValueError("evento venenoso")
         handled.extend(e.study_uid for e in events)
 
-    bus.subscribe_batch(StudyCompleted, project, service="status_api", max_records=50)
+    bus.subscribe_batch((StudyCompleted, StudyPreprocessed), project, service="status_api", max_records=50)
     await bus.start()
     try:
-        await wait_until(lambda: len(handled) == 60)
+        await wait_until(lambda: len(handled) == 61)
     finally:
         await bus.stop()
-    assert sorted(handled) == sorted(uids[:-1]) and max(sizes) > 1
+    assert sorted(handled) == sorted([*uids[:-1], "2.0"]) and max(sizes) > 1  # both topics, one consumer group
     dead = await read_topic(kafka.bootstrap, f"{prefix}dlq", 1)
-    assert [key for key, _ in dead] == [b"poison"]
+    assert [key for key, _ in dead] == [b"poison"] and dead[0][1]["source_topic"] == f"{prefix}study.completed"

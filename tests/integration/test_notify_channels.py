@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlmodel import Session, select
 
 from shared.bus import MemoryBus
@@ -151,9 +152,15 @@ def notify_settings(
     )
 
 
+API_KEY = "notify-test-admin-key-000001"
+API_HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+
+
 @asynccontextmanager
 async def notify_running(settings: Settings, with_api: bool = False) -> AsyncIterator[tuple[ServiceContext, NotifyScheduler]]:
-    """The notify service's rules (and optionally the status API) on the in-process bus."""
+    """The notify service's rules (and optionally the status API, with an admin key) on the in-process bus."""
+    if with_api:
+        settings.bootstrap_api_key = SecretStr(API_KEY)
     ctx = build_context(settings)
     scheduler = register_rules(ctx)
     web: WebComponent | None = register_status_api(ctx) if with_api else None
@@ -220,7 +227,7 @@ async def test_red_light_reaches_everyone_by_sms_email_and_webhook_once_across_r
         await drained(ctx)
         sent_events = published(ctx, "mdd.notification.sent")
         api = f"http://127.0.0.1:{settings.api_port}"
-        async with httpx.AsyncClient(base_url=api) as client:
+        async with httpx.AsyncClient(base_url=api, headers=API_HEADERS) as client:
             log = (await client.get(f"/studies/{event.study_uid}/notifications")).json()
             failed = (await client.get("/notifications", params={"status": "failed"})).json()
             everything = (await client.get("/notifications", params={"study_uid": event.study_uid, "status": "sent"})).json()
@@ -287,7 +294,7 @@ async def test_a_channel_that_keeps_failing_ends_failed_with_its_event_and_a_dea
         await drained(ctx)
         sent_events = published(ctx, "mdd.notification.sent")
         letters = [DeadLetter.model_validate(d) for d in published(ctx, "mdd.dlq")]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}") as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}", headers=API_HEADERS) as client:
             failed = (await client.get("/notifications", params={"status": "failed", "study_uid": event.study_uid})).json()
         rows = records(ctx)
 

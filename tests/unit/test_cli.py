@@ -5,7 +5,8 @@ from pathlib import Path
 from pydicom import dcmread
 from typer.testing import CliRunner
 
-from services.cli import app, distributed_settings
+from services.cli import ADMIN_KEY_FILE, app, distributed_settings, with_admin_key
+from shared.settings import Settings
 
 runner = CliRunner()
 
@@ -50,3 +51,15 @@ def test_sam_without_checkpoint_is_a_clear_startup_error(tmp_path: Path) -> None
     )
     assert result.exit_code == 2
     assert "SAM" in result.output and "MDD_SAM_CHECKPOINT" in result.output
+
+
+def test_the_embedded_admin_key_is_made_once_private_and_kept(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("MDD_BOOTSTRAP_API_KEY", raising=False)
+    first = with_admin_key(Settings(data_dir=tmp_path))
+    key_file = tmp_path / ADMIN_KEY_FILE
+    assert first.bootstrap_api_key is not None and len(first.bootstrap_api_key.get_secret_value()) >= 32
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    again = with_admin_key(Settings(data_dir=tmp_path))  # the next `mdd up`
+    assert again.bootstrap_api_key == first.bootstrap_api_key
+    chosen = with_admin_key(Settings(data_dir=tmp_path, bootstrap_api_key="clave-elegida-por-ti-0123456789"))
+    assert chosen.bootstrap_api_key is not None and chosen.bootstrap_api_key.get_secret_value() == "clave-elegida-por-ti-0123456789"

@@ -6,6 +6,7 @@ from datetime import timedelta
 from uuid import uuid4
 
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
 from shared.bus import MemoryBus
@@ -19,22 +20,23 @@ from services.status_api.projector import project
 from services.status_api.tables import NotificationRow, StudyEventRow, StudyRow
 from tests.unit.test_notify_rules import inferred
 
-T0 = utc_now()
-
-
 def sent(study_uid: str, recipient: str, status: str = "sent", minutes: int = 0, channel: str = "email") -> NotificationSent:
     return NotificationSent(
         study_uid=study_uid, hospital_id="HGE", correlation_id="c", producer=producer("notify"), accession_number="A1",
-        occurred_at=T0 + timedelta(minutes=minutes), rule="triage_red", channel=channel, recipient=recipient, status=status,
+        occurred_at=utc_now() + timedelta(minutes=minutes), rule="triage_red", channel=channel, recipient=recipient, status=status,
         detail="" if status == "sent" else "503 Service Unavailable",
     )
 
 
+ADMIN_KEY = "clave-admin-de-prueba-0123456789"
+
+
 def client(settings: Settings) -> tuple[TestClient, Engine]:
+    settings = settings.model_copy(update={"bootstrap_api_key": SecretStr(ADMIN_KEY)})
     engine = make_engine(settings.resolved_database_url)
     init_db(engine, [StudyRow, StudyEventRow, NotificationRow])
     ctx = ServiceContext(settings, MemoryBus(settings), LocalStore(settings.resolved_store_dir), engine)
-    return TestClient(create_app(ctx)), engine
+    return TestClient(create_app(ctx), headers={"Authorization": f"Bearer {ADMIN_KEY}"}), engine
 
 
 def study(uid: str) -> StudyInferred:

@@ -96,3 +96,23 @@ def test_overdue_is_red_until_results_arrive() -> None:
     assert (view.state, view.status_light) == ("ready", "GREEN")
     after = apply_event(view, StudyOverdue(**ENVELOPE, stage="notify", deadline_seconds=60))
     assert after.state == "ready"
+
+
+def test_a_late_event_of_an_earlier_stage_does_not_clear_a_later_failure() -> None:
+    failure = StudyFailed(**ENVELOPE, stage="infer", reason="model crashed")
+    for order in ([stored(), completed(), preprocessed(), failure], [failure, preprocessed(), stored(), completed()]):
+        view = run(order)
+        assert (view.state, view.failure_reason) == ("failed", "infer: model crashed")
+
+
+def test_a_notice_about_a_problem_before_results_does_not_mark_notified_in_any_order() -> None:
+    overdue = StudyOverdue(**ENVELOPE, stage="preprocess", deadline_seconds=600)
+    notice = notified()  # the administrator told about the delay, before there were results
+    results = inferred("GREEN")
+    for order in ([completed(), overdue, notice, preprocessed(), results], [results, notice, preprocessed(), overdue, completed()]):
+        assert run(order).state == "ready"
+
+
+def test_the_latest_inference_sets_the_triage_light_whatever_arrives_last() -> None:
+    first, second = inferred("GREEN"), inferred("RED")
+    assert run([completed(), first, second]).triage_light == run([completed(), second, first]).triage_light == "RED"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from shared.bus import MemoryBus
 from shared.db import init_db, make_engine
@@ -14,15 +15,17 @@ from services.status_api.api import create_app
 from services.status_api.projector import project
 from services.status_api.tables import StudyEventRow, StudyRow
 
+ADMIN_KEY = "unit-admin-key-0123456789"
 ENVELOPE = dict(study_uid="1.2.840.1", hospital_id="HGE", correlation_id="corr", producer=producer("ingest"), accession_number="A1")
 
 
 def client_and_engine(settings: Settings):  # type: ignore[no-untyped-def]
+    settings.bootstrap_api_key = SecretStr(ADMIN_KEY)
     engine = make_engine(settings.resolved_database_url)
     init_db(engine, [StudyRow, StudyEventRow])
     ctx = ServiceContext(settings, MemoryBus(settings), LocalStore(settings.resolved_store_dir), engine)
     ctx.ready["all"] = True
-    return TestClient(create_app(ctx)), engine
+    return TestClient(create_app(ctx), headers={"Authorization": f"Bearer {ADMIN_KEY}"}), engine
 
 
 def stored(sop: str) -> InstanceStored:
@@ -45,8 +48,8 @@ def test_study_appears_with_state_lights_and_timeline(settings: Settings) -> Non
     assert [e["event_type"] for e in body["events"]] == ["instance.stored", "instance.stored", "study.completed"]
     assert "sintétic" in body["model_notice"]
     listed = client.get("/studies", params={"hospital_id": "HGE"}).json()
-    assert [s["study_uid"] for s in listed] == ["1.2.840.1"]
-    assert client.get("/studies", params={"hospital_id": "OTRO"}).json() == []
+    assert [s["study_uid"] for s in listed["items"]] == ["1.2.840.1"] and listed["next_cursor"] is None
+    assert client.get("/studies", params={"hospital_id": "OTRO"}).json() == {"items": [], "next_cursor": None}
 
 
 def test_unknown_study_is_404_with_a_reason(settings: Settings) -> None:
@@ -64,6 +67,9 @@ def test_bad_query_is_422_and_health_is_open(settings: Settings) -> None:
 def test_board_is_spanish_and_shows_the_model_notice(settings: Settings) -> None:
     client, engine = client_and_engine(settings)
     project(engine, stored("1.1"))
-    page = client.get("/").text
-    assert 'lang="es-MX"' in page and "Semáforo de mastografías" in page and "A1" in page
-    assert "sintétic" in page
+    page = client.get("/", headers={"Authorization": ""}).text
+    assert 'lang="es-MX"' in page and "Semáforo de mastografías" in page and "sintétic" in page
+    assert "sessionStorage" in page and "A1" not in page  # nothing about studies before signing in
+    table = client.get("/board/table").text
+    assert "A1" in table and "sintétic" in table
+    assert client.get("/board/table", headers={"Authorization": ""}).status_code == 401

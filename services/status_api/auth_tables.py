@@ -1,0 +1,67 @@
+"""The status API's security tables: users, API keys, provider assignments and the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+ROLES = ("admin", "hospital_staff", "doctor", "provider")
+
+
+class UserRow(SQLModel, table=True):
+    """A person who signs in with a password (OAuth2 password flow)."""
+
+    __tablename__ = "auth_user"
+
+    username: str = Field(primary_key=True)
+    password_hash: str
+    role: str
+    hospitals: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    provider_id: str | None = None
+    active: bool = True
+    created_at: datetime
+
+
+class ApiKeyRow(SQLModel, table=True):
+    """An integration's API key; only the SHA-256 of the key is stored."""
+
+    __tablename__ = "auth_api_key"
+
+    key_hash: str = Field(primary_key=True)
+    name: str = Field(index=True)
+    role: str
+    hospitals: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    provider_id: str | None = None
+    active: bool = True
+    created_at: datetime
+
+
+class AssignmentRow(SQLModel, table=True):
+    """A study offered to a reading provider: the provider may see and report only these."""
+
+    __tablename__ = "auth_assignment"
+
+    study_uid: str = Field(primary_key=True)
+    provider_id: str = Field(primary_key=True)
+    assigned_by: str
+    assigned_at: datetime
+
+
+class AuditRow(SQLModel, table=True):
+    """One read or write of patient data: who, with which role, did what, to which study, when, from where."""
+
+    __tablename__ = "auth_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    principal: str = Field(index=True)
+    role: str
+    action: str
+    study_uid: str | None = Field(default=None, index=True)
+    client: str = ""
+    detail: str = ""
+
+
+AUTH_TABLES: list[type[SQLModel]] = [UserRow, ApiKeyRow, AssignmentRow, AuditRow]

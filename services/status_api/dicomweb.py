@@ -1,0 +1,322 @@
+"""DICOMweb para visores / DICOMweb for viewers (OHIF): QIDO-RS and WADO-RS under ``/dicomweb``.
+
+Searches run on the DICOMweb index (``dicomweb_index``, filled from ``instance.stored``);
+retrievals read the stored objects from the object store (bucket ``MDD_BUCKET_DICOM``), which are
+served byte for byte as received. Frames: see ``dicomweb_wado`` (compressed as stored, or decoded
+to native pixels when the client asks for plain ``application/octet-stream``).
+
+Access control. ``create_dicomweb_router(principal_dependency)`` takes a FastAPI dependency that
+returns the hospital ids the caller may see, or ``None`` for every hospital, e.g.::
+
+    def allowed_hospitals(request: Request) -> set[str] | None: ...
+
+FastAPI resolves it like any dependency (it may be ``async``, may take ``Request`` and other
+dependencies, and may raise ``HTTPException(401/403)`` itself). Every route depends on it:
+searches only find studies of those hospitals, and retrievals of other hospitals' studies answer
+404 as if they did not exist. Without it nothing is restricted; the status API mounts it with
+``principal_hospitals`` (bearer token; doctors see their hospitals, administrators all, other
+roles get 403). DICOMweb returns patient identity (name, ID, birth date), which a viewer needs:
+in production the router must sit behind authentication.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Annotated, Any
+
+import pydicom
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session, col, select
+
+from shared.runtime import ServiceContext
+from shared.store import ObjectNotFound
+from services.status_api import dicomweb_wado as wado
+from services.status_api.dicomweb_index import RELATIVE_BULK_PREFIX, InstanceIndexRow
+from services.status_api.dicomweb_qido import Level, QueryError, parse_query, search
+from services.status_api.security import Principal, audit, current_principal
+
+PREFIX = "/dicomweb"
+Row = InstanceIndexRow
+AllowedHospitals = Callable[..., "set[str] | None | Awaitable[set[str] | None]"]
+
+
+def no_restriction() -> set[str] | None:
+    """The default access rule: every hospital."""
+    return None
+
+
+def principal_hospitals(
+    request: Request, principal: Annotated[Principal, Depends(current_principal)]
+) -> set[str] | None:
+    """The status API's rule: signed-in doctors see their hospitals, administrators every one.
+
+    DICOMweb shows patient identity, so other roles get 403 (providers receive de-identified
+    copies through their offers instead). Every request is written to the audit log.
+    """
+    if not principal.sees_identity:
+        raise HTTPException(403, "Sin permiso / forbidden: DICOMweb requiere / requires doctor o / or admin")
+    audit(request, principal, "dicomweb", request.path_params.get("study"), request.url.path)
+    return None if principal.role == "admin" else set(principal.hospitals)
+
+
+def _ctx(request: Request) -> ServiceContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + PREFIX
+
+
+def _scope(allowed: set[str] | None, **uids: str) -> list[ColumnElement[bool]]:
+    columns = {"study": Row.study_uid, "series": Row.series_uid, "sop": Row.sop_instance_uid}
+    conditions: list[ColumnElement[bool]] = [columns[name] == value for name, value in uids.items()]
+    if allowed is not None:
+        conditions.append(col(Row.hospital_id).in_(sorted(allowed)))
+    return conditions
+
+
+def _dicom_json(body: object, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, media_type=wado.DICOM_JSON, headers=headers)
+
+
+def _qido(request: Request, level: Level, scope: list[ColumnElement[bool]], with_study: bool) -> JSONResponse:
+    try:
+        query = parse_query(request.query_params.multi_items())
+    except QueryError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    with Session(_ctx(request).engine) as session:
+        found = search(session, level, query, _base_url(request), scope, with_study)
+    headers = None
+    if query.ignored:
+        names = ", ".join(query.ignored).replace('"', "'")
+        headers = {
+            "Warning": f'299 mdd "No soportados / the following parameters were not supported: {names}"'
+        }
+    return _dicom_json(found, headers)
+
+
+def _instances(request: Request, scope: Sequence[ColumnElement[bool]]) -> list[Row]:
+    with Session(_ctx(request).engine) as session:
+        rows = session.exec(
+            select(Row)
+            .where(*scope)
+            .order_by(Row.series_number, Row.series_uid, Row.instance_number, Row.sop_instance_uid)
+        ).all()
+    if not rows:
+        raise HTTPException(404, "No encontrado / not found")
+    return list(rows)
+
+
+def _read(request: Request, row: Row) -> bytes:
+    ctx = _ctx(request)
+    try:
+        return ctx.store.get_bytes(ctx.settings.bucket_dicom, row.object_key)
+    except ObjectNotFound as exc:
+        raise HTTPException(
+            404, f"Objeto no encontrado en el almacén / object missing from the store: {row.sop_instance_uid}"
+        ) from exc
+
+
+def _instance_url(request: Request, row: Row) -> str:
+    return f"{_base_url(request)}/studies/{row.study_uid}/series/{row.series_uid}/instances/{row.sop_instance_uid}"
+
+
+def _absolute_bulk(value: Any, instance_url: str) -> None:
+    """Make the relative BulkDataURIs of stored metadata absolute, in sequences too."""
+    if isinstance(value, dict):
+        uri = value.get("BulkDataURI")
+        if isinstance(uri, str) and uri.startswith((RELATIVE_BULK_PREFIX, "frames/")):
+            value["BulkDataURI"] = f"{instance_url}/{uri}"
+        for item in value.values():
+            _absolute_bulk(item, instance_url)
+    elif isinstance(value, list):
+        for item in value:
+            _absolute_bulk(item, instance_url)
+
+
+def _metadata(request: Request, rows: Sequence[Row]) -> JSONResponse:
+    answer = []
+    for row in rows:
+        metadata = copy.deepcopy(row.metadata_json)
+        _absolute_bulk(metadata, _instance_url(request, row))
+        answer.append(metadata)
+    return _dicom_json(answer)
+
+
+def _retrieve(request: Request, rows: Sequence[Row]) -> StreamingResponse:
+    """The stored instances, one part each, read from the store one at a time while streaming."""
+    for row in rows:
+        try:
+            wado.accepts_stored_instance(request.headers.get("accept"), row.transfer_syntax_uid)
+        except wado.NotAcceptable as exc:
+            raise HTTPException(406, str(exc)) from exc
+    boundary = wado.new_boundary()
+
+    def body() -> Iterator[bytes]:
+        for row in rows:
+            content_type = f"{wado.DICOM}; transfer-syntax={row.transfer_syntax_uid}"
+            yield wado.part(boundary, content_type, _read(request, row), _instance_url(request, row))
+        yield wado.closing(boundary)
+
+    return StreamingResponse(body(), media_type=wado.multipart_content_type(wado.DICOM, boundary))
+
+
+def _frame_numbers(raw: str, available: int) -> list[int]:
+    try:
+        numbers = [int(item) for item in raw.split(",") if item.strip()]
+    except ValueError as exc:
+        raise HTTPException(400, f"Números de cuadro inválidos / invalid frame numbers: {raw!r}") from exc
+    if not numbers:
+        raise HTTPException(400, "Faltan números de cuadro / frame numbers missing")
+    if any(number < 1 or number > available for number in numbers):
+        raise HTTPException(404, f"Cuadro fuera de rango / frame out of range (1..{available}): {raw}")
+    return numbers
+
+
+def create_dicomweb_router(principal_dependency: AllowedHospitals | None = None) -> APIRouter:
+    """The DICOMweb routes (QIDO-RS, WADO-RS) under ``/dicomweb``, restricted by ``principal_dependency``."""
+    allowed_dependency = Depends(principal_dependency or no_restriction)
+    router = APIRouter(prefix=PREFIX, tags=["DICOMweb"])
+
+    @router.get("/studies")
+    def search_studies(request: Request, allowed: set[str] | None = allowed_dependency) -> JSONResponse:
+        """QIDO-RS: buscar estudios / search for studies."""
+        return _qido(request, "study", _scope(allowed), with_study=True)
+
+    @router.get("/series")
+    def search_all_series(request: Request, allowed: set[str] | None = allowed_dependency) -> JSONResponse:
+        """QIDO-RS: buscar series de todos los estudios / search for series in every study."""
+        return _qido(request, "series", _scope(allowed), with_study=True)
+
+    @router.get("/instances")
+    def search_all_instances(request: Request, allowed: set[str] | None = allowed_dependency) -> JSONResponse:
+        """QIDO-RS: buscar instancias de todos los estudios / search for instances in every study."""
+        return _qido(request, "instance", _scope(allowed), with_study=True)
+
+    @router.get("/studies/{study}/series")
+    def search_series(
+        study: str, request: Request, allowed: set[str] | None = allowed_dependency
+    ) -> JSONResponse:
+        """QIDO-RS: series de un estudio / a study's series."""
+        return _qido(request, "series", _scope(allowed, study=study), with_study=False)
+
+    @router.get("/studies/{study}/instances")
+    def search_study_instances(
+        study: str, request: Request, allowed: set[str] | None = allowed_dependency
+    ) -> JSONResponse:
+        """QIDO-RS: instancias de un estudio / a study's instances."""
+        return _qido(request, "instance", _scope(allowed, study=study), with_study=False)
+
+    @router.get("/studies/{study}/series/{series}/instances")
+    def search_instances(
+        study: str, series: str, request: Request, allowed: set[str] | None = allowed_dependency
+    ) -> JSONResponse:
+        """QIDO-RS: instancias de una serie / a series' instances."""
+        return _qido(request, "instance", _scope(allowed, study=study, series=series), with_study=False)
+
+    @router.get("/studies/{study}")
+    def retrieve_study(
+        study: str, request: Request, allowed: set[str] | None = allowed_dependency
+    ) -> StreamingResponse:
+        """WADO-RS: todas las instancias del estudio / every instance of the study."""
+        return _retrieve(request, _instances(request, _scope(allowed, study=study)))
+
+    @router.get("/studies/{study}/metadata")
+    def study_metadata(
+        study: str, request: Request, allowed: set[str] | None = allowed_dependency
+    ) -> JSONResponse:
+        """WADO-RS: metadatos del estudio / study metadata (DICOM JSON, bulk data by URI)."""
+        return _metadata(request, _instances(request, _scope(allowed, study=study)))
+
+    @router.get("/studies/{study}/series/{series}")
+    def retrieve_series(
+        study: str, series: str, request: Request, allowed: set[str] | None = allowed_dependency
+    ) -> StreamingResponse:
+        """WADO-RS: todas las instancias de la serie / every instance of the series."""
+        return _retrieve(request, _instances(request, _scope(allowed, study=study, series=series)))
+
+    @router.get("/studies/{study}/series/{series}/metadata")
+    def series_metadata(
+        study: str, series: str, request: Request, allowed: set[str] | None = allowed_dependency
+    ) -> JSONResponse:
+        """WADO-RS: metadatos de la serie / series metadata."""
+        return _metadata(request, _instances(request, _scope(allowed, study=study, series=series)))
+
+    @router.get("/studies/{study}/series/{series}/instances/{sop}")
+    def retrieve_instance(
+        study: str, series: str, sop: str, request: Request, allowed: set[str] | None = allowed_dependency
+    ) -> StreamingResponse:
+        """WADO-RS: la instancia tal como se guardó / the instance as stored."""
+        return _retrieve(request, _instances(request, _scope(allowed, study=study, series=series, sop=sop)))
+
+    @router.get("/studies/{study}/series/{series}/instances/{sop}/metadata")
+    def instance_metadata(
+        study: str, series: str, sop: str, request: Request, allowed: set[str] | None = allowed_dependency
+    ) -> JSONResponse:
+        """WADO-RS: metadatos de la instancia / instance metadata."""
+        return _metadata(request, _instances(request, _scope(allowed, study=study, series=series, sop=sop)))
+
+    @router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{numbers}")
+    def retrieve_frames(
+        study: str,
+        series: str,
+        sop: str,
+        numbers: str,
+        request: Request,
+        allowed: set[str] | None = allowed_dependency,
+    ) -> Response:
+        """WADO-RS: cuadros de la instancia / instance frames (``1`` or ``1,3,5``)."""
+        [row] = _instances(request, _scope(allowed, study=study, series=series, sop=sop))
+        wanted = _frame_numbers(numbers, row.number_of_frames)
+        try:
+            choice = wado.choose_frame_representation(request.headers.get("accept"), row.transfer_syntax_uid)
+        except wado.NotAcceptable as exc:
+            raise HTTPException(406, str(exc)) from exc
+        content = wado.frames(_read(request, row), wanted, choice)
+        boundary = wado.new_boundary()
+        body = b"".join(
+            wado.multipart_body(boundary, [(choice.part_content_type, frame) for frame in content])
+        )
+        return Response(body, media_type=wado.multipart_content_type(choice.part_type, boundary))
+
+    @router.get("/studies/{study}/series/{series}/instances/{sop}/bulkdata/{tag}")
+    def retrieve_bulkdata(
+        study: str,
+        series: str,
+        sop: str,
+        tag: str,
+        request: Request,
+        allowed: set[str] | None = allowed_dependency,
+    ) -> Response:
+        """WADO-RS: un valor binario grande del encabezado / one large binary header value."""
+        [row] = _instances(request, _scope(allowed, study=study, series=series, sop=sop))
+        ds = pydicom.dcmread(io.BytesIO(_read(request, row)), stop_before_pixels=True)
+        try:
+            value = ds[int(tag, 16)].value
+        except (KeyError, ValueError) as exc:
+            raise HTTPException(404, f"Elemento no encontrado / element not found: {tag}") from exc
+        if not isinstance(value, bytes):
+            raise HTTPException(404, f"El elemento no es binario / element is not bulk data: {tag}")
+        boundary = wado.new_boundary()
+        return Response(
+            b"".join(wado.multipart_body(boundary, [(wado.OCTET_STREAM, value)])),
+            media_type=wado.multipart_content_type(wado.OCTET_STREAM, boundary),
+        )
+
+    @router.get("/studies/{study}/series/{series}/instances/{sop}/rendered")
+    def rendered_instance(
+        study: str, series: str, sop: str, request: Request, allowed: set[str] | None = allowed_dependency
+    ) -> Response:
+        """WADO-RS: la imagen para mostrar (primer cuadro, ventana VOI) / the image for display."""
+        [row] = _instances(request, _scope(allowed, study=study, series=series, sop=sop))
+        try:
+            media_type = wado.choose_rendered_type(request.headers.get("accept"))
+        except wado.NotAcceptable as exc:
+            raise HTTPException(406, str(exc)) from exc
+        return Response(wado.render(_read(request, row), media_type), media_type=media_type)
+
+    return router

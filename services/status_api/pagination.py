@@ -1,0 +1,75 @@
+"""Keyset (cursor) pagination of the study list: stable when studies are added between pages."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import HTTPException
+from sqlalchemy import and_, case, or_
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import col
+
+from services.status_api.tables import StudyRow
+
+SortKey = Literal["-updated_at", "updated_at", "-created_at", "created_at", "triage"]
+
+# Suspicious first: RED, YELLOW, GREEN, then studies not yet triaged.
+TRIAGE_RANK = case(
+    (col(StudyRow.triage_light) == "RED", 0), (col(StudyRow.triage_light) == "YELLOW", 1),
+    (col(StudyRow.triage_light) == "GREEN", 2), else_=3,
+)
+
+
+def sort_columns(sort: SortKey) -> list[tuple[Any, bool, str]]:
+    """(SQL expression, descending?, kind) for each key of the order, study UID last as tie-breaker."""
+    uid = (col(StudyRow.study_uid), False, "str")
+    if sort == "triage":
+        return [(TRIAGE_RANK, False, "int"), (col(StudyRow.updated_at), True, "datetime"), uid]
+    field = col(StudyRow.updated_at) if sort.endswith("updated_at") else col(StudyRow.created_at)
+    return [(field, sort.startswith("-"), "datetime"), uid]
+
+
+def order_by(sort: SortKey) -> list[Any]:
+    """ORDER BY clauses for a sort key."""
+    return [expr.desc() if desc else expr.asc() for expr, desc, _ in sort_columns(sort)]
+
+
+def encode_cursor(sort: SortKey, values: list[Any]) -> str:
+    """An opaque cursor after a row with these sort values."""
+    plain = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    return base64.urlsafe_b64encode(json.dumps({"s": sort, "v": plain}).encode()).decode().rstrip("=")
+
+
+def row_values(sort: SortKey, row: StudyRow) -> list[Any]:
+    """The sort values of a row, in the order of ``sort_columns``."""
+    rank = {"RED": 0, "YELLOW": 1, "GREEN": 2}.get(row.triage_light or "", 3)
+    if sort == "triage":
+        return [rank, row.updated_at, row.study_uid]
+    return [row.updated_at if sort.endswith("updated_at") else row.created_at, row.study_uid]
+
+
+def after_cursor(sort: SortKey, cursor: str) -> ColumnElement[bool]:
+    """WHERE condition selecting the rows after the cursor; 400 when the cursor is not ours."""
+    invalid = HTTPException(400, "Cursor inválido / invalid cursor (use next_cursor with the same sort)")
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        columns = sort_columns(sort)
+        if data["s"] != sort or len(data["v"]) != len(columns):
+            raise invalid
+        values = [
+            datetime.fromisoformat(v) if kind == "datetime" else int(v) if kind == "int" else str(v)
+            for v, (_, _, kind) in zip(data["v"], columns)
+        ]
+    except HTTPException:
+        raise
+    except Exception as exc:  # any malformed cursor is the caller's mistake
+        raise invalid from exc
+    alternatives = []
+    for i, (expr, desc, _) in enumerate(columns):
+        equal_before = [columns[j][0] == values[j] for j in range(i)]
+        beyond = expr < values[i] if desc else expr > values[i]
+        alternatives.append(and_(*equal_before, beyond))
+    return or_(*alternatives)

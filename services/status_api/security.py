@@ -1,0 +1,238 @@
+"""Who is calling and what they may see: passwords, JWTs, API keys, roles, hospital scope, audit.
+
+Both session tokens (JWT from ``POST /auth/token``) and integration API keys travel as
+``Authorization: Bearer <token>``. Scoping happens in SQL: ``scope_studies`` adds the principal's
+hospitals (or provider assignments) to the query's WHERE clause.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Annotated, Literal
+
+import jwt
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import OAuth2PasswordBearer
+from pwdlib import PasswordHash
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session, col, select
+
+from shared.db import init_db
+from shared.events import utc_now
+from shared.settings import Settings
+from services.status_api.auth_tables import AUTH_TABLES, ROLES, ApiKeyRow, AssignmentRow, AuditRow, UserRow
+from services.status_api.tables import StudyRow
+
+Role = Literal["admin", "hospital_staff", "doctor", "provider"]
+JWT_ALGORITHM = "HS256"
+API_KEY_PREFIX = "mdd_"
+IDENTITY_ROLES = frozenset({"admin", "doctor"})
+REPORT_ROLES = frozenset({"admin", "doctor", "provider"})
+
+_hasher = PasswordHash.recommended()
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+
+
+class Principal(BaseModel):
+    """The authenticated caller: a signed-in user or an integration's API key."""
+
+    name: str
+    kind: Literal["user", "apikey"]
+    role: Role
+    hospitals: list[str] = []
+    provider_id: str | None = None
+
+    @property
+    def sees_identity(self) -> bool:
+        """Doctors and administrators may see patient name, ID and CURP."""
+        return self.role in IDENTITY_ROLES
+
+
+class AuthError(ValueError):
+    """A user or key cannot be created as asked."""
+
+
+def hash_password(password: str) -> str:
+    """Argon2 hash of a password."""
+    return _hasher.hash(password)
+
+
+def hash_api_key(key: str) -> str:
+    """SHA-256 of an API key: keys are long random strings, so a fast hash is enough to look them up."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _check_role(role: str, hospitals: list[str], provider_id: str | None) -> None:
+    if role not in ROLES:
+        raise AuthError(f"Rol inválido / invalid role: {role} ({', '.join(ROLES)})")
+    if role in ("hospital_staff", "doctor") and not hospitals:
+        raise AuthError("Este rol necesita al menos un hospital / this role needs at least one hospital")
+    if role == "provider" and not provider_id:
+        raise AuthError("Un proveedor necesita su id de proveedor / a provider needs its provider id")
+
+
+def create_user(
+    engine: Engine, username: str, password: str, role: str, hospitals: list[str], provider_id: str | None = None
+) -> UserRow:
+    """Create (or replace) a user with a hashed password."""
+    _check_role(role, hospitals, provider_id)
+    if len(password) < 8:
+        raise AuthError("La contraseña necesita 8 caracteres o más / password needs at least 8 characters")
+    init_db(engine, AUTH_TABLES)
+    with Session(engine) as session:
+        row = UserRow(
+            username=username, password_hash=hash_password(password), role=role, hospitals=hospitals,
+            provider_id=provider_id, created_at=utc_now(),
+        )
+        session.merge(row)
+        session.commit()
+    return row
+
+
+def create_api_key(
+    engine: Engine, name: str, role: str, hospitals: list[str], provider_id: str | None = None, key: str | None = None
+) -> str:
+    """Create an API key and return it; it is shown only now, the database keeps its hash."""
+    _check_role(role, hospitals, provider_id)
+    key = key or API_KEY_PREFIX + secrets.token_urlsafe(32)
+    init_db(engine, AUTH_TABLES)
+    with Session(engine) as session:
+        session.merge(
+            ApiKeyRow(key_hash=hash_api_key(key), name=name, role=role, hospitals=hospitals, provider_id=provider_id,
+                      created_at=utc_now())
+        )
+        session.commit()
+    return key
+
+
+def ensure_bootstrap_key(engine: Engine, settings: Settings) -> bool:
+    """Create the admin key ``MDD_BOOTSTRAP_API_KEY`` when set and no admin key exists; True if created."""
+    if settings.bootstrap_api_key is None or not settings.bootstrap_api_key.get_secret_value():
+        return False
+    with Session(engine) as session:
+        if session.exec(select(ApiKeyRow).where(ApiKeyRow.role == "admin")).first() is not None:
+            return False
+    create_api_key(engine, "bootstrap", "admin", [], key=settings.bootstrap_api_key.get_secret_value())
+    return True
+
+
+def jwt_secret(settings: Settings) -> str:
+    """The JWT signing secret: the configured one, or a random one for this process."""
+    if settings.auth_jwt_secret is not None and settings.auth_jwt_secret.get_secret_value():
+        return settings.auth_jwt_secret.get_secret_value()
+    return secrets.token_urlsafe(48)
+
+
+def authenticate_user(engine: Engine, username: str, password: str) -> UserRow | None:
+    """The active user with this password, or None."""
+    with Session(engine) as session:
+        user = session.get(UserRow, username)
+    if user is None or not user.active:
+        _hasher.hash(password)  # same work either way, so timing does not reveal which usernames exist
+        return None
+    return user if _hasher.verify(password, user.password_hash) else None
+
+
+def issue_token(secret: str, username: str, minutes: int) -> tuple[str, int]:
+    """A signed JWT for ``username`` and its lifetime in seconds."""
+    now = utc_now()
+    claims = {"sub": username, "iat": now, "exp": now + timedelta(minutes=minutes), "typ": "access"}
+    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM), minutes * 60
+
+
+def _unauthorized(reason: str) -> HTTPException:
+    return HTTPException(401, f"No autenticado / not authenticated: {reason}", headers={"WWW-Authenticate": "Bearer"})
+
+
+def resolve_principal(engine: Engine, secret: str, token: str) -> Principal | None:
+    """The principal behind a bearer token (API key or JWT), or None when it is not valid."""
+    with Session(engine) as session:
+        key = session.get(ApiKeyRow, hash_api_key(token))
+        if key is not None:
+            if not key.active:
+                return None
+            return Principal(name=key.name, kind="apikey", role=key.role, hospitals=key.hospitals,  # type: ignore[arg-type]
+                             provider_id=key.provider_id)
+        try:
+            claims = jwt.decode(token, secret, algorithms=[JWT_ALGORITHM], options={"require": ["exp", "sub"]})
+        except jwt.PyJWTError:
+            return None
+        user = session.get(UserRow, str(claims["sub"]))
+        if user is None or not user.active:
+            return None
+        return Principal(name=user.username, kind="user", role=user.role, hospitals=user.hospitals,  # type: ignore[arg-type]
+                         provider_id=user.provider_id)
+
+
+def current_principal(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal:
+    """FastAPI dependency: the authenticated caller, or 401 with ``WWW-Authenticate: Bearer``.
+
+    Reusable by any router of the status API (e.g. DICOMweb): ``Depends(current_principal)``.
+    """
+    if not token:
+        raise _unauthorized("falta el token / missing bearer token")
+    principal = resolve_principal(request.app.state.ctx.engine, request.app.state.jwt_secret, token)
+    if principal is None:
+        raise _unauthorized("token inválido o vencido / invalid or expired token")
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require_roles(*roles: str):  # type: ignore[no-untyped-def]
+    """A dependency that lets only the given roles through (403 otherwise)."""
+
+    def check(principal: PrincipalDep) -> Principal:
+        if principal.role not in roles:
+            raise HTTPException(403, f"Sin permiso / forbidden: requiere / requires {', '.join(roles)}")
+        return principal
+
+    return check
+
+
+AdminDep = Annotated[Principal, Depends(require_roles("admin"))]
+
+
+def study_scope(principal: Principal) -> ColumnElement[bool] | None:
+    """The SQL condition on ``StudyRow`` a principal may see; None means every study (admin)."""
+    if principal.role == "admin":
+        return None
+    if principal.role == "provider":
+        assigned = select(AssignmentRow.study_uid).where(AssignmentRow.provider_id == (principal.provider_id or ""))
+        return col(StudyRow.study_uid).in_(assigned)
+    return col(StudyRow.hospital_id).in_(principal.hospitals)
+
+
+def scoped(query, principal: Principal):  # type: ignore[no-untyped-def]
+    """``query`` over ``StudyRow`` restricted to what the principal may see."""
+    condition = study_scope(principal)
+    return query if condition is None else query.where(condition)
+
+
+def visible_study(session: Session, principal: Principal, study_uid: str) -> StudyRow:
+    """The study if it exists and the principal may see it; 404 otherwise (so existence does not leak)."""
+    row = session.exec(scoped(select(StudyRow).where(StudyRow.study_uid == study_uid), principal)).first()
+    if row is None:
+        raise HTTPException(404, f"Estudio no encontrado / study not found: {study_uid}")
+    return row
+
+
+def client_address(request: Request) -> str:
+    """The caller's address as the server sees it."""
+    return request.client.host if request.client else ""
+
+
+def audit(request: Request, principal: Principal, action: str, study_uid: str | None = None, detail: str = "") -> None:
+    """Record a read or write of patient data (its own transaction, so the caller's rows stay loaded)."""
+    with Session(request.app.state.ctx.engine) as session:
+        session.add(
+            AuditRow(at=utc_now(), principal=f"{principal.kind}:{principal.name}", role=principal.role, action=action,
+                     study_uid=study_uid, client=client_address(request), detail=detail)
+        )
+        session.commit()

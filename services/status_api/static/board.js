@@ -1,0 +1,106 @@
+// The board: the day's studies, suspicious first, filtered, updated live over SSE.
+"use strict";
+
+(() => {
+  const RANK = { RED: 0, YELLOW: 1, GREEN: 2 };
+  const studies = new Map();
+  const form = document.getElementById("filters");
+  const body = document.querySelector("#studies tbody");
+  let source = null;
+
+  function filters() {
+    const data = new FormData(form);
+    return {
+      hospital_id: (data.get("hospital_id") || "").trim(),
+      triage_light: data.get("triage_light") || "",
+      status_light: data.get("status_light") || "",
+      state: data.get("state") || "",
+      today: data.get("today") === "on",
+    };
+  }
+
+  function midnight() { const d = new Date(); d.setHours(0, 0, 0, 0); return d; }
+
+  function utc(value) { return new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(value) ? value : value + "Z"); }
+
+  /** The same filters the API applies, for studies that arrive over the stream. */
+  function matches(study, f) {
+    if (f.hospital_id && study.hospital_id !== f.hospital_id) return false;
+    if (f.triage_light && (study.triage_light || "NONE") !== f.triage_light) return false;
+    if (f.status_light && study.status_light !== f.status_light) return false;
+    if (f.state && study.state !== f.state) return false;
+    if (f.today && utc(study.updated_at) < midnight()) return false;
+    return true;
+  }
+
+  function order(a, b) {
+    const rank = (RANK[a.triage_light] ?? 3) - (RANK[b.triage_light] ?? 3);
+    if (rank) return rank;
+    return utc(b.updated_at) - utc(a.updated_at) || a.study_uid.localeCompare(b.study_uid);
+  }
+
+  function row(study) {
+    const tr = document.createElement("tr");
+    tr.dataset.studyUid = study.study_uid;
+    tr.dataset.triage = study.triage_light || "NONE";
+    const link = document.createElement("a");
+    link.href = "/board/studies/" + encodeURIComponent(study.study_uid);
+    link.textContent = study.accession_number || study.study_uid;
+    const cells = [link, study.hospital_id, study.state_label, MDD.light("Semáforo de estado / status light", study.status_light),
+      MDD.light("Semáforo de triaje / triage light", study.triage_light), study.triage_reason || "", MDD.when(study.updated_at)];
+    for (const value of cells) {
+      const td = document.createElement("td");
+      td.append(value);
+      tr.append(td);
+    }
+    tr.children[2].className = "state";
+    tr.children[3].className = "status-light";
+    tr.children[4].className = "triage-light";
+    return tr;
+  }
+
+  function render(changed) {
+    const rows = [...studies.values()].sort(order).map((study) => {
+      const tr = row(study);
+      if (study.study_uid === changed) tr.classList.add("changed");
+      return tr;
+    });
+    body.replaceChildren(...rows);
+    document.getElementById("empty").hidden = rows.length > 0;
+    const hospitals = document.getElementById("hospitals");
+    const known = new Set([...hospitals.options].map((o) => o.value));
+    for (const study of studies.values()) {
+      if (!known.has(study.hospital_id)) { hospitals.append(new Option(study.hospital_id)); known.add(study.hospital_id); }
+    }
+  }
+
+  async function load() {
+    const f = filters();
+    const params = new URLSearchParams({ sort: "triage", limit: "500" });
+    for (const key of ["hospital_id", "triage_light", "status_light", "state"]) if (f[key]) params.set(key, f[key]);
+    if (f.today) params.set("updated_from", midnight().toISOString());
+    const response = await MDD.api("/studies?" + params);
+    if (!response.ok) {
+      document.getElementById("error").textContent = "Error al leer estudios / could not read studies: " + response.status;
+      return;
+    }
+    studies.clear();
+    for (const study of (await response.json()).items) studies.set(study.study_uid, study);
+    render(null);
+  }
+
+  function onStudy(study) {
+    if (matches(study, filters())) studies.set(study.study_uid, study);
+    else studies.delete(study.study_uid);
+    render(study.study_uid);
+  }
+
+  form.addEventListener("change", () => load().catch(() => {}));
+  form.addEventListener("submit", (e) => { e.preventDefault(); load().catch(() => {}); });
+
+  MDD.signIn(async () => {
+    if (source) source.close();
+    source = MDD.stream(onStudy);
+    await load();
+  });
+})();

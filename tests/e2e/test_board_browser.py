@@ -1,0 +1,194 @@
+"""The traffic-light board in a real headless Chromium: sign in, see the lights, watch a RED light arrive live,
+open the study page (disclaimer, magma image, report form) and report the study.
+
+Screenshots go to ``$MDD_TEST_ARTIFACTS`` (default: the test's tmp folder); their paths are printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import pytest
+from matplotlib import colormaps
+from PIL import Image
+from pydantic import SecretStr
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from services.status_api.__main__ import register
+from shared.bus import MemoryBus
+from shared.db import make_engine
+from shared.events import (
+    BreastResult,
+    DerivedView,
+    Event,
+    InstanceStored,
+    StudyInferred,
+    StudyPreprocessed,
+    producer,
+)
+from shared.runtime import ServiceContext
+from shared.settings import Settings
+from shared.store import LocalStore
+
+pytestmark = pytest.mark.e2e
+ADMIN_KEY = "board-admin-key-0123456789"
+WAIT_S = 20
+T = TypeVar("T")
+ROWS_JS = """return [...document.querySelectorAll('#studies tbody tr')].map((r) =>
+  [r.dataset.studyUid, r.querySelector('.triage-light').innerText, r.querySelector('.status-light').innerText]);"""
+
+
+def envelope(uid: str, hospital: str) -> dict:
+    return dict(study_uid=uid, hospital_id=hospital, correlation_id=f"c-{uid}", producer=producer("test"),
+                accession_number=f"ACC-{uid[-1]}")
+
+
+def stored(uid: str, hospital: str) -> InstanceStored:
+    return InstanceStored(
+        **envelope(uid, hospital), sop_instance_uid=f"{uid}.1", series_instance_uid=f"{uid}.0",
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.1.2", transfer_syntax_uid="1.2.840.10008.1.2.1", modality="MG",
+        object_key="k", size_bytes=1, sha256="x", patient_key="p",
+    )
+
+
+def inferred(uid: str, hospital: str, light: str, score: float) -> StudyInferred:
+    return StudyInferred(
+        **envelope(uid, hospital), breasts=[BreastResult(laterality="L", malignancy_score=score, birads=4 if light == "RED" else 1,
+                                                         density="B", views_used=["L-CC", "L-MLO"])],
+        triage_light=light, triage_reason=f"puntaje {score}", model_name="mdd-demo", model_version="0.1",
+        model_trained=True, model_trained_on="synthetic-phantoms", disclaimer="Entrenado con fantomas sintéticos",
+    )
+
+
+def magma_png() -> bytes:
+    gradient = np.linspace(0, 1, 64 * 48).reshape(64, 48)
+    rgba = (colormaps["magma"](gradient) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def chromium() -> webdriver.Chrome:
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert binary and driver, "Instale chromium y chromium-driver (infra/setup-debian.sh) / install chromium"
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000", "--lang=es-MX"):
+        options.add_argument(argument)
+    return webdriver.Chrome(options=options, service=Service(driver))
+
+
+async def browse(action: Callable[[], T]) -> T:
+    """Selenium blocks; the API runs on this event loop, so browser work goes to a thread."""
+    return await asyncio.to_thread(action)
+
+
+async def test_board_shows_lights_live_and_takes_a_report(settings: Settings, tmp_path: Path) -> None:
+    artefacts = Path(os.environ.get("MDD_TEST_ARTIFACTS", tmp_path))
+    artefacts.mkdir(parents=True, exist_ok=True)
+    settings.bootstrap_api_key = SecretStr(ADMIN_KEY)
+    settings.viewer_url_template = "http://visor.example/viewer?StudyInstanceUIDs={study_uid}"
+    engine = make_engine(settings.resolved_database_url)
+    store = LocalStore(settings.resolved_store_dir)
+    ctx = ServiceContext(settings, MemoryBus(settings), store, engine)
+    component = register(ctx)
+    await ctx.bus.start()
+    await component.start()
+    browser = await browse(chromium)
+    shots: list[Path] = []
+
+    async def publish(*events: Event) -> None:
+        for event in events:
+            await ctx.bus.publish(event)
+        await ctx.bus.drain()
+
+    def shot(name: str) -> None:
+        path = artefacts / f"{name}.png"
+        browser.save_screenshot(str(path))
+        shots.append(path)
+        print(f"captura / screenshot: {path}")
+
+    def wait(condition: Callable[[webdriver.Chrome], object]) -> object:
+        # Live updates re-render rows, so an element found a moment ago may be gone: look again.
+        return WebDriverWait(browser, WAIT_S, ignored_exceptions=[StaleElementReferenceException]).until(condition)
+
+    try:
+        suspicious, calm = "1.2.826.0.1.7", "1.2.826.0.1.8"
+        store.put_bytes(settings.bucket_derived, f"{suspicious}/L-CC/magma.png", magma_png(), "image/png")
+        view = DerivedView(sop_instance_uid=f"{suspicious}.1", laterality="L", view_position="CC",
+                           mask_key=f"{suspicious}/L-CC/mask.png", crop_key=f"{suspicious}/L-CC/crop.png",
+                           magma_key=f"{suspicious}/L-CC/magma.png", input_key="x", breast_area_fraction=0.4)
+        await publish(stored(suspicious, "HOSP-A"), stored(calm, "HOSP-A"),
+                      StudyPreprocessed(**envelope(suspicious, "HOSP-A"), segmentation_backend="otsu", views=[view]),
+                      inferred(calm, "HOSP-A", "GREEN", 0.05))
+
+        # Sign in with the bootstrap key and see both studies with their two lights.
+        url = f"http://127.0.0.1:{settings.api_port}"
+        await browse(lambda: browser.get(url + "/"))
+        await browse(lambda: browser.find_element(By.ID, "token").send_keys(ADMIN_KEY))
+        await browse(lambda: browser.find_element(By.CSS_SELECTOR, "#login button").click())
+        await browse(lambda: wait(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#studies tbody tr")) == 2))
+        await browse(lambda: wait(lambda b: b.find_element(By.ID, "live").text.startswith("En vivo")))
+        rows = await browse(lambda: browser.execute_script(ROWS_JS))  # one read: live updates re-render rows
+        assert rows[0] == [calm, "Verde / green", "Verde / green"]  # triaged GREEN comes before not-yet-triaged
+        assert rows[1][0] == suspicious and rows[1][1] == "Sin triaje / not triaged"
+        labels = await browse(lambda: [e.get_attribute("aria-label") for e in browser.find_elements(By.CSS_SELECTOR, "[role=img]")])
+        assert "Semáforo de triaje / triage light: Verde / green" in labels
+        await browse(lambda: shot("01-tablero"))
+
+        # A RED result arrives through the bus: it shows up first, without reloading the page.
+        await browse(lambda: browser.execute_script("window.sinRecargar = true;"))
+        await publish(inferred(suspicious, "HOSP-A", "RED", 0.93))
+        first = f'#studies tbody tr:first-child[data-study-uid="{suspicious}"][data-triage="RED"]'
+        await browse(lambda: wait(lambda b: b.find_elements(By.CSS_SELECTOR, first)))
+        assert await browse(lambda: browser.execute_script("return window.sinRecargar === true;"))
+        assert (await browse(lambda: browser.execute_script(ROWS_JS)))[0] == [suspicious, "Rojo / red", "Verde / green"]
+        await browse(lambda: shot("02-rojo-en-vivo"))
+
+        # Filters: only GREEN leaves the calm study.
+        await browse(lambda: Select(browser.find_element(By.NAME, "triage_light")).select_by_value("GREEN"))
+        await browse(lambda: wait(lambda b: [r.get_attribute("data-study-uid") for r in b.find_elements(By.CSS_SELECTOR, "#studies tbody tr")] == [calm]))
+        await browse(lambda: Select(browser.find_element(By.NAME, "triage_light")).select_by_value(""))
+        await browse(lambda: wait(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#studies tbody tr")) == 2))
+
+        # The study page: disclaimer, AI outputs, magma image, viewer link and the report form.
+        await browse(lambda: browser.find_element(By.CSS_SELECTOR, f'tr[data-study-uid="{suspicious}"] a').click())
+        await browse(lambda: wait(lambda b: b.find_element(By.ID, "study-state").text != ""))
+        disclaimer = await browse(lambda: browser.find_element(By.ID, "disclaimer").text)
+        assert "Modelo de demostración entrenado con datos sintéticos; no validado clínicamente" in disclaimer
+        assert await browse(lambda: browser.find_element(By.ID, "triage-light").text) == "Rojo / red"
+        assert "0.930" in await browse(lambda: browser.find_element(By.ID, "breasts").text)
+        await browse(lambda: wait(lambda b: b.execute_script(
+            "const i = document.querySelector('#views img'); return i && i.complete && i.naturalWidth === 48;")))
+        assert len(await browse(lambda: browser.find_elements(By.CSS_SELECTOR, "#views img"))) == 1  # no broken crop
+        viewer = await browse(lambda: browser.find_element(By.ID, "viewer").get_attribute("href"))
+        assert viewer == f"http://visor.example/viewer?StudyInstanceUIDs={suspicious}"
+        await browse(lambda: shot("03-estudio"))
+
+        await browse(lambda: Select(browser.find_element(By.NAME, "birads")).select_by_value("4"))
+        await browse(lambda: browser.find_element(By.NAME, "text").send_keys("Masa espiculada en CC izquierda"))
+        await browse(lambda: browser.find_element(By.CSS_SELECTOR, "#report button").click())
+        await browse(lambda: wait(lambda b: "Reportado" in b.find_element(By.ID, "study-state").text))
+        assert "Reporte enviado" in await browse(lambda: browser.find_element(By.ID, "report-result").text)
+        assert "study.reported" in await browse(lambda: browser.find_element(By.ID, "timeline").text)
+        await browse(lambda: shot("04-reportado"))
+        assert all(path.stat().st_size > 0 for path in shots)
+    except Exception:
+        await browse(lambda: shot("falla"))
+        raise
+    finally:
+        await browse(browser.quit)
+        await component.stop()
+        await ctx.bus.stop()
+        engine.dispose()

@@ -1,0 +1,91 @@
+"""Embedded mode after a crash: a study whose events died with the process is re-driven at restart.
+
+The first process records four ``instance.stored`` and ``study.completed`` and dies before
+preprocessing (its in-process queues are gone). A new process on the same SQLite file and object
+store starts every service; its watchdog re-publishes the recorded ``study.completed`` and the
+study reaches results, with the synthetic-model disclaimer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from sqlmodel import Session
+
+from services.cli import ServiceName, registrar_of
+from services.status_api.__main__ import register as register_status_api
+from services.status_api.tables import StudyRow
+from services.status_api.watchdog import WatchdogRow
+from shared.events import InstanceStored, StudyCompleted, ViewRef, producer
+from shared.runtime import build_context, run_until_stopped
+from shared.settings import Settings
+from shared.synth import SyntheticStudy
+
+HOSPITAL = "HOSP-DEMO"
+
+
+async def record_until_completed_then_die(settings: Settings, study: SyntheticStudy) -> None:
+    """A process that stored the study and recorded its completion, but never preprocessed it."""
+    ctx = build_context(settings)
+    register_status_api(ctx)  # only the status API listens: the study's completion is recorded, nothing else runs
+    await ctx.bus.start()
+    envelope = dict(study_uid=study.study_uid, hospital_id=HOSPITAL, correlation_id="corr-crash",
+                    accession_number=study.accession_number, producer=producer("ingest"))
+    refs = []
+    for view in study.views:
+        data, ds = view.to_bytes(), view.dataset
+        key = f"{HOSPITAL}/{study.study_uid}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
+        ctx.store.put_bytes(settings.bucket_dicom, key, data, "application/dicom")
+        await ctx.bus.publish(InstanceStored(
+            **envelope, sop_instance_uid=str(ds.SOPInstanceUID), series_instance_uid=str(ds.SeriesInstanceUID),
+            sop_class_uid=str(ds.SOPClassUID), transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID), modality="MG",
+            laterality=view.laterality, view_position=view.view, object_key=key, size_bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(), patient_key="pk",
+        ))
+        refs.append(ViewRef(sop_instance_uid=str(ds.SOPInstanceUID), series_instance_uid=str(ds.SeriesInstanceUID),
+                            object_key=key, laterality=view.laterality, view_position=view.view))
+    await ctx.bus.publish(StudyCompleted(**envelope, reason="all_views", views=refs))
+    await ctx.bus.drain()  # type: ignore[attr-defined]
+    await ctx.bus.stop()
+    ctx.engine.dispose()
+
+
+def study_row(settings: Settings, study_uid: str) -> StudyRow | None:
+    ctx_engine = build_context(settings).engine
+    try:
+        with Session(ctx_engine) as session:
+            return session.get(StudyRow, study_uid)
+    finally:
+        ctx_engine.dispose()
+
+
+async def test_embedded_restart_re_drives_a_study_lost_after_completion(
+    settings: Settings, four_view_study: SyntheticStudy
+) -> None:
+    await record_until_completed_then_die(settings, four_view_study)
+    before = study_row(settings, four_view_study.study_uid)
+    assert before is not None and (before.state, before.instance_count) == ("completed", 4)
+
+    ctx = build_context(settings)
+    stop = asyncio.Event()
+    system = asyncio.create_task(run_until_stopped(ctx, [registrar_of(name.value) for name in ServiceName], stop))
+    try:
+        row = None
+        for _ in range(600):
+            if system.done():
+                system.result()  # the system stopped by itself: show why
+            row = study_row(settings, four_view_study.study_uid)
+            if row is not None and row.state in ("ready", "notified"):
+                break
+            await asyncio.sleep(0.2)
+        assert row is not None and row.state in ("ready", "notified"), row
+        assert row.status_light == "GREEN" and row.triage_light in ("RED", "YELLOW", "GREEN")
+        assert row.disclaimer and "sintétic" in row.disclaimer
+        assert row.derived_views and len(row.derived_views) == 4
+        with Session(ctx.engine) as session:
+            record = session.get(WatchdogRow, (four_view_study.study_uid, "preprocess"))
+            assert record is not None and record.redrives == 1
+    finally:
+        stop.set()
+        await system

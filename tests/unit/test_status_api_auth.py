@@ -1,0 +1,287 @@
+"""Who sees what in the status API: roles, hospital scope on every route, identity, audit, tokens, reports, lists."""
+
+from __future__ import annotations
+
+import copy
+import io
+from datetime import timedelta
+
+import jwt
+import pydicom
+import pytest
+from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from shared.bus import MemoryBus
+from shared.db import init_db, make_engine
+from shared.events import InstanceStored, NotificationSent, StudyInferred, StudyReported, producer, utc_now
+from shared.runtime import ServiceContext
+from shared.settings import Settings
+from shared.store import LocalStore
+from shared.synth import SyntheticStudy
+from services.status_api.api import create_app
+from services.status_api.dicomweb_index import InstanceIndexRow, index_instance
+from services.status_api.projector import project
+from services.status_api.schemas import AssignmentRequest, ReportRequest
+from services.status_api.security import create_api_key, create_user
+from services.status_api.tables import NotificationRow, StudyEventRow, StudyRow
+
+ADMIN_KEY = "bootstrap-admin-key-for-tests-0001"
+PASSWORD = "contraseña-segura-1"
+# A valid body for every request model a study route takes; a new model must be added here.
+EXAMPLE_BODIES = {ReportRequest: {"birads": 2, "text": "Benigno"}, AssignmentRequest: {"provider_id": "LECTURA-1"}}
+OPEN_OR_ADMIN_ONLY = {"/healthz", "/auth/me", "/audit", "/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect", "/"}
+# Not JSON reads: the endless SSE stream (scoping tested in tests/integration/test_status_api_live.py), the
+# study page's HTML shell and the open Prometheus counts, which hold no study data (checked below).
+STREAM_AND_SHELL = {"/events", "/board/studies/{study_uid}", "/metrics"}
+
+
+class World:
+    """An app over SQLite and a local store with studies in two hospitals and one user per role."""
+
+    def __init__(self, settings: Settings, study: SyntheticStudy) -> None:
+        settings.bootstrap_api_key = SecretStr(ADMIN_KEY)
+        self.engine = make_engine(settings.resolved_database_url)
+        init_db(self.engine, [StudyRow, StudyEventRow, NotificationRow])
+        self.bus = MemoryBus(settings)
+        store = LocalStore(settings.resolved_store_dir)
+        ctx = ServiceContext(settings, self.bus, store, self.engine)
+        self.app = create_app(ctx)
+        self.client = TestClient(self.app)
+        self.study_a, self.study_b = study.study_uid, "1.2.840.99.2"
+        for uid, hospital, accession in ((self.study_a, "HOSP-A", "ACC-A"), (self.study_b, "HOSP-B", "ACC-B")):
+            project(self.engine, stored(uid, hospital, accession))
+            project(self.engine, NotificationSent(**envelope(uid, hospital, accession), rule="r", channel="email",
+                                                  recipient="radiologia@x.mx", status="sent"))
+        init_db(self.engine, [InstanceIndexRow])
+        dataset = study.views[0].dataset
+        self.patient_name = str(dataset.PatientName)
+        other = copy.deepcopy(dataset)
+        other.StudyInstanceUID, other.AccessionNumber, other.PatientName = self.study_b, "ACC-B", "PACIENTE^HOSPITAL B"
+        other.SOPInstanceUID = other.file_meta.MediaStorageSOPInstanceUID = f"{self.study_b}.1"
+        self.uids_b = {"study": self.study_b, "series": str(other.SeriesInstanceUID), "sop": f"{self.study_b}.1"}
+        for ds, uid, hospital, accession in ((dataset, self.study_a, "HOSP-A", "ACC-A"), (other, self.study_b, "HOSP-B", "ACC-B")):
+            buffer = io.BytesIO()
+            pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+            key = f"{hospital}/{uid}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
+            store.put_bytes(settings.bucket_dicom, key, buffer.getvalue(), "application/dicom")
+            event = stored(uid, hospital, accession).model_copy(
+                update={"object_key": key, "series_instance_uid": str(ds.SeriesInstanceUID), "sop_instance_uid": str(ds.SOPInstanceUID)})
+            index_instance(self.engine, store, settings.bucket_dicom, event)
+        for name, role, hospitals, provider in (
+            ("staff_a", "hospital_staff", ["HOSP-A"], None), ("doctor_a", "doctor", ["HOSP-A"], None),
+            ("lector", "provider", [], "LECTURA-1"),
+        ):
+            create_user(self.engine, name, PASSWORD, role, hospitals, provider)
+
+    def token(self, username: str) -> dict[str, str]:
+        """Sign in through the OAuth2 password flow and return the Authorization header."""
+        response = self.client.post("/auth/token", data={"username": username, "password": PASSWORD})
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def envelope(uid: str, hospital: str, accession: str) -> dict:
+    return dict(study_uid=uid, hospital_id=hospital, correlation_id=f"c-{uid}", producer=producer("ingest"), accession_number=accession)
+
+
+def stored(uid: str, hospital: str, accession: str) -> InstanceStored:
+    return InstanceStored(
+        **envelope(uid, hospital, accession), sop_instance_uid=f"{uid}.1", series_instance_uid=f"{uid}.0",
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.1.2", transfer_syntax_uid="1.2.840.10008.1.2.1", modality="MG",
+        object_key="k", size_bytes=1, sha256="x", patient_key="p",
+    )
+
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture
+def world(settings: Settings, four_view_study: SyntheticStudy) -> World:
+    return World(settings, four_view_study)
+
+
+def test_no_route_shows_another_hospitals_study(world: World) -> None:
+    doctor = world.token("doctor_a")
+    # Every route of the app, with router prefixes applied: a route added later is covered automatically.
+    routes = [r for r in iter_route_contexts(world.app.routes) if isinstance(r.route, APIRoute) and r.path not in STREAM_AND_SHELL]
+    for page in (world.client.get(f"/board/studies/{world.study_b}", headers=doctor).text, world.client.get("/metrics").text):
+        assert "ACC-B" not in page and "HOSPITAL B" not in page and "HOSP-B" not in page
+    study_routes = [r for r in routes if "{study_uid}" in r.path or "{study}" in r.path]
+    list_routes = [r for r in routes if "GET" in r.methods and "{" not in r.path and r.path not in OPEN_OR_ADMIN_ONLY]
+    assert len(study_routes) >= 5 and any(r.path == "/studies" for r in list_routes)
+    for route in study_routes:
+        values = {"study_uid": world.study_b, "study": world.study_b, "series": world.uids_b["series"],
+                  "sop": world.uids_b["sop"], "sop_instance_uid": world.uids_b["sop"], "kind": "crop", "numbers": "1",
+                  "tag": "7FE00010"}
+        path = route.path
+        for name, value in values.items():
+            path = path.replace("{" + name + "}", value)
+        assert "{" not in path, f"parámetro sin valor de prueba / untested path parameter in {route.path}"
+        for method in route.methods:
+            body = None
+            if route.route.body_field is not None:
+                body = EXAMPLE_BODIES[route.route.body_field.field_info.annotation]  # KeyError: add an example body for the new route
+            response = world.client.request(method, path, json=body, headers=doctor)
+            # Refused, not found, or a search (QIDO-RS) that finds nothing.
+            empty_search = response.status_code == 204 or (response.status_code == 200 and response.json() == [])
+            assert response.status_code in (403, 404) or empty_search, (method, route.path, response.status_code, response.text)
+            assert "ACC-B" not in response.text and "HOSPITAL B" not in response.text
+    for route in list_routes:
+        response = world.client.get(route.path, headers=doctor)
+        assert response.status_code == 200, (route.path, response.text)
+        assert world.study_b not in response.text and "ACC-B" not in response.text, route.path
+        assert "HOSPITAL B" not in response.text, route.path
+        assert world.study_a in response.text, route.path  # the caller's own hospital is there
+    # Asking for hospital B by filter does not widen the scope either.
+    assert world.client.get("/studies", params={"hospital_id": "HOSP-B"}, headers=doctor).json()["items"] == []
+    assert world.client.get("/notifications", params={"hospital_id": "HOSP-B"}, headers=doctor).json() == []
+    assert world.client.get("/audit", headers=doctor).status_code == 403
+
+
+def test_provider_sees_only_assigned_studies(world: World) -> None:
+    provider = world.token("lector")
+    assert world.client.get("/studies", headers=provider).json()["items"] == []
+    assert world.client.get(f"/studies/{world.study_b}", headers=provider).status_code == 404
+    assert world.client.post(f"/studies/{world.study_b}/assignments", json={"provider_id": "LECTURA-1"},
+                             headers=provider).status_code == 403
+    assigned = world.client.post(f"/studies/{world.study_b}/assignments", json={"provider_id": "LECTURA-1"}, headers=ADMIN)
+    assert assigned.status_code == 201 and assigned.json()["assigned_by"] == "bootstrap"
+    listed = world.client.get("/studies", headers=provider).json()["items"]
+    assert [s["study_uid"] for s in listed] == [world.study_b]
+    assert world.client.get(f"/studies/{world.study_a}", headers=provider).status_code == 404
+
+
+def test_identity_only_for_doctors_and_admins(world: World) -> None:
+    world.client.post(f"/studies/{world.study_a}/assignments", json={"provider_id": "LECTURA-1"}, headers=ADMIN)
+    seen = {}
+    for who, headers in (("admin", ADMIN), ("doctor", world.token("doctor_a")), ("staff", world.token("staff_a")),
+                         ("provider", world.token("lector"))):
+        response = world.client.get(f"/studies/{world.study_a}", headers=headers)
+        assert response.status_code == 200
+        seen[who] = response.json()["patient"]
+        assert (world.patient_name in response.text) == (who in ("admin", "doctor")), who
+    assert seen["doctor"]["patient_name"] == world.patient_name and seen["doctor"]["patient_id"]
+    assert seen["staff"] is None and seen["provider"] is None
+
+
+def test_audit_log_records_who_what_when_and_from_where(world: World) -> None:
+    before = utc_now()
+    doctor = world.token("doctor_a")
+    world.client.get(f"/studies/{world.study_a}", headers=doctor)
+    world.client.post(f"/studies/{world.study_a}/report", json={"birads": 1, "text": "Negativo"}, headers=doctor)
+    world.client.get("/studies", headers=world.token("staff_a"))
+    entries = world.client.get("/audit", headers=ADMIN).json()
+    by_action = {(e["principal"], e["action"]): e for e in entries}
+    read = by_action[("user:doctor_a", "study.read")]
+    assert read["role"] == "doctor" and read["study_uid"] == world.study_a and read["client"] == "testclient"
+    assert "identidad" in read["detail"]
+    assert by_action[("user:doctor_a", "study.report")]["detail"] == "BI-RADS 1"
+    assert ("user:staff_a", "study.list") in by_action
+    from datetime import datetime
+    assert all(datetime.fromisoformat(e["at"]).replace(tzinfo=before.tzinfo) >= before - timedelta(seconds=1) for e in entries)
+    only = world.client.get("/audit", params={"study_uid": world.study_a, "who": "user:doctor_a"}, headers=ADMIN).json()
+    assert {e["action"] for e in only} == {"study.read", "study.report"}
+
+
+def test_bad_missing_or_expired_tokens_are_401(world: World) -> None:
+    for headers in ({}, {"Authorization": "Bearer nada"}, {"Authorization": "Basic eDp5"}):
+        response = world.client.get("/studies", headers=headers)
+        assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+        assert "autenticado" in response.json()["detail"]
+    expired = jwt.encode({"sub": "doctor_a", "exp": utc_now() - timedelta(minutes=1)}, world.app.state.jwt_secret, algorithm="HS256")
+    assert world.client.get("/studies", headers={"Authorization": f"Bearer {expired}"}).status_code == 401
+    forged = jwt.encode({"sub": "doctor_a", "exp": utc_now() + timedelta(minutes=5)}, "otro-secreto" * 4, algorithm="HS256")
+    assert world.client.get("/studies", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    wrong = world.client.post("/auth/token", data={"username": "doctor_a", "password": "incorrecta"})
+    assert wrong.status_code == 401
+    assert world.client.get("/healthz").status_code == 200
+
+
+def test_bootstrap_key_is_admin_and_created_only_once(world: World, settings: Settings) -> None:
+    assert world.client.get("/auth/me", headers=ADMIN).json()["role"] == "admin"
+    settings.bootstrap_api_key = SecretStr("another-bootstrap-key-000000")
+    second = TestClient(create_app(ServiceContext(settings, world.bus, LocalStore(settings.resolved_store_dir), world.engine)))
+    assert second.get("/auth/me", headers={"Authorization": "Bearer another-bootstrap-key-000000"}).status_code == 401
+    assert second.get("/auth/me", headers=ADMIN).status_code == 200
+
+
+def test_api_key_of_an_integration_is_scoped(world: World) -> None:
+    key = create_api_key(world.engine, "ris-hosp-b", "hospital_staff", ["HOSP-B"])
+    headers = {"Authorization": f"Bearer {key}"}
+    assert [s["study_uid"] for s in world.client.get("/studies", headers=headers).json()["items"]] == [world.study_b]
+    assert world.client.get(f"/studies/{world.study_a}", headers=headers).status_code == 404
+
+
+def test_report_publishes_and_turns_the_study_green(world: World) -> None:
+    doctor = world.token("doctor_a")
+    url = f"/studies/{world.study_a}/report"
+    bad = world.client.post(url, json={"birads": 7, "text": "x"}, headers=doctor)
+    assert bad.status_code == 422 and "birads" in bad.text
+    assert world.client.post(url, json={"text": "sin categoría"}, headers=doctor).status_code == 422
+    assert world.client.post(url, json={"birads": 2}, headers=world.token("staff_a")).status_code == 403
+    assert world.bus.sent == []  # nothing was published for the rejected reports
+    accepted = world.client.post(url, json={"birads": 2, "text": "Hallazgo benigno"}, headers=doctor)
+    assert accepted.status_code == 202 and accepted.json()["reporter"] == "user:doctor_a"
+    topic, raw = world.bus.sent[-1]
+    event = StudyReported.model_validate_json(raw)
+    assert topic.endswith("study.reported") and (event.birads, event.text, event.hospital_id) == (2, "Hallazgo benigno", "HOSP-A")
+    project(world.engine, event)
+    body = world.client.get(f"/studies/{world.study_a}", headers=doctor).json()
+    assert (body["state"], body["status_light"]) == ("reported", "GREEN")
+    assert body["events"][-1]["event_type"] == "study.reported"
+
+
+def test_list_filters_sorting_and_cursor_pages(world: World) -> None:
+    lights = ["GREEN", "RED", None, "YELLOW", "RED"]
+    uids = [f"1.2.840.77.{i}" for i in range(len(lights))]
+    for uid, light in zip(uids, lights):
+        project(world.engine, stored(uid, "HOSP-C", f"C{uid[-1]}"))
+        if light:
+            project(world.engine, StudyInferred(
+                **envelope(uid, "HOSP-C", "C"), model_name="m", model_version="1", model_trained=True,
+                model_trained_on="synthetic", disclaimer="sintético", breasts=[], triage_light=light, triage_reason="r"))
+    pages, cursor = [], None
+    while True:
+        params = {"hospital_id": "HOSP-C", "limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = world.client.get("/studies", params=params, headers=ADMIN).json()
+        pages.append([s["study_uid"] for s in page["items"]])
+        if len(pages) == 1:  # a study arriving between pages neither repeats nor shifts what follows
+            project(world.engine, stored("1.2.840.77.99", "HOSP-C", "NEW"))
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    flat = [uid for page in pages for uid in page]
+    assert [len(p) for p in pages] == [2, 2, 1] and sorted(flat) == sorted(uids) and len(set(flat)) == 5
+    triage = world.client.get("/studies", params={"hospital_id": "HOSP-C", "sort": "triage"}, headers=ADMIN).json()["items"]
+    assert [s["triage_light"] for s in triage] == ["RED", "RED", "YELLOW", "GREEN", None, None]
+    reds = world.client.get("/studies", params={"triage_light": "RED"}, headers=ADMIN).json()["items"]
+    assert sorted(s["study_uid"] for s in reds) == sorted([uids[1], uids[4]])
+    untriaged = world.client.get("/studies", params={"hospital_id": "HOSP-C", "triage_light": "NONE"}, headers=ADMIN).json()
+    assert sorted(s["study_uid"] for s in untriaged["items"]) == sorted([uids[2], "1.2.840.77.99"])
+    future = (utc_now() + timedelta(days=1)).isoformat()
+    assert world.client.get("/studies", params={"created_from": future}, headers=ADMIN).json()["items"] == []
+    bad = world.client.get("/studies", params={"cursor": "no-es-un-cursor"}, headers=ADMIN)
+    assert bad.status_code == 400 and "Cursor inválido" in bad.json()["detail"]
+
+
+def test_cli_creates_users_and_keys(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.cli import app
+
+    monkeypatch.setenv("MDD_DATA_DIR", str(settings.data_dir))
+    runner = CliRunner()
+    added = runner.invoke(app, ["user", "add", "dra.lopez", "--role", "doctor", "--hospital", "HOSP-A", "--password", PASSWORD])
+    assert added.exit_code == 0, added.output
+    key_run = runner.invoke(app, ["apikey", "add", "ris", "--role", "hospital_staff", "--hospital", "HOSP-A"])
+    assert key_run.exit_code == 0, key_run.output
+    key = key_run.output.strip().splitlines()[-1]
+    bad = runner.invoke(app, ["apikey", "add", "x", "--role", "jefe"])
+    assert bad.exit_code == 2 and "Rol inválido" in bad.output
+    client = TestClient(create_app(ServiceContext(settings, MemoryBus(settings), LocalStore(settings.resolved_store_dir),
+                                                  make_engine(settings.resolved_database_url))))
+    init_db(client.app.state.ctx.engine, [StudyRow, StudyEventRow, NotificationRow])  # type: ignore[attr-defined]
+    assert client.get("/auth/me", headers={"Authorization": f"Bearer {key}"}).json()["hospitals"] == ["HOSP-A"]
+    token = client.post("/auth/token", data={"username": "dra.lopez", "password": PASSWORD}).json()["access_token"]
+    assert client.get("/auth/me", headers={"Authorization": f"Bearer {token}"}).json()["role"] == "doctor"
