@@ -126,9 +126,6 @@ class Bus(ABC):
 
         Raises only when publishing fails, so that the transport redelivers the message.
         """
-        if subscription.batch > 1:
-            await self.deliver_batch(subscription, [(raw, source_topic)])
-            return
         event = await self._decode(subscription, raw, source_topic)
         if event is not None:
             await self._handle(subscription, event, raw, source_topic, subscription.handler)

@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage
 
@@ -15,11 +14,11 @@ from shared.runtime import build_context
 from shared.settings import DicomDestination, Settings
 from shared.synth import SyntheticStudy, make_study
 from services.notify.__main__ import register
-from tests.e2e.harness import SmtpSink, body_text, storescu
 from tests.conftest import free_port
-from tests.e2e.harness import smtp_sink
+from tests.e2e.harness import SmtpSink, body_text, smtp_sink, storescu
 from tests.integration.test_notify_channels import ONCO_PHONE, RADIO_PHONE, LoopbackHttp, loopback_http, notify_settings, result
-from tests.integration.test_pacs_results import orthanc_study
+from tests.integration.test_pacs_results import orthanc_study, remove_from_orthanc
+from tests.unit.test_pacs_results import store_study
 
 
 @pytest.fixture
@@ -34,9 +33,7 @@ def suspicious_study(orthanc) -> Iterator[SyntheticStudy]:  # type: ignore[no-un
     """A study of this test alone, removed from the shared PACS afterwards."""
     study = make_study(seed=46_605, finding="mass", finding_laterality="L", hospital_id="HGE")
     yield study
-    for match in httpx.post(f"{orthanc.http_url}/tools/lookup", content=study.study_uid).json():
-        if match["Type"] == "Study":
-            httpx.delete(f"{orthanc.http_url}/studies/{match['ID']}")
+    remove_from_orthanc(orthanc.http_url, study.study_uid)
 
 
 async def test_a_suspicious_study_reaches_phones_mailboxes_and_the_pacs(  # type: ignore[no-untyped-def]
@@ -52,10 +49,7 @@ async def test_a_suspicious_study_reaches_phones_mailboxes_and_the_pacs(  # type
     pacs = DicomDestination(host="127.0.0.1", port=orthanc.dicom_port, ae_title=orthanc.ae_title)
     configured = notify_settings(settings, sink, http, tmp_path, results_pacs={"HGE": pacs})
     ctx = build_context(configured)
-    for view in study.views:  # what ingest stored
-        ds = view.dataset
-        key = f"HGE/{study.study_uid}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
-        ctx.store.put_bytes(configured.bucket_dicom, key, view.to_bytes(), "application/dicom")
+    store_study(ctx, study)  # what ingest stored
     register(ctx)
     await ctx.bus.start()
     try:

@@ -19,6 +19,7 @@ from shared.settings import DicomDestination, Settings
 from shared.synth import SyntheticStudy, make_study
 from services.notify.mosaic import LIGHT_RGB, MOSAIC_COLS, MOSAIC_ROWS
 from services.notify.pacs_results import NOT_VALIDATED, register_pacs_results
+from tests.unit.test_pacs_results import store_study
 from tests.e2e.harness import storescu
 
 DISCLAIMER = "Modelo de demostración entrenado con fantomas sintéticos; no es un dispositivo clínico. / Demonstration model."
@@ -71,9 +72,14 @@ def own_study(orthanc) -> Iterator[SyntheticStudy]:  # type: ignore[no-untyped-d
     """A study of its own (seed), removed from the shared PACS afterwards (other tests poll it for MG studies)."""
     study = make_study(seed=46_603, finding="mass", finding_laterality="L", hospital_id="HGE-ENSENADA")
     yield study
-    for match in httpx.post(f"{orthanc.http_url}/tools/lookup", content=study.study_uid).json():
+    remove_from_orthanc(orthanc.http_url, study.study_uid)
+
+
+def remove_from_orthanc(http_url: str, study_uid: str) -> None:
+    """Delete a test's study from the shared PACS (other tests poll it for MG studies)."""
+    for match in httpx.post(f"{http_url}/tools/lookup", content=study_uid).json():
         if match["Type"] == "Study":
-            httpx.delete(f"{orthanc.http_url}/studies/{match['ID']}")
+            httpx.delete(f"{http_url}/studies/{match['ID']}")
 
 
 async def test_sr_and_mosaic_reach_the_original_study_in_orthanc_once(orthanc, own_study: SyntheticStudy, settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -86,10 +92,7 @@ async def test_sr_and_mosaic_reach_the_original_study_in_orthanc_once(orthanc, o
     results_pacs = DicomDestination(host="127.0.0.1", port=orthanc.dicom_port, ae_title=orthanc.ae_title)
     configured = settings.model_copy(update={"results_pacs": {"HGE-ENSENADA": results_pacs}, "results_calling_ae_title": "MDD_RESULTADOS"})
     ctx = build_context(configured)
-    for view in study.views:
-        ds = view.dataset
-        key = f"{study.hospital_id}/{study.study_uid}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
-        ctx.store.put_bytes(configured.bucket_dicom, key, view.to_bytes(), "application/dicom")
+    store_study(ctx, study)  # what ingest stored
     register_pacs_results(ctx)
     event = red_result(study)
     await ctx.bus.start()

@@ -17,6 +17,7 @@ from shared.store import MinioStore
 from shared.synth import SyntheticStudy, make_view
 from tests.corpus import huge_instance
 from tests.e2e.harness import storescu
+from tests.integration.test_bad_input import dataset_offset
 from tests.integration.conftest import ingest_running
 
 
@@ -33,8 +34,7 @@ def minio_settings(settings: Settings, minio) -> Settings:  # type: ignore[no-un
 
 def data_set(part10: bytes) -> bytes:
     """The data set of a Part 10 file (the file meta header is each receiver's own)."""
-    group_length = int.from_bytes(part10[140:144], "little")
-    return part10[144 + group_length :]
+    return part10[dataset_offset(part10) :]
 
 
 def unfinished_uploads(store: MinioStore, bucket: str) -> int:

@@ -85,11 +85,11 @@ class SpoolFile:
 
     def _feed_upload(self) -> None:
         size = self.digester.size
+        if self.upload is None and (size < EARLY_UPLOAD_AFTER_BYTES or self._start_attempts >= EARLY_UPLOAD_ATTEMPTS):
+            return
+        self._file.flush()  # the starter reads the header, the upload reads whole parts, from the file
         if self.upload is None:
-            if size < EARLY_UPLOAD_AFTER_BYTES or self._start_attempts >= EARLY_UPLOAD_ATTEMPTS:
-                return
             self._start_attempts += 1
-            self._file.flush()
             try:
                 self.upload = self._starter(Path(self.name), self._calling_ae) if self._starter else None
             except Exception as exc:  # e.g. the header is not complete yet: try on a later fragment
@@ -100,7 +100,6 @@ class SpoolFile:
                 return
             # An association aborted mid-instance never reaches the handler: discard its upload.
             weakref.finalize(self, self.upload.abort)
-        self._file.flush()
         self.upload.advance(size)
 
     def __getattr__(self, name: str) -> Any:
