@@ -24,10 +24,12 @@ run: setup
 demo: setup
 	$(BIN)/mdd demo
 
-## servers: Debian packages (PostgreSQL, dcmtk, Orthanc), the Kafka jars, MinIO, the Compose plugin, MLServer; cached
+## servers: Debian packages (PostgreSQL, dcmtk, Orthanc), the Kafka jars, MinIO, the Compose plugin, MLServer,
+## the OHIF viewer (npm); cached
 servers:
 	bash infra/setup-debian.sh
 	bash infra/kafka/fetch.sh
+	bash infra/ohif/fetch.sh
 	bash infra/minio/fetch.sh
 	bash infra/compose/fetch.sh
 	bash infra/mlserver/setup.sh

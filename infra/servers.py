@@ -293,6 +293,11 @@ def kafka_libs() -> Path:
     return _run_fetch_script(INFRA_DIR / "kafka" / "fetch.sh")
 
 
+def ohif_dist() -> Path:
+    """Folder with the prebuilt OHIF viewer (``index.html``, ``app-config.js``), fetched with npm on first use."""
+    return _run_fetch_script(INFRA_DIR / "ohif" / "fetch.sh")
+
+
 def _kafka_cluster_id() -> str:
     """A random KRaft cluster id, never starting with "-" (the storage tool would read it as an option)."""
     while True:

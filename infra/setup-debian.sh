@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the real-server tests need (PostgreSQL server, DCMTK tools,
-# the JDK/Maven used to fetch and run Kafka, and Chromium + chromedriver for the board's browser test)
+# the JDK/Maven used to fetch and run Kafka, Chromium + chromedriver for the browser tests, and npm
+# to fetch the OHIF viewer)
 # when they are missing.
 # MinIO is built by infra/minio/fetch.sh with a Go toolchain >= 1.24, which Debian 12's
 # golang-go (1.19) is too old for; install Go from the upstream tarball when needed.
@@ -8,7 +9,7 @@
 # Run as root (or through sudo when available).
 set -euo pipefail
 
-packages=(postgresql dcmtk orthanc default-jdk-headless maven chromium chromium-driver)
+packages=(postgresql dcmtk orthanc default-jdk-headless maven chromium chromium-driver npm)
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -22,6 +23,7 @@ for pkg in "${missing[@]}"; do
   case "$pkg" in
     default-jdk-headless) command -v java >/dev/null && continue ;;
     maven) command -v mvn >/dev/null && continue ;;
+    npm) command -v npm >/dev/null && continue ;;  # Node.js from elsewhere brings its own npm
   esac
   filtered+=("$pkg")
 done

@@ -201,6 +201,12 @@ class Settings(BaseSettings):
         description="Enlace «Abrir en visor» del tablero; {study_uid} y {dicomweb} (raíz DICOMweb de la API) se "
         "sustituyen; vacío = sin enlace / board's open-in-viewer link template (e.g. OHIF); empty = no link",
     )
+    cors_allow_origins: list[str] = Field(
+        default_factory=list,
+        description="Orígenes de navegador que pueden leer la API (p. ej. el visor OHIF), JSON: "
+        '["https://visor.hospital.mx"]; vacío = sin encabezados CORS / browser origins allowed to call the API '
+        "(e.g. OHIF); empty = no CORS",
+    )
 
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
     log_json: bool = Field(True, description="Un objeto JSON por línea / JSON lines")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 
 from shared.db import init_db
@@ -58,4 +59,14 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.include_router(live.router)
     metrics.install(app, ctx.engine)
     board_pages.install(app)
+    if ctx.settings.cors_allow_origins:
+        # A viewer on another origin (OHIF) sends a bearer token and multipart Accept headers, so it needs CORS.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=ctx.settings.cors_allow_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Accept", "Content-Type"],
+            expose_headers=["Warning", "Content-Location", "Content-Disposition"],
+            max_age=600,
+        )
     return app

@@ -34,12 +34,14 @@ from sqlmodel import Session, col, select
 
 from shared.runtime import ServiceContext
 from shared.store import ObjectNotFound
+from services.status_api import dicomweb_openapi as api_doc
 from services.status_api import dicomweb_wado as wado
 from services.status_api.dicomweb_index import RELATIVE_BULK_PREFIX, InstanceIndexRow
 from services.status_api.dicomweb_qido import Level, QueryError, parse_query, search
 from services.status_api.security import Principal, audit, current_principal
 
 PREFIX = "/dicomweb"
+VOI_LUT_FUNCTION_TAG = "00281056"
 Row = InstanceIndexRow
 AllowedHospitals = Callable[..., "set[str] | None | Awaitable[set[str] | None]"]
 
@@ -80,7 +82,7 @@ def _scope(allowed: set[str] | None, **uids: str) -> list[ColumnElement[bool]]:
 
 
 def _dicom_json(body: object, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, media_type=wado.DICOM_JSON, headers=headers)
+    return api_doc.DicomJSONResponse(body, headers=headers)
 
 
 def _qido(request: Request, level: Level, scope: list[ColumnElement[bool]], with_study: bool) -> JSONResponse:
@@ -138,11 +140,24 @@ def _absolute_bulk(value: Any, instance_url: str) -> None:
             _absolute_bulk(item, instance_url)
 
 
+def _without_default_voi_lut_function(metadata: dict[str, Any]) -> None:
+    """Leave out VOI LUT Function (0028,1056) when it is LINEAR, which is what its absence means.
+
+    OHIF 3.13 (cornerstone3D, upstream issue #2844) reads this value as a list and keeps its first
+    letter, so any image that carries it renders black with "Invalid VOI LUT function". Dropping
+    the default changes nothing for a correct viewer; SIGMOID and LINEAR_EXACT are kept as they are.
+    """
+    element = metadata.get(VOI_LUT_FUNCTION_TAG)
+    if isinstance(element, dict) and [str(v).strip() for v in element.get("Value", [])] in ([], ["LINEAR"]):
+        del metadata[VOI_LUT_FUNCTION_TAG]
+
+
 def _metadata(request: Request, rows: Sequence[Row]) -> JSONResponse:
     answer = []
     for row in rows:
         metadata = copy.deepcopy(row.metadata_json)
         _absolute_bulk(metadata, _instance_url(request, row))
+        _without_default_voi_lut_function(metadata)
         answer.append(metadata)
     return _dicom_json(answer)
 
@@ -182,85 +197,115 @@ def create_dicomweb_router(principal_dependency: AllowedHospitals | None = None)
     allowed_dependency = Depends(principal_dependency or no_restriction)
     router = APIRouter(prefix=PREFIX, tags=["DICOMweb"])
 
-    @router.get("/studies")
+    @router.get("/studies", response_class=api_doc.DicomJSONResponse, responses=api_doc.QIDO)
     def search_studies(request: Request, allowed: set[str] | None = allowed_dependency) -> JSONResponse:
         """QIDO-RS: buscar estudios / search for studies."""
         return _qido(request, "study", _scope(allowed), with_study=True)
 
-    @router.get("/series")
+    @router.get("/series", response_class=api_doc.DicomJSONResponse, responses=api_doc.QIDO)
     def search_all_series(request: Request, allowed: set[str] | None = allowed_dependency) -> JSONResponse:
         """QIDO-RS: buscar series de todos los estudios / search for series in every study."""
         return _qido(request, "series", _scope(allowed), with_study=True)
 
-    @router.get("/instances")
+    @router.get("/instances", response_class=api_doc.DicomJSONResponse, responses=api_doc.QIDO)
     def search_all_instances(request: Request, allowed: set[str] | None = allowed_dependency) -> JSONResponse:
         """QIDO-RS: buscar instancias de todos los estudios / search for instances in every study."""
         return _qido(request, "instance", _scope(allowed), with_study=True)
 
-    @router.get("/studies/{study}/series")
+    @router.get("/studies/{study}/series", response_class=api_doc.DicomJSONResponse, responses=api_doc.QIDO)
     def search_series(
         study: str, request: Request, allowed: set[str] | None = allowed_dependency
     ) -> JSONResponse:
         """QIDO-RS: series de un estudio / a study's series."""
         return _qido(request, "series", _scope(allowed, study=study), with_study=False)
 
-    @router.get("/studies/{study}/instances")
+    @router.get(
+        "/studies/{study}/instances", response_class=api_doc.DicomJSONResponse, responses=api_doc.QIDO
+    )
     def search_study_instances(
         study: str, request: Request, allowed: set[str] | None = allowed_dependency
     ) -> JSONResponse:
         """QIDO-RS: instancias de un estudio / a study's instances."""
         return _qido(request, "instance", _scope(allowed, study=study), with_study=False)
 
-    @router.get("/studies/{study}/series/{series}/instances")
+    @router.get(
+        "/studies/{study}/series/{series}/instances",
+        response_class=api_doc.DicomJSONResponse,
+        responses=api_doc.QIDO,
+    )
     def search_instances(
         study: str, series: str, request: Request, allowed: set[str] | None = allowed_dependency
     ) -> JSONResponse:
         """QIDO-RS: instancias de una serie / a series' instances."""
         return _qido(request, "instance", _scope(allowed, study=study, series=series), with_study=False)
 
-    @router.get("/studies/{study}")
+    @router.get(
+        "/studies/{study}", response_class=api_doc.MultipartRelatedResponse, responses=api_doc.INSTANCES
+    )
     def retrieve_study(
         study: str, request: Request, allowed: set[str] | None = allowed_dependency
     ) -> StreamingResponse:
         """WADO-RS: todas las instancias del estudio / every instance of the study."""
         return _retrieve(request, _instances(request, _scope(allowed, study=study)))
 
-    @router.get("/studies/{study}/metadata")
+    @router.get(
+        "/studies/{study}/metadata", response_class=api_doc.DicomJSONResponse, responses=api_doc.METADATA
+    )
     def study_metadata(
         study: str, request: Request, allowed: set[str] | None = allowed_dependency
     ) -> JSONResponse:
         """WADO-RS: metadatos del estudio / study metadata (DICOM JSON, bulk data by URI)."""
         return _metadata(request, _instances(request, _scope(allowed, study=study)))
 
-    @router.get("/studies/{study}/series/{series}")
+    @router.get(
+        "/studies/{study}/series/{series}",
+        response_class=api_doc.MultipartRelatedResponse,
+        responses=api_doc.INSTANCES,
+    )
     def retrieve_series(
         study: str, series: str, request: Request, allowed: set[str] | None = allowed_dependency
     ) -> StreamingResponse:
         """WADO-RS: todas las instancias de la serie / every instance of the series."""
         return _retrieve(request, _instances(request, _scope(allowed, study=study, series=series)))
 
-    @router.get("/studies/{study}/series/{series}/metadata")
+    @router.get(
+        "/studies/{study}/series/{series}/metadata",
+        response_class=api_doc.DicomJSONResponse,
+        responses=api_doc.METADATA,
+    )
     def series_metadata(
         study: str, series: str, request: Request, allowed: set[str] | None = allowed_dependency
     ) -> JSONResponse:
         """WADO-RS: metadatos de la serie / series metadata."""
         return _metadata(request, _instances(request, _scope(allowed, study=study, series=series)))
 
-    @router.get("/studies/{study}/series/{series}/instances/{sop}")
+    @router.get(
+        "/studies/{study}/series/{series}/instances/{sop}",
+        response_class=api_doc.MultipartRelatedResponse,
+        responses=api_doc.INSTANCES,
+    )
     def retrieve_instance(
         study: str, series: str, sop: str, request: Request, allowed: set[str] | None = allowed_dependency
     ) -> StreamingResponse:
         """WADO-RS: la instancia tal como se guardó / the instance as stored."""
         return _retrieve(request, _instances(request, _scope(allowed, study=study, series=series, sop=sop)))
 
-    @router.get("/studies/{study}/series/{series}/instances/{sop}/metadata")
+    @router.get(
+        "/studies/{study}/series/{series}/instances/{sop}/metadata",
+        response_class=api_doc.DicomJSONResponse,
+        responses=api_doc.METADATA,
+    )
     def instance_metadata(
         study: str, series: str, sop: str, request: Request, allowed: set[str] | None = allowed_dependency
     ) -> JSONResponse:
         """WADO-RS: metadatos de la instancia / instance metadata."""
         return _metadata(request, _instances(request, _scope(allowed, study=study, series=series, sop=sop)))
 
-    @router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{numbers}")
+    @router.get(
+        "/studies/{study}/series/{series}/instances/{sop}/frames/{numbers}",
+        response_class=api_doc.MultipartRelatedResponse,
+        responses=api_doc.FRAMES,
+    )
     def retrieve_frames(
         study: str,
         series: str,
@@ -283,7 +328,11 @@ def create_dicomweb_router(principal_dependency: AllowedHospitals | None = None)
         )
         return Response(body, media_type=wado.multipart_content_type(choice.part_type, boundary))
 
-    @router.get("/studies/{study}/series/{series}/instances/{sop}/bulkdata/{tag}")
+    @router.get(
+        "/studies/{study}/series/{series}/instances/{sop}/bulkdata/{tag}",
+        response_class=api_doc.MultipartRelatedResponse,
+        responses=api_doc.BULKDATA,
+    )
     def retrieve_bulkdata(
         study: str,
         series: str,
@@ -307,7 +356,11 @@ def create_dicomweb_router(principal_dependency: AllowedHospitals | None = None)
             media_type=wado.multipart_content_type(wado.OCTET_STREAM, boundary),
         )
 
-    @router.get("/studies/{study}/series/{series}/instances/{sop}/rendered")
+    @router.get(
+        "/studies/{study}/series/{series}/instances/{sop}/rendered",
+        response_class=api_doc.RenderedResponse,
+        responses=api_doc.RENDERED,
+    )
     def rendered_instance(
         study: str, series: str, sop: str, request: Request, allowed: set[str] | None = allowed_dependency
     ) -> Response:

@@ -355,3 +355,66 @@ async def test_dicomweb_serves_studies_kept_in_minio(
                 client.retrieve_instance_frames, *ids, frame_numbers=[1], media_types=(NATIVE_FRAME,)
             )
             assert np.array_equal(native_pixels(frame, reference), reference)
+
+
+async def test_metadata_leaves_out_a_linear_voi_lut_function_that_ohif_cannot_read(
+    settings: Settings, four_view_study: SyntheticStudy
+) -> None:
+    """OHIF 3.13 draws black images whose metadata carry VOI LUT Function: LINEAR (its default) is left out."""
+    datasets = encoded(four_view_study, {})
+    linear, sigmoid = datasets[0], datasets[1]
+    assert linear.VOILUTFunction == "LINEAR"
+    sigmoid.VOILUTFunction = "SIGMOID"
+    async with services_running(settings) as running:
+        await stow(running, datasets)
+        metadata = await asyncio.to_thread(running.client().retrieve_study_metadata, four_view_study.study_uid)
+        by_sop = {item["00080018"]["Value"][0]: item for item in metadata}
+        shown_linear, shown_sigmoid = by_sop[str(linear.SOPInstanceUID)], by_sop[str(sigmoid.SOPInstanceUID)]
+        assert "00281056" not in shown_linear
+        assert shown_linear["00281050"]["Value"] == [float(linear.WindowCenter)]  # the window itself stays
+        assert shown_sigmoid["00281056"] == {"vr": "CS", "Value": ["SIGMOID"]}
+        kept = pydicom.dcmread(io.BytesIO(running.stored_bytes(str(linear.SOPInstanceUID))))
+        assert kept.VOILUTFunction == "LINEAR"  # the stored object is untouched
+
+
+async def test_a_viewer_on_an_allowed_origin_may_read_dicomweb(
+    settings: Settings, four_view_study: SyntheticStudy
+) -> None:
+    """CORS (MDD_CORS_ALLOW_ORIGINS): OHIF on another origin gets its preflights answered; others get no grant."""
+    viewer = "https://visor.hospital.example.mx"
+    settings = settings.model_copy(update={"cors_allow_origins": [viewer]})
+    async with services_running(settings) as running:
+        await stow(running, encoded(four_view_study, {}))
+        view = four_view_study.views[0].dataset
+        frames = (
+            f"/dicomweb/studies/{four_view_study.study_uid}/series/{view.SeriesInstanceUID}"
+            f"/instances/{view.SOPInstanceUID}/frames/1"
+        )
+        preflight = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization,accept"}
+        async with httpx.AsyncClient(base_url=running.api_url) as http:
+            allowed = await http.options(frames, headers={"Origin": viewer, **preflight})
+            stranger = await http.options(frames, headers={"Origin": "https://otro.example.com", **preflight})
+            answer = await http.get(
+                "/dicomweb/studies",
+                headers={"Origin": viewer, "Authorization": f"Bearer {running.keys['doctor']}"},
+                params={"PatientWeight": "60"},
+            )
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == viewer
+        assert {"authorization", "accept"} <= {
+            h.strip().lower() for h in allowed.headers["access-control-allow-headers"].split(",")
+        }
+        assert "access-control-allow-origin" not in stranger.headers
+        assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == viewer
+        assert "warning" in answer.headers["access-control-expose-headers"].lower()  # the viewer may read it
+
+
+async def test_without_allowed_origins_the_api_grants_no_other_origin(settings: Settings) -> None:
+    async with services_running(settings) as running:
+        async with httpx.AsyncClient(base_url=running.api_url) as http:
+            answer = await http.get(
+                "/dicomweb/studies",
+                headers={"Origin": "https://visor.hospital.example.mx", "Authorization": f"Bearer {running.keys['doctor']}"},
+            )
+        assert answer.status_code == 200
+        assert not any(name.startswith("access-control-") for name in answer.headers)

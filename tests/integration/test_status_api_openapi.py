@@ -76,3 +76,42 @@ def test_no_operation_fails_or_breaks_its_schema(api_schema: schemathesis.BaseSc
             check()
         except Exception as exc:
             raise AssertionError(f"{operation.method.upper()} {operation.path}") from exc
+
+
+def test_dicomweb_operations_declare_their_dicomweb_media_types(api_schema: schemathesis.BaseSchema) -> None:
+    """QIDO-RS and metadata answer application/dicom+json, WADO-RS retrievals multipart/related (PS3.18)."""
+    paths = api_schema.raw_schema["paths"]
+
+    def success_types(path: str) -> set[str]:
+        return set(paths[f"/dicomweb{path}"]["get"]["responses"]["200"]["content"])
+
+    qido = ["/studies", "/series", "/instances", "/studies/{study}/series", "/studies/{study}/instances",
+            "/studies/{study}/series/{series}/instances"]
+    metadata = ["/studies/{study}/metadata", "/studies/{study}/series/{series}/metadata",
+                "/studies/{study}/series/{series}/instances/{sop}/metadata"]
+    retrieve = ["/studies/{study}", "/studies/{study}/series/{series}", "/studies/{study}/series/{series}/instances/{sop}",
+                "/studies/{study}/series/{series}/instances/{sop}/frames/{numbers}",
+                "/studies/{study}/series/{series}/instances/{sop}/bulkdata/{tag}"]
+    for path in qido + metadata:
+        assert success_types(path) == {"application/dicom+json"}, path
+    for path in retrieve:
+        assert success_types(path) == {"multipart/related"}, path
+    assert success_types("/studies/{study}/series/{series}/instances/{sop}/rendered") == {"image/jpeg", "image/png"}
+    assert "404" in paths["/dicomweb/studies/{study}/metadata"]["get"]["responses"]
+
+
+def test_dicomweb_operations_answer_what_their_openapi_declares(api_schema: schemathesis.BaseSchema) -> None:
+    """The DICOMweb operations under every check (status codes, content types, bodies), not just "no 5xx"."""
+    operations = [result.ok() for result in api_schema.include(path_regex="^/dicomweb").get_all_operations()]
+    assert len(operations) == 15
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @hypothesis_settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def check(case: schemathesis.Case) -> None:
+            case.call_and_validate(headers=ADMIN, checks=CHECKS)
+
+        try:
+            check()
+        except Exception as exc:
+            raise AssertionError(f"{operation.method.upper()} {operation.path}") from exc
