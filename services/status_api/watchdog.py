@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from sqlalchemy import func, update
+from sqlalchemy import and_, func, or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -128,25 +128,37 @@ def overdue_event_id(study_uid: str, stage: str) -> UUID:
 
 
 def waiting_studies(engine: Engine) -> list[Waiting]:
-    """Studies on their way to results, not failed, with the stage they wait in and its input event."""
+    """Studies on their way to results, not failed, with the stage they wait in and its latest input event.
+
+    One query for all of them (a study with no recorded input event cannot be judged and is left out).
+    """
+    waits_for_input = or_(*[
+        and_(col(StudyRow.progress) == stage.progress, col(StudyEventRow.event_type) == stage.input_event) for stage in STAGES
+    ])
+    query = (
+        select(StudyRow.study_uid, StudyRow.hospital_id, StudyRow.correlation_id, StudyRow.accession_number,
+               StudyRow.progress, StudyEventRow.received_at, StudyEventRow.payload)
+        .join(StudyEventRow, col(StudyEventRow.study_uid) == col(StudyRow.study_uid))
+        .where(col(StudyRow.failed).is_(False), waits_for_input)
+        .order_by(col(StudyEventRow.received_at))
+    )
+    latest: dict[str, Waiting] = {}
     with Session(engine) as session:
-        rows = session.exec(
-            select(StudyRow).where(col(StudyRow.progress).in_(list(_STAGE_OF_PROGRESS)), col(StudyRow.failed).is_(False))
-        ).all()
-        found = []
-        for row in rows:
-            stage = _STAGE_OF_PROGRESS[row.progress]
-            latest = session.exec(
-                select(StudyEventRow)
-                .where(StudyEventRow.study_uid == row.study_uid, StudyEventRow.event_type == stage.input_event)
-                .order_by(col(StudyEventRow.received_at).desc())
-                .limit(1)
-            ).first()
-            if latest is not None:
-                found.append(
-                    Waiting(row.study_uid, row.hospital_id, row.correlation_id, row.accession_number, stage, latest.received_at, latest.payload)
-                )
-        return found
+        for uid, hospital, correlation, accession, progress, received_at, payload in session.exec(query):
+            latest[uid] = Waiting(uid, hospital, correlation, accession, _STAGE_OF_PROGRESS[progress], received_at, payload)
+    return list(latest.values())
+
+
+def known_records(engine: Engine, waiting: list[Waiting], chunk: int = 500) -> dict[tuple[str, str], WatchdogRow]:
+    """The watchdog rows already kept for these waiting studies, by (study, stage)."""
+    records: dict[tuple[str, str], WatchdogRow] = {}
+    with Session(engine) as session:
+        for start in range(0, len(waiting), chunk):
+            uids = [item.study_uid for item in waiting[start:start + chunk]]
+            for record in session.exec(select(WatchdogRow).where(col(WatchdogRow.study_uid).in_(uids))):
+                session.expunge(record)
+                records[(record.study_uid, record.stage)] = record
+    return records
 
 
 def record_for(engine: Engine, study_uid: str, stage: str) -> WatchdogRow:
@@ -214,10 +226,17 @@ class Watchdog:
         now = now or utc_now()
         engine, settings = self.ctx.engine, self.ctx.settings
         report = SweepReport([], [])
-        for waiting in await asyncio.to_thread(waiting_studies, engine):
+        waiting_now = await asyncio.to_thread(waiting_studies, engine)
+        records = await asyncio.to_thread(known_records, engine, waiting_now)
+        for waiting in waiting_now:
             stage = waiting.stage.name
-            record = await asyncio.to_thread(record_for, engine, waiting.study_uid, stage)
+            record = records.get((waiting.study_uid, stage)) or WatchdogRow(study_uid=waiting.study_uid, stage=stage)
             decision = decide(waiting, record, settings, now, self.started_at)
+            if not (decision.redrive or decision.overdue):
+                continue
+            if (waiting.study_uid, stage) not in records:  # kept only once there is something to do
+                record = await asyncio.to_thread(record_for, engine, waiting.study_uid, stage)
+                decision = decide(waiting, record, settings, now, self.started_at)
             if decision.redrive and await asyncio.to_thread(claim_redrive, engine, record, now):
                 event = EVENT_TYPES[waiting.input_payload["event_type"]].model_validate(waiting.input_payload)
                 await self.ctx.bus.publish(event)

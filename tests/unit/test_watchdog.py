@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from services.status_api.projector import project, timeline
 from services.status_api.state import fold
 from services.status_api.tables import NotificationRow, StudyEventRow, StudyRow
-from services.status_api.watchdog import STAGES, Waiting, Watchdog, WatchdogRow, decide, overdue_event_id
+from services.status_api.watchdog import STAGES, Waiting, Watchdog, WatchdogRow, aware, decide, overdue_event_id
 from shared.bus import MemoryBus
 from shared.db import init_db
 from shared.events import (
@@ -177,3 +177,31 @@ def test_fold_of_the_timeline_matches_the_row(settings: Settings) -> None:
     with Session(ctx.engine) as session:
         row = session.get(StudyRow, UID)
         assert row is not None and (row.state, row.progress) == (view.state, view.progress) == ("preprocessed", "preprocessed")
+
+
+def age_events(ctx: ServiceContext, study_uid: str, seconds: float) -> None:
+    """Make a study's recorded events look ``seconds`` older than they are."""
+    with Session(ctx.engine) as session:
+        for row in session.exec(select(StudyEventRow).where(StudyEventRow.study_uid == study_uid)):
+            row.received_at = aware(row.received_at) - timedelta(seconds=seconds)
+            session.add(row)
+        session.commit()
+
+
+async def test_the_wait_counts_from_the_latest_input_event_of_the_stage_each_study_is_in(settings: Settings) -> None:
+    ctx = context(settings, study_quiet_seconds=30, watchdog_ingest_margin_seconds=120, watchdog_preprocess_seconds=150)
+    project(ctx.engine, stored())
+    age_events(ctx, UID, 100)
+    second = stored().model_copy(update={"sop_instance_uid": f"{UID}.2"})
+    project(ctx.engine, second)  # a later instance of the same study restarts its wait
+
+    other = {**ENVELOPE, "study_uid": UID + ".3", "accession_number": "ACC-78"}
+    project(ctx.engine, stored().model_copy(update=other))
+    age_events(ctx, other["study_uid"], 1000)  # its instances are old, but it completed just now
+    project(ctx.engine, completed().model_copy(update=other))
+
+    start = utc_now()
+    watchdog = Watchdog(ctx, started_at=start - timedelta(hours=1))
+    assert (await watchdog.sweep(start + timedelta(seconds=140))).overdue == []
+    report = await watchdog.sweep(start + timedelta(seconds=160))
+    assert sorted(report.overdue) == [(UID, "ingest"), (other["study_uid"], "preprocess")]
