@@ -1,15 +1,16 @@
 """The status API under load (prints its figures): the filtered study list over 100,000 studies in
 PostgreSQL at a fixed request rate, and how fast events from Kafka are applied.
 
-The status API runs as in production (``mdd serve status_api``: Kafka consumers, PostgreSQL, uvicorn)
-in its own process. The studies are bulk-loaded into its table (20 hospitals, every state and light,
-90 days of dates); the load generator sends ``GET /studies`` filtered by hospital and status light,
-suspicious first, 50 per page, open loop at ``--rate`` requests/s on loopback, and measures each
-request from the moment it was due (so a slow server is not hidden by a slower client). Then
-``--events`` pipeline events (8 per study: four ``instance.stored``, ``study.completed``,
-``study.preprocessed``, ``study.inferred``, ``notification.sent``) are published to Kafka at once;
-the rate is taken from the first event applied to the last (and, for reference, from the first
-publish), reading the study timeline table.
+The status API runs as in production (``mdd serve status_api``: Kafka consumers, PostgreSQL, uvicorn),
+by default as two replicas sharing the port (``MDD_API_REUSE_PORT``; the kernel spreads the
+connections, Kafka the partitions). The studies are bulk-loaded into its table (20 hospitals, every
+state and light, 90 days of dates); Vegeta (pinned, built by ``infra/vegeta/fetch.sh``) sends
+``GET /studies`` filtered by hospital and status light, suspicious first, 50 per page, at a constant
+``--rate`` requests/s on loopback whatever the answers' speed (open loop). Then ``--events`` pipeline
+events (8 per study: four ``instance.stored``, ``study.completed``, ``study.preprocessed``,
+``study.inferred``, ``notification.sent``) are published to Kafka at once; the rate is taken from the
+first event applied to the last (and, for reference, from the first publish), reading the study
+timeline table.
 
     .venv/bin/python benchmarks/status_api.py --studies 100000 --rate 200 --seconds 30 --events 16000
 """
@@ -18,18 +19,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import httpx
 from sqlalchemy import create_engine, func, insert, select, text
 
 from infra.servers import free_ports, kafka_server, postgres_server
@@ -49,6 +50,7 @@ from shared.topics import topic_for
 from services.status_api.state import STATUS_LABELS
 from services.status_api.tables import StudyEventRow, StudyRow
 
+ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "bench-admin-key-0123456789abcdef"
 HOSPITALS = [f"H{number:02d}" for number in range(1, 21)]
 STATES = [("receiving", "RED", None), ("completed", "YELLOW", None), ("preprocessed", "YELLOW", None),
@@ -84,36 +86,49 @@ def seed_studies(url: str, count: int) -> float:
     return time.perf_counter() - started
 
 
-async def load(base: str, rate: float, seconds: float) -> tuple[list[float], int, float]:
-    """Open-loop GETs at ``rate``/s; latencies (s, from each request's due time), errors, elapsed."""
-    rng = random.Random(11)
-    latencies: list[float] = []
-    errors = 0
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=5) as client:
+def vegeta() -> str:
+    """The pinned Vegeta load generator (built with Go on first use)."""
+    return subprocess.run(["bash", str(ROOT / "infra" / "vegeta" / "fetch.sh")], check=True, capture_output=True, text=True).stdout.strip()
 
-        async def one(due: float, params: dict[str, str]) -> None:
-            nonlocal errors
+
+@contextmanager
+def replica(env: dict[str, str], folder: Path, first: bool) -> Iterator[subprocess.Popen[bytes]]:
+    """One ``mdd serve status_api`` process, ready (the first one also migrates the database)."""
+    folder.mkdir(parents=True)
+    log_path = folder / "status_api.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "status_api"],
+                                   env={**env, "MDD_DATA_DIR": str(folder / "var")}, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while "services ready" not in log_path.read_text(errors="replace"):
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("status API did not start:\n" + log_path.read_text(errors="replace")[-3000:])
+                time.sleep(0.5)
+            yield process
+        finally:
+            process.terminate()
             try:
-                response = await client.get("/studies", params=params)
-                if response.status_code != 200:
-                    errors += 1
-            except httpx.HTTPError:  # a timeout counts as an error and as its full wait
-                errors += 1
-            latencies.append(time.perf_counter() - due)
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
-        start = time.perf_counter() + 0.5
-        tasks: list[asyncio.Task[None]] = []
-        for i in range(int(rate * seconds)):  # each request starts when due, whatever the earlier ones are doing
-            due = start + i / rate
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            params = {"hospital_id": rng.choice(HOSPITALS), "status_light": rng.choice(["RED", "YELLOW", "GREEN"]),
-                      "sort": "triage", "limit": "50"}
-            tasks.append(asyncio.create_task(one(due, params)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
-    return latencies, errors, elapsed
+
+def load(base: str, rate: float, seconds: float, folder: Path) -> dict:
+    """Open-loop GETs at ``rate``/s for ``seconds`` with Vegeta; its JSON report (latencies in ns)."""
+    rng = random.Random(11)
+    targets = Path(folder) / "targets.txt"
+    with open(targets, "w") as out:
+        for _ in range(2000):  # Vegeta goes round them in order
+            out.write(f"GET {base}/studies?hospital_id={rng.choice(HOSPITALS)}&status_light={rng.choice(['RED', 'YELLOW', 'GREEN'])}"
+                      f"&sort=triage&limit=50\nAuthorization: Bearer {API_KEY}\n\n")
+    attack = subprocess.run(
+        [vegeta(), "attack", f"-targets={targets}", f"-rate={rate:g}", f"-duration={seconds:g}s", "-timeout=5s", "-keepalive=true"],
+        check=True, capture_output=True,
+    )
+    report = subprocess.run([vegeta(), "report", "-type=json"], input=attack.stdout, check=True, capture_output=True)
+    return json.loads(report.stdout)
 
 
 def pipeline_events(studies: int) -> list[Event]:
@@ -171,6 +186,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--events", type=int, default=16_000, help="multiple of 8")
+    parser.add_argument("--replicas", type=int, default=2, help="status API processes sharing the port (SO_REUSEPORT)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="mdd-bench-api-") as folder, ExitStack() as stack:
@@ -179,60 +195,42 @@ def main() -> None:
         (api_port,) = free_ports(1)
         env = {
             **os.environ, "MDD_TRANSPORT": "kafka", "MDD_KAFKA_BOOTSTRAP": kafka.bootstrap, "MDD_DATABASE_URL": postgres.url,
-            "MDD_DATA_DIR": str(Path(folder) / "var"), "MDD_API_PORT": str(api_port), "MDD_BOOTSTRAP_API_KEY": API_KEY, "MDD_STORE_BACKEND": "local",
-            "MDD_LOG_LEVEL": "WARNING",
+            "MDD_API_PORT": str(api_port), "MDD_BOOTSTRAP_API_KEY": API_KEY, "MDD_STORE_BACKEND": "local",
+            "MDD_LOG_LEVEL": "INFO", "MDD_API_REUSE_PORT": "true" if args.replicas > 1 else "false",
+            "MDD_AUTH_JWT_SECRET": "bench-secret-shared-by-the-replicas-0123456789",
         }
-        log = open(Path(folder) / "status_api.log", "wb")  # noqa: SIM115 - closed with the process
-        api = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "status_api"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        replicas = [stack.enter_context(replica(env, Path(folder) / f"replica-{n}", first=n == 0)) for n in range(args.replicas)]
         base = f"http://127.0.0.1:{api_port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=2).json().get("ready"):
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or api.poll() is not None:
-                    log.flush()
-                    raise RuntimeError("status API did not start:\n" + Path(log.name).read_text()[-3000:])
-                time.sleep(0.5)
-            print(f"Cargando / loading {args.studies} estudios ...", flush=True)
-            seeded = seed_studies(postgres.url, args.studies)
-            asyncio.run(load(base, 20, 3))  # warm-up
-            latencies, errors, elapsed = asyncio.run(load(base, args.rate, args.seconds))
+        print(f"Cargando / loading {args.studies} estudios ...", flush=True)
+        seeded = seed_studies(postgres.url, args.studies)
+        load(base, 20, 3, Path(folder))  # warm-up
+        report = load(base, args.rate, args.seconds, Path(folder))
 
-            events = pipeline_events(args.events // 8)
-            before = applied_events(postgres.url)
-            started = time.perf_counter()
-            asyncio.run(publish(kafka.bootstrap, events))
-            published = time.perf_counter() - started
-            first_seen: float | None = None
-            while (count := applied_events(postgres.url)) < before + len(events):
-                if first_seen is None and count > before:
-                    first_seen = time.perf_counter()
-                if time.perf_counter() - started > 600 or api.poll() is not None:
-                    raise RuntimeError("events were not all applied")
-                time.sleep(0.05)
-            finished = time.perf_counter()
-            applied = finished - started
-            applying = finished - (first_seen or started)
-        finally:
-            api.terminate()
-            try:
-                api.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                api.kill()
-                api.wait()
-            log.close()
+        events = pipeline_events(args.events // 8)
+        before = applied_events(postgres.url)
+        started = time.perf_counter()
+        asyncio.run(publish(kafka.bootstrap, events))
+        published = time.perf_counter() - started
+        first_seen: float | None = None
+        while (count := applied_events(postgres.url)) < before + len(events):
+            if first_seen is None and count > before:
+                first_seen = time.perf_counter()
+            if time.perf_counter() - started > 600 or any(process.poll() is not None for process in replicas):
+                raise RuntimeError("events were not all applied")
+            time.sleep(0.05)
+        finished = time.perf_counter()
+        applied = finished - started
+        applying = finished - (first_seen or started)
 
-    ordered = sorted(latencies)
-    print(f"\nAPI de estado / status API: {args.studies} estudios en PostgreSQL, {os.cpu_count()} CPU, loopback")
+    latency = {name: report["latencies"][key] / 1e6 for name, key in (("p50", "50th"), ("p99", "99th"), ("max", "max"))}
+    failed = sum(count for code, count in report["status_codes"].items() if code != "200")
+    print(f"\nAPI de estado / status API: {args.studies} estudios en PostgreSQL, {os.cpu_count()} CPU, loopback,"
+          f" {args.replicas} réplica(s) en un puerto / replica(s) on one port")
     print(f"  carga inicial / bulk load: {seeded:.1f} s")
-    print(f"  GET /studies (hospital + semáforo, sospechosos primero, 50/página) a {args.rate:.0f} req/s, {args.seconds:.0f} s:")
-    print(f"    logrado / achieved {len(latencies) / elapsed:.1f} req/s, errores o esperas > 5 s / errors or waits > 5 s: {errors}")
-    print(f"    p50 {statistics.median(ordered) * 1000:.1f} ms, p99 {ordered[int(0.99 * (len(ordered) - 1))] * 1000:.1f} ms,"
-          f" max {ordered[-1] * 1000:.1f} ms")
+    print(f"  GET /studies (hospital + semáforo, sospechosos primero, 50/página) a {args.rate:.0f} req/s, {args.seconds:.0f} s (Vegeta):")
+    print(f"    logrado / achieved {report['throughput']:.1f} req/s de {report['requests']} pedidas / requested,"
+          f" no 200 o esperas > 5 s / not 200 or waits > 5 s: {failed}")
+    print(f"    p50 {latency['p50']:.1f} ms, p99 {latency['p99']:.1f} ms, max {latency['max']:.1f} ms")
     print(f"  eventos desde Kafka / events from Kafka: {len(events)} publicados en {published:.1f} s, todos aplicados"
           f" {applied:.1f} s después de empezar a publicar / all applied {applied:.1f} s after publishing began")
     print(f"    {len(events) / applying:.0f} eventos/s desde el primero aplicado / events/s from the first applied"

@@ -39,8 +39,12 @@ class MigrationError(RuntimeError):
     """The database cannot be brought to the schema this code expects."""
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL mode and a busy timeout for concurrent writers."""
+def make_engine(url: str, pool_size: int = 10) -> Engine:
+    """An engine for ``url``; SQLite gets WAL mode and a busy timeout for concurrent writers.
+
+    On PostgreSQL ``pool_size`` connections stay open and as many more are opened at peaks (each
+    new connection starts a server process, so a pool smaller than the usual concurrency churns).
+    """
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -55,7 +59,7 @@ def make_engine(url: str) -> Engine:
         return engine
     # No pre-ping: it costs a round trip per session on the ingest hot path; a dropped connection
     # fails that one request (the modality retries) and the pool replaces it.
-    return create_engine(url, pool_recycle=1800)
+    return create_engine(url, pool_recycle=1800, pool_size=pool_size, max_overflow=pool_size)
 
 
 def migration_config(connection: Connection | None = None) -> Config:

@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -48,15 +50,26 @@ Registrar = Callable[[ServiceContext], Component | None]
 class WebComponent:
     """Runs an ASGI application with uvicorn inside the service's event loop."""
 
-    def __init__(self, app: object, host: str, port: int) -> None:
+    def __init__(self, app: object, host: str, port: int, reuse_port: bool = False) -> None:
         import uvicorn
 
         config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off")  # type: ignore[arg-type]
         self.server = uvicorn.Server(config)
+        self.host, self.port, self.reuse_port = host, port, reuse_port
         self._task: asyncio.Task[None] | None = None
 
+    def _shared_socket(self) -> socket.socket:
+        """A listening socket that other processes may bind too (SO_REUSEPORT: the kernel spreads connections)."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((self.host, self.port))
+        return sock
+
     async def start(self) -> None:
-        self._task = asyncio.create_task(self.server.serve())
+        sockets = [self._shared_socket()] if self.reuse_port else None
+        self._task = asyncio.create_task(self.server.serve(sockets=sockets))
         while not self.server.started:
             if self._task.done():
                 self._task.result()
@@ -76,7 +89,7 @@ def build_context(settings: Settings, client_id: str = "mdd") -> ServiceContext:
         settings=settings,
         bus=build_bus(settings, client_id=client_id),
         store=build_store(settings),
-        engine=make_engine(settings.resolved_database_url),
+        engine=make_engine(settings.resolved_database_url, settings.database_pool_size),
     )
 
 
@@ -97,6 +110,9 @@ async def run_until_stopped(ctx: ServiceContext, registrars: list[Registrar], st
             await component.start()
             started.append(component)
         ctx.ready["all"] = True
+        # Modules, models and the app live as long as the process: moved out of the collector's
+        # reach, a full collection no longer walks them (it paused a busy API for 150 ms and more).
+        gc.freeze()
         log.info("Servicios listos / services ready")
         await stop_event.wait()
     finally:

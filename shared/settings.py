@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="URL SQLAlchemy; por omisión SQLite en DATA_DIR (postgresql+psycopg://… en distribuido)"
     )
+    database_pool_size: int = Field(
+        10, ge=1, le=100,
+        description="Conexiones que cada servicio mantiene abiertas con PostgreSQL (más otras tantas en picos) / "
+        "PostgreSQL connections each service keeps open (as many again at peaks)",
+    )
 
     ae_title: str = Field("MDD", description="AE title del SCP DICOM / SCP AE title")
     dicom_host: str = Field("127.0.0.1", description="Interfaz del SCP (0.0.0.0 para la red del hospital)")
@@ -189,6 +194,11 @@ class Settings(BaseSettings):
 
     api_host: str = Field("127.0.0.1", description="Interfaz de la API y el tablero / API host")
     api_port: int = Field(8000, description="Puerto de la API / API port")
+    api_reuse_port: bool = Field(
+        False,
+        description="Varias réplicas de la API de estado en el mismo puerto (SO_REUSEPORT, Linux; con PostgreSQL y Kafka) / "
+        "several status API replicas on one port",
+    )
     bootstrap_api_key: SecretStr | None = Field(
         None, description="Llave de administrador creada al primer arranque si no hay otra / admin API key created at first start"
     )
@@ -196,6 +206,12 @@ class Settings(BaseSettings):
         None, description="Secreto que firma los tokens JWT; vacío = uno aleatorio por proceso / JWT signing secret"
     )
     auth_token_minutes: int = Field(60, ge=1, le=1440, description="Vigencia de un token de sesión / session token lifetime")
+    auth_cache_seconds: float = Field(
+        10.0, ge=0, le=300,
+        description="Segundos que se recuerda un token válido; una llave o usuario desactivado se rechaza a más tardar "
+        "tras ese tiempo; 0 = consultar siempre / seconds a valid token is remembered (a deactivated key is refused "
+        "within that time); 0 = always look up",
+    )
     viewer_url_template: str = Field(
         "http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study_uid}",
         description="Enlace «Abrir en visor» del tablero; {study_uid} y {dicomweb} (raíz DICOMweb de la API) se "

@@ -2,26 +2,42 @@
 
 from __future__ import annotations
 
+import anyio.to_thread
+
 from shared.db import init_db
+from shared.errors import ConfigurationError
 from shared.runtime import ServiceContext, WebComponent
 from services.status_api.api import create_app
+from services.status_api.change_feed import ChangeListener
 from services.status_api.dicomweb_index import register_index
 from services.status_api.live import BROADCASTER
 from services.status_api.projector import SERVICE, SUBSCRIBED_EVENTS, Projector
-
-PROJECTION_BATCH = 500  # events applied per transaction when they arrive faster than one at a time
 from services.status_api.tables import NotificationRow, StudyEventRow, StudyRow
 from services.status_api.watchdog import Watchdog
 
+PROJECTION_BATCH = 500  # events applied per transaction when they arrive faster than one at a time
+
 
 class StatusApiComponent(WebComponent):
-    """The API's web server and the watchdog, started and stopped together."""
+    """The API's web server, the watchdog and the other replicas' change notices, started and stopped together."""
 
     def __init__(self, ctx: ServiceContext) -> None:
-        super().__init__(create_app(ctx), ctx.settings.api_host, ctx.settings.api_port)
+        settings = ctx.settings
+        if settings.api_reuse_port and (settings.transport != "kafka" or ctx.engine.dialect.name != "postgresql"):
+            raise ConfigurationError(
+                "MDD_API_REUSE_PORT necesita Kafka y PostgreSQL: las réplicas comparten eventos y base de datos / "
+                "MDD_API_REUSE_PORT needs Kafka and PostgreSQL: replicas share the events and the database"
+            )
+        super().__init__(create_app(ctx), ctx.settings.api_host, ctx.settings.api_port, reuse_port=ctx.settings.api_reuse_port)
         self.watchdog = Watchdog(ctx)
+        self.changes = ChangeListener(ctx.engine)
+        self.pool_size = ctx.settings.database_pool_size
 
     async def start(self) -> None:
+        # No more requests in worker threads than pooled connections: past that, requests queue for a
+        # thread instead of opening and closing connections (each one a PostgreSQL process) under load.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = self.pool_size
+        self.changes.start()
         await super().start()
         await self.watchdog.start()
 
@@ -29,6 +45,7 @@ class StatusApiComponent(WebComponent):
         await self.watchdog.stop()
         BROADCASTER.close()  # open SSE streams would keep the web server from stopping
         await super().stop()
+        self.changes.stop()
 
 
 def register(ctx: ServiceContext) -> WebComponent:

@@ -7,6 +7,7 @@ bounded queue and receives only the studies its principal may see (the same scop
 from __future__ import annotations
 
 import asyncio
+import uuid
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from services.status_api.schemas import StudySummary
-from services.status_api.security import Principal, audit, resolve_principal, scoped
+from services.status_api.security import Principal, audit_async, resolve_principal, scoped
 from services.status_api.state import STATUS_LABELS
 from services.status_api.tables import StudyRow
 
@@ -28,6 +29,8 @@ log = logging.getLogger("mdd.status_api.live")
 QUEUE_SIZE = 1000
 RETRY_MS = 3000
 _CLOSE = object()  # sentinel that ends a stream (server shutdown)
+#: This process among the status API's replicas (named in change notices and in each stream's ``ready`` event).
+REPLICA_ID = uuid.uuid4().hex
 
 
 def study_summary(row: StudyRow) -> StudySummary:
@@ -161,9 +164,10 @@ async def study_events(request: Request, principal: Annotated[Principal, Depends
     """
     engine: Engine = request.app.state.ctx.engine
     subscriber = BROADCASTER.subscribe(principal)
-    audit(request, principal, "study.stream", detail="SSE")
+    await audit_async(request, principal, "study.stream", detail="SSE")
     try:
-        yield ServerSentEvent(event="ready", data={"principal": principal.name, "role": principal.role}, retry=RETRY_MS)
+        yield ServerSentEvent(event="ready", data={"principal": principal.name, "role": principal.role, "replica": REPLICA_ID},
+                              retry=RETRY_MS)
         while True:
             item = await subscriber.queue.get()
             if item is _CLOSE:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from fastapi import HTTPException
-from sqlalchemy import and_, case, or_
+from sqlalchemy import and_, or_
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
@@ -16,11 +17,8 @@ from services.status_api.tables import StudyRow
 
 SortKey = Literal["-updated_at", "updated_at", "-created_at", "created_at", "triage"]
 
-# Suspicious first: RED, YELLOW, GREEN, then studies not yet triaged.
-TRIAGE_RANK = case(
-    (col(StudyRow.triage_light) == "RED", 0), (col(StudyRow.triage_light) == "YELLOW", 1),
-    (col(StudyRow.triage_light) == "GREEN", 2), else_=3,
-)
+# Suspicious first: RED, YELLOW, GREEN, then studies not yet triaged (the table's generated column).
+TRIAGE_RANK = col(StudyRow.triage_rank)
 
 
 def sort_columns(sort: SortKey) -> list[tuple[Any, bool, str]]:
@@ -43,12 +41,12 @@ def encode_cursor(sort: SortKey, values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps({"s": sort, "v": plain}).encode()).decode().rstrip("=")
 
 
-def row_values(sort: SortKey, row: StudyRow) -> list[Any]:
-    """The sort values of a row, in the order of ``sort_columns``."""
-    rank = {"RED": 0, "YELLOW": 1, "GREEN": 2}.get(row.triage_light or "", 3)
+def row_values(sort: SortKey, row: Mapping[str, Any]) -> list[Any]:
+    """The sort values of a listed row (its columns by name), in the order of ``sort_columns``."""
+    rank = {"RED": 0, "YELLOW": 1, "GREEN": 2}.get(row["triage_light"] or "", 3)
     if sort == "triage":
-        return [rank, row.updated_at, row.study_uid]
-    return [row.updated_at if sort.endswith("updated_at") else row.created_at, row.study_uid]
+        return [rank, row["updated_at"], row["study_uid"]]
+    return [row["updated_at"] if sort.endswith("updated_at") else row["created_at"], row["study_uid"]]
 
 
 def after_cursor(sort: SortKey, cursor: str) -> ColumnElement[bool]:

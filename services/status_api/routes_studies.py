@@ -23,10 +23,10 @@ from services.status_api.identity import patient_identity
 from services.status_api.pagination import SortKey, after_cursor, encode_cursor, order_by, row_values
 from services.status_api.schemas import (
     AssignmentEntry, AssignmentRequest, NotificationEntry, ReportAccepted, ReportRequest, StudyDetailView, StudyPage,
-    TimelineEntry, ViewImage,
+    StudySummary, TimelineEntry, ViewImage,
 )
 from services.status_api.security import (
-    AdminDep, Principal, PrincipalDep, REPORT_ROLES, audit, scoped, study_scope, visible_study,
+    AdminDep, PrincipalDep, REPORT_ROLES, audit, audit_async, scoped, study_scope, visible_study,
 )
 from services.status_api.state import STATUS_LABELS
 from services.status_api.tables import NotificationRow, StudyEventRow, StudyRow
@@ -47,6 +47,12 @@ def get_session(request: Request):  # type: ignore[no-untyped-def]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+#: The columns the list shows (``StudySummary`` without its label), read without building ORM objects.
+SUMMARY_COLUMNS = [
+    getattr(StudyRow, name) for name in StudySummary.model_fields if name != "state_label"
+]
+
+
 def summary(row: StudyRow) -> dict:
     """A study row as the list shows it."""
     data = row.model_dump()
@@ -58,7 +64,6 @@ def summary(row: StudyRow) -> dict:
             responses={400: {"description": "Cursor inválido / invalid cursor"}})
 def list_studies(
     request: Request,
-    session: SessionDep,
     principal: PrincipalDep,
     hospital_id: Annotated[str | None, Query(description="Hospital / hospital id")] = None,
     state: Annotated[str | None, Query(description="Estado / state (receiving, ready, notified…)")] = None,
@@ -72,12 +77,12 @@ def list_studies(
     sort: Annotated[SortKey, Query(description="Orden; triage = sospechosos primero / order; triage = suspicious first")] = "-updated_at",
     cursor: Annotated[str | None, Query(max_length=512, description="next_cursor de la página anterior / previous page's next_cursor")] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Estudios por página / page size")] = 100,
-) -> StudyPage:
+) -> Response:
     """Estudios visibles para quien llama, con filtros, orden y paginación por cursor.
 
     Studies the caller may see, filtered, sorted and paginated with an opaque cursor.
     """
-    query = scoped(select(StudyRow), principal)
+    query = scoped(select(*SUMMARY_COLUMNS), principal)
     equal = [(StudyRow.hospital_id, hospital_id), (StudyRow.state, state), (StudyRow.status_light, status_light),
              (StudyRow.overdue, overdue)]
     for column, value in equal:
@@ -94,14 +99,17 @@ def list_studies(
         query = query.where(col(StudyRow.triage_light) == triage_light)
     if cursor:
         query = query.where(after_cursor(sort, cursor))
-    rows = list(session.exec(query.order_by(*order_by(sort)).limit(limit + 1)).all())
+    with request.app.state.ctx.engine.connect() as connection:  # only the list's columns, no ORM objects
+        rows = list(connection.execute(query.order_by(*order_by(sort)).limit(limit + 1)).mappings())
     more = len(rows) > limit
     rows = rows[:limit]
     audit(request, principal, "study.list", detail=f"{len(rows)} estudios / studies")
-    return StudyPage(
-        items=[summary(row) for row in rows],  # type: ignore[misc]
+    page = StudyPage(  # rows of the table's own columns: built without validating them again
+        items=[StudySummary.model_construct(**row, state_label=STATUS_LABELS.get(row["state"], row["state"])) for row in rows],
         next_cursor=encode_cursor(sort, row_values(sort, rows[-1])) if more and rows else None,
     )
+    # Serialised once here (pydantic-core); FastAPI would validate the page a second time.
+    return Response(page.model_dump_json(), media_type="application/json")
 
 
 def _image_url(request: Request, row: StudyRow, view: dict, kind: str) -> str | None:
@@ -138,7 +146,7 @@ async def get_study(study_uid: str, request: Request, session: SessionDep, princ
     if principal.sees_identity:
         ctx = request.app.state.ctx
         detail["patient"] = await asyncio.to_thread(patient_identity, ctx.store, ctx.settings, row.hospital_id, row.study_uid)
-    audit(request, principal, "study.read", study_uid,
+    await audit_async(request, principal, "study.read", study_uid,
           "con identidad / with identity" if principal.sees_identity else "sin identidad / without identity")
     return detail
 
@@ -224,7 +232,7 @@ async def report_study(
         reporter=reporter,
     )
     await request.app.state.ctx.bus.publish(event)
-    audit(request, principal, "study.report", study_uid, f"BI-RADS {report.birads}")
+    await audit_async(request, principal, "study.report", study_uid, f"BI-RADS {report.birads}")
     return ReportAccepted(event_id=str(event.event_id), study_uid=study_uid, birads=report.birads, reporter=reporter)
 
 

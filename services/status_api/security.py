@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from datetime import timedelta
 from typing import Annotated, Literal
 
 import jwt
 from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from pwdlib import PasswordHash
 from pydantic import BaseModel
@@ -24,7 +26,8 @@ from sqlmodel import Session, col, select
 from shared.db import init_db
 from shared.events import utc_now
 from shared.settings import Settings
-from services.status_api.auth_tables import AUTH_TABLES, ROLES, ApiKeyRow, AssignmentRow, AuditRow, UserRow
+from services.status_api.audit_log import AuditLog
+from services.status_api.auth_tables import AUTH_TABLES, ROLES, ApiKeyRow, AssignmentRow, UserRow
 from services.status_api.tables import StudyRow
 
 Role = Literal["admin", "hospital_staff", "doctor", "provider"]
@@ -168,14 +171,62 @@ def resolve_principal(engine: Engine, secret: str, token: str) -> Principal | No
                          provider_id=user.provider_id)
 
 
-def current_principal(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal:
+class PrincipalCache:
+    """Recently resolved bearer tokens, so that a busy client is not looked up in the database on every call.
+
+    An entry lives ``ttl_seconds`` (never past a JWT's expiry): a deactivated key or user is refused
+    within that time. Tokens are kept by their SHA-256; invalid tokens are never cached.
+    """
+
+    def __init__(self, ttl_seconds: float, max_entries: int = 10_000) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def get(self, token: str) -> Principal | None:
+        """The cached principal of a token, or None when unknown or stale."""
+        entry = self._entries.get(hash_api_key(token))
+        if entry is None or entry[1] <= time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, token: str, principal: Principal) -> None:
+        """Remember a valid token's principal."""
+        if self.ttl_seconds <= 0:
+            return
+        lifetime = self.ttl_seconds
+        if principal.kind == "user":
+            try:
+                expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+                lifetime = min(lifetime, float(expires) - time.time())
+            except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+                return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[hash_api_key(token)] = (principal, time.monotonic() + lifetime)
+
+
+def principal_cache(request: Request) -> PrincipalCache:
+    """The application's principal cache (made on first use, ``MDD_AUTH_CACHE_SECONDS``)."""
+    state = request.app.state
+    if getattr(state, "principal_cache", None) is None:
+        state.principal_cache = PrincipalCache(state.ctx.settings.auth_cache_seconds)
+    return state.principal_cache  # type: ignore[no-any-return]
+
+
+async def current_principal(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal:
     """FastAPI dependency: the authenticated caller, or 401 with ``WWW-Authenticate: Bearer``.
 
     Reusable by any router of the status API (e.g. DICOMweb): ``Depends(current_principal)``.
     """
     if not token:
         raise _unauthorized("falta el token / missing bearer token")
-    principal = resolve_principal(request.app.state.ctx.engine, request.app.state.jwt_secret, token)
+    cache = principal_cache(request)
+    principal = cache.get(token)
+    if principal is None:
+        principal = await run_in_threadpool(resolve_principal, request.app.state.ctx.engine, request.app.state.jwt_secret, token)
+        if principal is not None:
+            cache.put(token, principal)
     if principal is None:
         raise _unauthorized("token inválido o vencido / invalid or expired token")
     request.state.principal = principal
@@ -228,11 +279,26 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
+def _audit_entry(request: Request, principal: Principal, action: str, study_uid: str | None, detail: str) -> dict[str, object]:
+    return {"at": utc_now(), "principal": f"{principal.kind}:{principal.name}", "role": principal.role, "action": action,
+            "study_uid": study_uid, "client": client_address(request), "detail": detail}
+
+
+def audit_log(request: Request) -> AuditLog:
+    """The application's audit writer (made on first use)."""
+    state = request.app.state
+    if getattr(state, "audit_log", None) is None:
+        state.audit_log = AuditLog(state.ctx.engine)
+    return state.audit_log  # type: ignore[no-any-return]
+
+
 def audit(request: Request, principal: Principal, action: str, study_uid: str | None = None, detail: str = "") -> None:
-    """Record a read or write of patient data (its own transaction, so the caller's rows stay loaded)."""
-    with Session(request.app.state.ctx.engine) as session:
-        session.add(
-            AuditRow(at=utc_now(), principal=f"{principal.kind}:{principal.name}", role=principal.role, action=action,
-                     study_uid=study_uid, client=client_address(request), detail=detail)
-        )
-        session.commit()
+    """Record a read or write of patient data; returns once the entry is committed."""
+    audit_log(request).record(_audit_entry(request, principal, action, study_uid, detail))
+
+
+async def audit_async(
+    request: Request, principal: Principal, action: str, study_uid: str | None = None, detail: str = ""
+) -> None:
+    """``audit`` for coroutines (does not block the event loop while the entry is committed)."""
+    await audit_log(request).record_async(_audit_entry(request, principal, action, study_uid, detail))

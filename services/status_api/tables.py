@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Computed, Index, Integer
 from sqlmodel import Field, SQLModel
+
+
+#: Suspicious first: RED, YELLOW, GREEN, then studies not yet triaged. Computed by the database.
+TRIAGE_RANK_SQL = "CASE triage_light WHEN 'RED' THEN 0 WHEN 'YELLOW' THEN 1 WHEN 'GREEN' THEN 2 ELSE 3 END"
 
 
 class StudyRow(SQLModel, table=True):
@@ -21,6 +25,9 @@ class StudyRow(SQLModel, table=True):
     state: str = Field("receiving", index=True)
     status_light: str = "RED"
     triage_light: str | None = None
+    # A generated column, so that the "suspicious first" order can use an index (stored: PostgreSQL 18
+    # cannot index virtual ones; migration 0003 adds it as virtual on SQLite, where ALTER TABLE must).
+    triage_rank: int | None = Field(default=None, sa_column=Column(Integer, Computed(TRIAGE_RANK_SQL, persisted=True)))
     triage_reason: str | None = None
     failed: bool = False
     failure_reason: str | None = None
@@ -36,6 +43,12 @@ class StudyRow(SQLModel, table=True):
     disclaimer: str | None = None
     created_at: datetime
     updated_at: datetime = Field(index=True)
+
+
+_study = StudyRow.__table__  # type: ignore[attr-defined]
+# The list's "suspicious first" order, within a hospital and over all of them (newest first within a light).
+Index("ix_status_study_hospital_triage", _study.c.hospital_id, _study.c.triage_rank, _study.c.updated_at.desc(), _study.c.study_uid)
+Index("ix_status_study_triage", _study.c.triage_rank, _study.c.updated_at.desc(), _study.c.study_uid)
 
 
 class StudyEventRow(SQLModel, table=True):

@@ -1,0 +1,103 @@
+"""Study changes shared between replicas of the status API (PostgreSQL ``LISTEN``/``NOTIFY``).
+
+Each replica projects the events of its own share of the Kafka partitions, and a live stream
+(SSE) may be open on any replica. So the projector notifies ``mdd_study_changed`` with the study
+UIDs it changed, inside its transaction (PostgreSQL delivers the notice only if it commits), and
+every replica listens: changes made by another replica are read back and fanned out to the
+streams open here. A replica's own changes reach its streams directly, so notices carry the
+sending process's origin and a replica skips its own. SQLite (embedded mode) has one process and
+no notices.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from services.status_api.live import BROADCASTER, REPLICA_ID, study_summary
+from services.status_api.tables import StudyRow
+
+log = logging.getLogger("mdd.status_api.changes")
+CHANNEL = "mdd_study_changed"
+ORIGIN = REPLICA_ID
+_PAYLOAD_LIMIT = 7000  # PostgreSQL refuses payloads of 8000 bytes or more
+
+
+def notices(study_uids: list[str], origin: str = ORIGIN) -> list[str]:
+    """The payloads announcing these studies: the origin, then UIDs separated by spaces."""
+    payloads: list[str] = []
+    current = origin
+    for uid in study_uids:
+        if len(current) + 1 + len(uid) > _PAYLOAD_LIMIT:
+            payloads.append(current)
+            current = origin
+        current += " " + uid
+    if current != origin:
+        payloads.append(current)
+    return payloads
+
+
+def announce(session: Session, study_uids: list[str]) -> None:
+    """Notify the other replicas of changed studies; delivered when ``session`` commits (PostgreSQL only)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for payload in notices(study_uids):
+        session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
+
+
+class ChangeListener:
+    """Listens for other replicas' notices in a thread and fans their changes out to this process's streams."""
+
+    def __init__(self, engine: Engine, retry_seconds: float = 2.0) -> None:
+        self.engine = engine
+        self.retry_seconds = retry_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.listening = threading.Event()
+
+    @property
+    def enabled(self) -> bool:
+        """Only PostgreSQL carries notices."""
+        return self.engine.dialect.name == "postgresql"
+
+    def start(self) -> None:
+        """Start listening (no-op on SQLite)."""
+        if self.enabled and self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="mdd-change-listener", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop listening (within a second)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True) as connection:
+                    connection.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
+                    while not self._stop.is_set():
+                        for notice in connection.notifies(timeout=1.0):
+                            self._changed(notice.payload)
+            except psycopg.Error:
+                self.listening.clear()
+                log.warning("Sin avisos de otras réplicas; se reintenta / change notices lost; reconnecting", exc_info=True)
+                self._stop.wait(self.retry_seconds)
+
+    def _changed(self, payload: str) -> None:
+        origin, *study_uids = payload.split(" ")
+        if origin == ORIGIN or not study_uids or not BROADCASTER.count:
+            return
+        with Session(self.engine) as session:
+            for row in session.exec(select(StudyRow).where(col(StudyRow.study_uid).in_(study_uids))):
+                BROADCASTER.publish(study_summary(row))
