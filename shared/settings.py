@@ -11,8 +11,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Transport = Literal["memory", "kafka"]
@@ -76,6 +77,12 @@ class Settings(BaseSettings):
     minio_secret_key: str = Field("mdd-secret-key", description="Clave secreta S3 / secret key")
     minio_secure: bool = Field(False, description="HTTPS hacia MinIO / use TLS")
     minio_region: str = Field("us-east-1", description="Región S3 con la que se firman las peticiones / S3 signing region")
+    minio_public_url: str | None = Field(
+        None,
+        description="URL por la que navegadores y proveedores llegan a MinIO (p. ej. https://archivos.hospital.mx); los "
+        "enlaces temporales se firman para ella; vacío = MDD_MINIO_ENDPOINT / URL browsers and providers reach MinIO "
+        "at; presigned links are signed for it",
+    )
     bucket_dicom: str = Field("dicom", description="Bucket de instancias recibidas / raw instances")
     bucket_derived: str = Field("derived", description="Bucket de imágenes derivadas / preprocessing outputs")
     bucket_results: str = Field("results", description="Bucket de resultados de IA / AI results")
@@ -226,6 +233,18 @@ class Settings(BaseSettings):
 
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
     log_json: bool = Field(True, description="Un objeto JSON por línea / JSON lines")
+
+    @field_validator("minio_public_url")
+    @classmethod
+    def _public_url_is_an_origin(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/") or parts.query:
+            raise ValueError(
+                "MDD_MINIO_PUBLIC_URL debe ser http(s)://servidor[:puerto], sin ruta / must be http(s)://host[:port], no path"
+            )
+        return f"{parts.scheme}://{parts.netloc}"
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> "Settings":

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from shared.digests import ContentDigest, digest_bytes, digest_file
 from shared.settings import Settings
@@ -184,13 +185,23 @@ class MinioStore:
 
     SHA_HEADER = "sha256"
 
-    def __init__(self, endpoint: str, access_key: str, secret_key: str, secure: bool = False, region: str = "us-east-1") -> None:
+    def __init__(
+        self, endpoint: str, access_key: str, secret_key: str, secure: bool = False, region: str = "us-east-1",
+        public_url: str | None = None,
+    ) -> None:
         from minio import Minio
         from minio.credentials import Credentials
 
         from shared.s3_upload import StreamingUploader
 
         self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region)
+        # A presigned URL's signature covers its host: links for browsers and providers are signed for the
+        # address they use (the region is known, so signing makes no request to that address).
+        self.presigner = self.client
+        if public_url:
+            public = urlsplit(public_url)
+            self.presigner = Minio(public.netloc, access_key=access_key, secret_key=secret_key,
+                                   secure=public.scheme == "https", region=region)
         self.uploader = StreamingUploader(endpoint, Credentials(access_key, secret_key), region, secure)
 
     def ensure_buckets(self, buckets: list[str]) -> None:
@@ -246,7 +257,7 @@ class MinioStore:
         )
 
     def url_for(self, bucket: str, key: str, expires: timedelta = timedelta(hours=1)) -> str | None:
-        return self.client.presigned_get_object(bucket, _check_key(key), expires=expires)
+        return self.presigner.presigned_get_object(bucket, _check_key(key), expires=expires)
 
 
 def build_store(settings: Settings) -> ObjectStore:
@@ -259,6 +270,7 @@ def build_store(settings: Settings) -> ObjectStore:
             settings.minio_secret_key,
             settings.minio_secure,
             settings.minio_region,
+            settings.minio_public_url,
         )
     else:
         store = LocalStore(settings.resolved_store_dir)

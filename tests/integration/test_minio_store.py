@@ -34,6 +34,30 @@ def test_minio_store_round_trip_with_hash_listing_and_presigned_url(minio) -> No
     assert url is not None and httpx.get(url).content == data
 
 
+def test_presigned_links_are_signed_for_the_public_url_that_browsers_and_providers_use(minio) -> None:  # type: ignore[no-untyped-def]
+    port = minio.endpoint.rsplit(":", 1)[1]
+    public = f"http://localhost:{port}"  # another name for the server, as a proxy or DNS name would be
+    settings = Settings(
+        store_backend="minio", minio_endpoint=minio.endpoint, minio_access_key=minio.access_key,
+        minio_secret_key=minio.secret_key, minio_public_url=public + "/", bucket_dicom="it-public",
+        bucket_derived="it-public-d", bucket_results="it-public-r",
+    )
+    store = build_store(settings)
+    store.put_bytes("it-public", "H/1/2/3.dcm", b"DICM-publico", "application/dicom")
+    url = store.url_for("it-public", "H/1/2/3.dcm")
+    assert url is not None and url.startswith(f"{public}/it-public/H/1/2/3.dcm?")
+    assert httpx.get(url).content == b"DICM-publico"
+    # The signature covers the host: the same link sent to the internal address is refused.
+    internal = url.replace(public, f"http://{minio.endpoint}")
+    assert httpx.get(internal).status_code == 403
+
+
+@pytest.mark.parametrize("bad", ["https://archivos.hospital.mx/minio", "ftp://archivos.hospital.mx", "archivos.hospital.mx"])
+def test_a_public_url_with_a_path_or_another_scheme_is_refused_with_the_reason(bad: str) -> None:
+    with pytest.raises(ValueError, match="MDD_MINIO_PUBLIC_URL"):
+        Settings(minio_public_url=bad)
+
+
 def test_minio_put_file_streams_a_large_file_with_its_hash(minio, tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = Settings(
         store_backend="minio", minio_endpoint=minio.endpoint, minio_access_key=minio.access_key,
