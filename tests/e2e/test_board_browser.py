@@ -6,13 +6,9 @@ Screenshots go to ``$MDD_TEST_ARTIFACTS`` (default: the test's tmp folder); thei
 
 from __future__ import annotations
 
-import asyncio
 import io
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -21,11 +17,11 @@ from PIL import Image
 from pydantic import SecretStr
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from services.status_api.__main__ import register
+from tests.e2e.browser import artefacts_dir, browse, chromium
 from shared.bus import MemoryBus
 from shared.db import make_engine
 from shared.events import (
@@ -44,7 +40,6 @@ from shared.store import LocalStore
 pytestmark = pytest.mark.e2e
 ADMIN_KEY = "board-admin-key-0123456789"
 WAIT_S = 20
-T = TypeVar("T")
 ROWS_JS = """return [...document.querySelectorAll('#studies tbody tr')].map((r) =>
   [r.dataset.studyUid, r.querySelector('.triage-light').innerText, r.querySelector('.status-light').innerText]);"""
 
@@ -79,24 +74,8 @@ def magma_png() -> bytes:
     return buffer.getvalue()
 
 
-def chromium() -> webdriver.Chrome:
-    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert binary and driver, "Instale chromium y chromium-driver (infra/setup-debian.sh) / install chromium"
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000", "--lang=es-MX"):
-        options.add_argument(argument)
-    return webdriver.Chrome(options=options, service=Service(driver))
-
-
-async def browse(action: Callable[[], T]) -> T:
-    """Selenium blocks; the API runs on this event loop, so browser work goes to a thread."""
-    return await asyncio.to_thread(action)
-
-
 async def test_board_shows_lights_live_and_takes_a_report(settings: Settings, tmp_path: Path) -> None:
-    artefacts = Path(os.environ.get("MDD_TEST_ARTIFACTS", tmp_path))
-    artefacts.mkdir(parents=True, exist_ok=True)
+    artefacts = artefacts_dir(tmp_path)
     settings.bootstrap_api_key = SecretStr(ADMIN_KEY)
     settings.viewer_url_template = "http://visor.example/viewer?StudyInstanceUIDs={study_uid}"
     engine = make_engine(settings.resolved_database_url)
