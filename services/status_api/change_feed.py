@@ -5,20 +5,23 @@ Each replica projects the events of its own share of the Kafka partitions, and a
 UIDs it changed, inside its transaction (PostgreSQL delivers the notice only if it commits), and
 every replica listens: changes made by another replica are read back and fanned out to the
 streams open here. A replica's own changes reach its streams directly, so notices carry the
-sending process's origin and a replica skips its own. SQLite (embedded mode) has one process and
-no notices.
+sending process's origin and a replica skips its own. Notices sent while a replica's listening
+connection was down are lost, so after reconnecting it replays the studies changed since. SQLite
+(embedded mode) has one process and no notices.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime, timedelta
 
 import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from shared.events import utc_now
 from services.status_api.live import BROADCASTER, REPLICA_ID, study_summary
 from services.status_api.tables import StudyRow
 
@@ -26,6 +29,8 @@ log = logging.getLogger("mdd.status_api.changes")
 CHANNEL = "mdd_study_changed"
 ORIGIN = REPLICA_ID
 _PAYLOAD_LIMIT = 7000  # PostgreSQL refuses payloads of 8000 bytes or more
+# A projector stamps ``updated_at`` before it commits: replays reach back this far before the loss.
+REPLAY_MARGIN = timedelta(seconds=30)
 
 
 def notices(study_uids: list[str], origin: str = ORIGIN) -> list[str]:
@@ -81,18 +86,32 @@ class ChangeListener:
 
     def _run(self) -> None:
         dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        lost_at: datetime | None = None
         while not self._stop.is_set():
             try:
                 with psycopg.connect(dsn, autocommit=True) as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
+                    if lost_at is not None:  # notices sent while nobody listened are gone: read those changes
+                        self._replay(lost_at - REPLAY_MARGIN)
+                        lost_at = None
                     self.listening.set()
                     while not self._stop.is_set():
                         for notice in connection.notifies(timeout=1.0):
                             self._changed(notice.payload)
             except psycopg.Error:
+                if self.listening.is_set():
+                    lost_at = utc_now()
                 self.listening.clear()
                 log.warning("Sin avisos de otras réplicas; se reintenta / change notices lost; reconnecting", exc_info=True)
                 self._stop.wait(self.retry_seconds)
+
+    def _replay(self, since: datetime) -> None:
+        """Fan out every study changed since ``since`` (a stream may see a change twice, never miss one)."""
+        if not BROADCASTER.count:
+            return
+        with Session(self.engine) as session:
+            for row in session.exec(select(StudyRow).where(col(StudyRow.updated_at) >= since)):
+                BROADCASTER.publish(study_summary(row))
 
     def _changed(self, payload: str) -> None:
         origin, *study_uids = payload.split(" ")

@@ -1,7 +1,8 @@
 """Two replicas of the status API on one port (``MDD_API_REUSE_PORT``), real Kafka and PostgreSQL.
 
 Kafka splits the projection's partitions between the replicas, so each applies only part of the
-events; every live stream, whichever replica it landed on, must still see every study change.
+events; every live stream, whichever replica it landed on, must still see every study change, also
+the changes made while its replica's listening connection was cut.
 """
 
 from __future__ import annotations
@@ -16,8 +17,17 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.events import InstanceStored, producer
+from sqlalchemy import text
+from sqlmodel import Session
+
+from shared.db import init_db, make_engine
+from shared.events import InstanceStored, producer, utc_now
 from shared.topics import topic_for
+from services.status_api.change_feed import CHANNEL, ChangeListener
+from services.status_api.live import BROADCASTER
+from services.status_api.schemas import StudySummary
+from services.status_api.security import Principal
+from services.status_api.tables import NotificationRow, StudyEventRow, StudyRow
 from tests.conftest import free_port
 from tests.e2e.harness import mdd_process, wait_for
 
@@ -148,3 +158,35 @@ def test_two_replicas_on_one_port_split_the_work_and_every_stream_sees_every_cha
 
             page = httpx.get(f"{base}/studies", params={"limit": 100}, headers={"Authorization": f"Bearer {API_KEY}"}).json()
             assert {item["study_uid"] for item in page["items"]} == expected
+
+
+async def test_changes_made_while_the_listener_was_cut_off_reach_the_streams_once_it_is_back(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    init_db(engine, [StudyRow, StudyEventRow, NotificationRow])
+    listener = ChangeListener(engine, retry_seconds=3.0)
+    stream = BROADCASTER.subscribe(Principal(name="tablero", kind="apikey", role="admin"))
+    listener.start()
+    try:
+        await asyncio.to_thread(listener.listening.wait, 30)
+        with engine.connect() as connection:  # as a PostgreSQL restart or a network cut would
+            connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                    "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"))
+        for _ in range(100):
+            if not listener.listening.is_set():
+                break
+            await asyncio.sleep(0.1)
+        assert not listener.listening.is_set()
+
+        # Another replica changes a study while nobody listens here: its notice is lost.
+        uid = "1.2.826.0.1.3680043.10.4243.1"
+        with Session(engine) as session:
+            session.add(StudyRow(study_uid=uid, hospital_id="HGE", accession_number="R1", created_at=utc_now(), updated_at=utc_now()))
+            session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": f"otra-replica {uid}"})
+            session.commit()
+
+        summary = await asyncio.wait_for(stream.queue.get(), 20)
+        assert isinstance(summary, StudySummary) and summary.study_uid == uid
+    finally:
+        listener.stop()
+        BROADCASTER.unsubscribe(stream)
+        engine.dispose()
