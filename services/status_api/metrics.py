@@ -6,6 +6,7 @@ no hospital ids, no patient data); restrict it at the network if the port is pub
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
@@ -19,6 +20,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
@@ -66,10 +68,20 @@ class ApiMetrics:
             "mdd_api_request_seconds", "Duración de las peticiones / request duration", ["method", "route"],
             registry=self.registry,
         )
-        self.registry.register(StudiesCollector(engine))
+        self.studies = StudiesCollector(engine)
+        self.registry.register(self.studies)
 
     def exposition(self) -> bytes:
-        """This application's metrics followed by the process-wide ones (events, process, Python)."""
+        """This application's metrics followed by the process-wide ones (events, process, Python).
+
+        With ``PROMETHEUS_MULTIPROC_DIR`` set (replicas sharing a port), counters and histograms are
+        summed over every process that wrote to that folder, whichever replica answers the scrape.
+        """
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            combined = CollectorRegistry()
+            MultiProcessCollector(combined)
+            combined.register(self.studies)
+            return generate_latest(combined)
         return generate_latest(self.registry) + generate_latest(REGISTRY)
 
 

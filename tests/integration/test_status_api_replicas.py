@@ -33,6 +33,7 @@ from tests.e2e.harness import mdd_process, wait_for
 
 API_KEY = "replicas-admin-key-0123456789abcdef"
 STUDIES = 24
+LIST_CALLS = 20
 
 
 def stored(index: int) -> InstanceStored:
@@ -122,7 +123,9 @@ def test_two_replicas_on_one_port_split_the_work_and_every_stream_sees_every_cha
         "MDD_CONSUMER_GROUP_PREFIX": prefix.rstrip("."), "MDD_DATABASE_URL": postgres_url, "MDD_STORE_BACKEND": "local",
         "MDD_API_PORT": str(port), "MDD_API_REUSE_PORT": "true", "MDD_BOOTSTRAP_API_KEY": API_KEY,
         "MDD_AUTH_JWT_SECRET": "one-secret-for-every-replica-0123456789",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
+    (tmp_path / "metrics").mkdir()
     base = f"http://127.0.0.1:{port}"
     logs = [tmp_path / "replica-a.log", tmp_path / "replica-b.log"]
     with mdd_process(["serve", "status_api"], {**env, "MDD_DATA_DIR": str(tmp_path / "a")}, logs[0]) as first:
@@ -156,8 +159,15 @@ def test_two_replicas_on_one_port_split_the_work_and_every_stream_sees_every_cha
                 assert stream.studies == expected, f"replica {replica[:8]} missed {sorted(expected - stream.studies)}"
                 stream.close()
 
-            page = httpx.get(f"{base}/studies", params={"limit": 100}, headers={"Authorization": f"Bearer {API_KEY}"}).json()
-            assert {item["study_uid"] for item in page["items"]} == expected
+            for _ in range(LIST_CALLS):  # new connections each time: the kernel spreads them over both replicas
+                page = httpx.get(f"{base}/studies", params={"limit": 100}, headers={"Authorization": f"Bearer {API_KEY}"}).json()
+                assert {item["study_uid"] for item in page["items"]} == expected
+            # Whichever replica answers the scrape, the counts are both replicas' together.
+            for _ in range(4):
+                assert f'mdd_api_requests_total{{method="GET",route="/studies",status="200"}} {LIST_CALLS:.1f}' in \
+                    httpx.get(f"{base}/metrics").text
+                applied = httpx.get(f"{base}/metrics").text
+                assert f'mdd_status_events_applied_total{{event_type="instance.stored"}} {STUDIES:.1f}' in applied
 
 
 async def test_changes_made_while_the_listener_was_cut_off_reach_the_streams_once_it_is_back(postgres_url: str) -> None:
