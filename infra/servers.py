@@ -656,6 +656,40 @@ def orthanc_server(ae_title: str = "ORTHANC", timeout: float = 60.0) -> Iterator
             proc.stop()
 
 
+# --------------------------------------------------------------------------- nginx
+
+
+def _nginx_conf(server_block: str, tmp: Path) -> str:
+    """A whole nginx.conf around one ``server { ... }`` block, every path in ``tmp`` (no root needed)."""
+    # Run as root, nginx would drop its workers to "nobody", who may not read the files it serves.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    temp_paths = "".join(f"    {kind}_temp_path {tmp / kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return (
+        f"{user}daemon off;\nworker_processes 1;\npid {tmp / 'nginx.pid'};\nerror_log {tmp / 'error.log'} info;\n"
+        "events { worker_connections 256; }\n"
+        "http {\n    include /etc/nginx/mime.types;\n    default_type application/octet-stream;\n"
+        f"    access_log {tmp / 'access.log'};\n{temp_paths}{server_block}\n}}\n"
+    )
+
+
+@contextlib.contextmanager
+def nginx_server(server_block: str, port: int, timeout: float = 30.0) -> Iterator[Path]:
+    """Run nginx (Debian package) with one ``server`` block that listens on 127.0.0.1:``port``.
+
+    Yields the server's folder (``access.log``, ``error.log``); its log lines show in a failure message.
+    """
+    binary = _which("nginx", ("/usr/sbin/nginx",))
+    with _temp_dir("mdd-nginx-") as tmp:
+        (tmp / "nginx.conf").write_text(_nginx_conf(server_block, tmp))
+        argv = [binary, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(tmp / "nginx.conf")]
+        proc = _Process("nginx", argv, tmp / "error.log", cwd=tmp)
+        try:
+            proc.wait_ready(lambda: _tcp_open(port), timeout)
+            yield tmp
+        finally:
+            proc.stop(signal.SIGQUIT)  # graceful: workers finish their requests
+
+
 # --------------------------------------------------------------------------- DCMTK
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the real-server tests need (PostgreSQL server, DCMTK tools,
-# the JDK/Maven used to fetch and run Kafka, Chromium + chromedriver for the browser tests, and npm
-# to fetch the OHIF viewer)
+# the JDK/Maven used to fetch and run Kafka, Chromium + chromedriver for the browser tests, npm
+# to fetch the OHIF viewer, and nginx as the reverse proxy in front of OHIF and the API)
 # when they are missing.
 # MinIO is built by infra/minio/fetch.sh with a Go toolchain >= 1.24, which Debian 12's
 # golang-go (1.19) is too old for; install Go from the upstream tarball when needed.
@@ -9,7 +9,7 @@
 # Run as root (or through sudo when available).
 set -euo pipefail
 
-packages=(postgresql dcmtk orthanc default-jdk-headless maven chromium chromium-driver npm)
+packages=(postgresql dcmtk orthanc default-jdk-headless maven chromium chromium-driver npm nginx-light)
 
 missing=()
 for pkg in "${packages[@]}"; do

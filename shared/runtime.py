@@ -50,10 +50,17 @@ Registrar = Callable[[ServiceContext], Component | None]
 class WebComponent:
     """Runs an ASGI application with uvicorn inside the service's event loop."""
 
-    def __init__(self, app: object, host: str, port: int, reuse_port: bool = False) -> None:
+    def __init__(
+        self, app: object, host: str, port: int, reuse_port: bool = False, forwarded_allow_ips: list[str] | None = None
+    ) -> None:
+        """``forwarded_allow_ips``: proxies whose ``X-Forwarded-*`` headers set the client address and scheme
+        (None: uvicorn's default, ``$FORWARDED_ALLOW_IPS`` or 127.0.0.1)."""
         import uvicorn
 
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off")  # type: ignore[arg-type]
+        config = uvicorn.Config(
+            app, host=host, port=port, log_config=None, lifespan="off",  # type: ignore[arg-type]
+            proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips,
+        )
         self.server = uvicorn.Server(config)
         self.host, self.port, self.reuse_port = host, port, reuse_port
         self._task: asyncio.Task[None] | None = None

@@ -8,6 +8,7 @@ Lists and maps are given as JSON, e.g. ``MDD_NOTIFY_EMAILS='["radiologia@hospita
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -206,6 +207,12 @@ class Settings(BaseSettings):
         description="Varias réplicas de la API de estado en el mismo puerto (SO_REUSEPORT, Linux; con PostgreSQL y Kafka) / "
         "several status API replicas on one port",
     )
+    api_forwarded_allow_ips: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description="Proxies inversos de confianza (IP o red CIDR), JSON: se creen sus X-Forwarded-For y "
+        "X-Forwarded-Proto (dirección en la bitácora de auditoría, URL de DICOMweb); [\"*\"] = cualquiera / "
+        "trusted reverse proxies whose X-Forwarded-For/-Proto are believed (audit address, DICOMweb URLs)",
+    )
     bootstrap_api_key: SecretStr | None = Field(
         None, description="Llave de administrador creada al primer arranque si no hay otra / admin API key created at first start"
     )
@@ -245,6 +252,21 @@ class Settings(BaseSettings):
                 "MDD_MINIO_PUBLIC_URL debe ser http(s)://servidor[:puerto], sin ruta / must be http(s)://host[:port], no path"
             )
         return f"{parts.scheme}://{parts.netloc}"
+
+    @field_validator("api_forwarded_allow_ips")
+    @classmethod
+    def _proxies_are_addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry)  # strict, as uvicorn reads it: 10.0.0.1/8 is refused
+            except ValueError:
+                raise ValueError(
+                    f"MDD_API_FORWARDED_ALLOW_IPS: {entry!r} no es una IP ni una red CIDR / is not an IP address "
+                    "or CIDR network"
+                ) from None
+        return value
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> "Settings":

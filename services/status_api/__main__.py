@@ -28,7 +28,10 @@ class StatusApiComponent(WebComponent):
                 "MDD_API_REUSE_PORT necesita Kafka y PostgreSQL: las réplicas comparten eventos y base de datos / "
                 "MDD_API_REUSE_PORT needs Kafka and PostgreSQL: replicas share the events and the database"
             )
-        super().__init__(create_app(ctx), ctx.settings.api_host, ctx.settings.api_port, reuse_port=ctx.settings.api_reuse_port)
+        super().__init__(
+            create_app(ctx), settings.api_host, settings.api_port, reuse_port=settings.api_reuse_port,
+            forwarded_allow_ips=settings.api_forwarded_allow_ips,
+        )
         self.watchdog = Watchdog(ctx)
         self.changes = ChangeListener(ctx.engine)
         self.pool_size = ctx.settings.database_pool_size

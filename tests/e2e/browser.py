@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -56,6 +56,7 @@ class Exchange:
     kind: str
     status: int | None = None
     error: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # what the page itself set on the request
 
 
 class NetworkLog:
@@ -76,7 +77,10 @@ class NetworkLog:
             params, method = message.get("params", {}), message.get("method")
             url = (params.get("request") or params.get("response") or {}).get("url", "")
             if method == "Network.requestWillBeSent" and url.startswith(self.url_prefix):
-                self._by_id[params["requestId"]] = Exchange(params["request"]["method"], url, params.get("type", ""))
+                request = params["request"]
+                self._by_id[params["requestId"]] = Exchange(
+                    request["method"], url, params.get("type", ""), headers=dict(request.get("headers", {}))
+                )
             elif method == "Network.responseReceived" and url.startswith(self.url_prefix):
                 self._answered(params)
             elif method == "Network.loadingFailed" and params["requestId"] in self._by_id:

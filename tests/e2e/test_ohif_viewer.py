@@ -4,7 +4,9 @@ A four-view study goes in through the ingest's STOW-RS; the status API serves DI
 OHIF is served on another with the ``app-config.js`` of docs/dicomweb.md (the API allows OHIF's origin,
 MDD_CORS_ALLOW_ORIGINS). A doctor sees the study in OHIF's study list and the mammogram in its viewer,
 and the API answers every DICOMweb request OHIF makes with 2xx; a doctor of another hospital, or a bad
-token, sees no study.
+token, sees no study. Then the other documented layout: nginx (Debian's) serves OHIF and forwards
+``/dicomweb/`` to the API on one origin, adding the viewer's key only for a browser signed in with the
+hospital; the key never reaches the browser and the audit log names the browser, not the proxy.
 
 Screenshots go to ``$MDD_TEST_ARTIFACTS`` (default: the test's tmp folder); their paths are printed.
 """
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pydicom
 import pytest
@@ -31,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from infra.servers import free_ports, ohif_dist
+from infra.servers import free_ports, nginx_server, ohif_dist
 from services.ingest.__main__ import IngestComponent
 from services.status_api.__main__ import register as register_status_api
 from services.status_api.security import create_api_key
@@ -45,6 +48,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "dicomweb.md"
 DOCUMENTED_API = "https://mdd.hospital.example.mx"
 HOSPITAL = "HOSP-DEMO"  # the ingest's default hospital for STOW-RS
 WAIT_S = 120  # OHIF's bundles are large and Chromium renders without a GPU
+PROXY_ADDRESS = "127.0.0.2"  # nginx's side of its connections to the API (Linux answers all of 127/8)
+SSO_COOKIE, SSO_SESSION = "sesion-hospital", "sesion-firmada-de-prueba"
 STUDY_ROWS_JS = """return [...document.querySelectorAll('tbody tr:not([data-filter-row])')]
   .map((row) => [...row.querySelectorAll('td')].map((cell) => cell.innerText.trim()));"""
 
@@ -100,10 +105,100 @@ def stow(settings: Settings, study: SyntheticStudy) -> None:
     client.store_instances([pydicom.dcmread(io.BytesIO(view.to_bytes())) for view in study.views])
 
 
+class OhifPage:
+    """A headless Chromium on OHIF: what a person sees there, and the DICOMweb requests the page made."""
+
+    def __init__(self, browser: webdriver.Chrome, network: NetworkLog, artefacts: Path, prefix: str) -> None:
+        self.browser, self.network, self.artefacts, self.prefix = browser, network, artefacts, prefix
+
+    def shot(self, name: str) -> None:
+        path = self.artefacts / f"{self.prefix}-{name}.png"
+        self.browser.save_screenshot(str(path))
+        print(f"captura / screenshot: {path}")
+
+    def wait(self, condition: Callable[[webdriver.Chrome], object]) -> object:
+        # OHIF re-renders as data arrives, so an element found a moment ago may be gone: look again.
+        return WebDriverWait(self.browser, WAIT_S, poll_frequency=0.5,
+                             ignored_exceptions=[StaleElementReferenceException]).until(condition)
+
+    def body_text(self) -> str:
+        return self.browser.find_element(By.TAG_NAME, "body").text
+
+    def settled(self) -> list[Exchange]:
+        """The DICOMweb exchanges once none is still waiting for its answer."""
+        self.wait(lambda b: all(e.status or e.error for e in self.network.read()))
+        return self.network.read()
+
+    def console_errors(self) -> list[str]:
+        return [entry["message"] for entry in self.browser.get_log("browser") if entry["level"] == "SEVERE"]
+
+    def dismiss(self, selector: str) -> None:
+        """Close OHIF's notices (investigational use, the first-visit tour) so screenshots show the image."""
+        for element in self.browser.find_elements(By.XPATH, selector):
+            try:
+                element.click()
+            except WebDriverException:
+                pass  # gone or covered meanwhile; the next look finds it again if it is still there
+
+    def study_list(self, url: str, study: SyntheticStudy) -> list[Exchange]:
+        """Open OHIF's study list: one row with what OHIF shows of our QIDO-RS answer; the exchanges it took."""
+        first = study.views[0].dataset
+        self.browser.get(url)
+        self.wait(lambda b: any(study.accession_number in row for row in b.execute_script(STUDY_ROWS_JS)))
+        [row] = self.browser.execute_script(STUDY_ROWS_JS)
+        study_date = datetime.strptime(str(first.StudyDate), "%Y%m%d").strftime("%d-%b-%Y")
+        assert row[0] == patient_name_as_ohif_shows(first.PatientName)
+        assert row[1].startswith(study_date)
+        # Modality, description, accession and number of images, as OHIF shows them.
+        assert row[2:6] == ["MG", str(first.StudyDescription), study.accession_number, "4"]
+        self.dismiss("//button[normalize-space()='Confirm and hide']")
+        self.shot("01-lista")
+        listed = self.settled()
+        assert any("/dicomweb/studies?" in e.url and e.method == "GET" for e in listed)
+        assert not_2xx(listed) == []
+        assert self.console_errors() == []
+        return listed
+
+    def viewer(self, url: str, study: SyntheticStudy) -> list[Exchange]:
+        """Open the viewer: the four series in the study browser, the first mammogram drawn; the exchanges it took."""
+        first = study.views[0].dataset
+        notices = "//button[normalize-space()='Confirm and hide' or normalize-space()='Skip all']"
+        self.network.clear()
+        self.browser.get(url)
+        self.wait(lambda b: b.find_elements(By.CSS_SELECTOR, "canvas.cornerstone-canvas"))
+        self.dismiss(notices)
+        self.wait(lambda b: shows_an_image(canvas_image(b)))
+        self.dismiss(notices)
+        self.shot("02-visor")
+        text = self.body_text()
+        for view in ("R CC", "L CC", "R MLO", "L MLO"):
+            assert view in text  # series descriptions in the study browser
+        assert f"W:\n{first.WindowWidth}\nL:\n{first.WindowCenter}" in text  # the window from our metadata
+        for error in ("Something went wrong", "not available", "Data Source Connection Error"):
+            assert error not in text
+        assert self.console_errors() == []
+        viewed = self.settled()
+        urls = [e.url for e in viewed if e.method == "GET"]
+        assert any(url.endswith("/metadata") for url in urls)
+        framed = {url.split("/instances/")[1].split("/")[0] for url in urls if url.endswith("/frames/1")}
+        assert framed == {str(view.dataset.SOPInstanceUID) for view in study.views}  # image, thumbnails
+        assert not_2xx(viewed) == []
+        return viewed
+
+    def lists_nothing(self, url: str, accession: str) -> list[Exchange]:
+        """Open the study list where no study of ours may show; the exchanges it took."""
+        self.network.clear()
+        self.browser.get(url)
+        self.wait(lambda b: any("/dicomweb/studies?" in e.url and (e.status or e.error) for e in self.network.read()))
+        self.wait(lambda b: "No studies available" in self.body_text())
+        assert accession not in self.body_text()
+        self.console_errors()  # a refused request is logged there; later pages are judged on their own errors
+        return self.settled()
+
+
 async def test_ohif_lists_and_shows_a_study_from_our_dicomweb(
     settings: Settings, four_view_study: SyntheticStudy, tmp_path: Path
 ) -> None:
-    artefacts = artefacts_dir(tmp_path)
     dist = await browse(ohif_dist)
     [ohif_port] = free_ports()
     ohif_url = f"http://127.0.0.1:{ohif_port}"
@@ -119,109 +214,139 @@ async def test_ohif_lists_and_shows_a_study_from_our_dicomweb(
     await api.start()
     await ohif.start()
     browser = await browse(lambda: chromium(network_log=True))
-    network = NetworkLog(browser, f"{api_url}/dicomweb")
-
-    def shot(name: str) -> None:
-        path = artefacts / f"ohif-{name}.png"
-        browser.save_screenshot(str(path))
-        print(f"captura / screenshot: {path}")
-
-    def wait(condition: Callable[[webdriver.Chrome], object]) -> object:
-        # OHIF re-renders as data arrives, so an element found a moment ago may be gone: look again.
-        return WebDriverWait(browser, WAIT_S, poll_frequency=0.5,
-                             ignored_exceptions=[StaleElementReferenceException]).until(condition)
-
-    def body_text() -> str:
-        return browser.find_element(By.TAG_NAME, "body").text
-
-    def settled() -> list[Exchange]:
-        """The DICOMweb exchanges once none is still waiting for its answer."""
-        wait(lambda b: all(e.status or e.error for e in network.read()))
-        return network.read()
-
-    def console_errors() -> list[str]:
-        return [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
-
-    def dismiss(selector: str) -> None:
-        """Close OHIF's notices (investigational use, the first-visit tour) so screenshots show the image."""
-        for element in browser.find_elements(By.XPATH, selector):
-            try:
-                element.click()
-            except WebDriverException:
-                pass  # gone or covered meanwhile; the next look finds it again if it is still there
-
+    page = OhifPage(browser, NetworkLog(browser, f"{api_url}/dicomweb"), artefacts_dir(tmp_path), "ohif")
     try:
         await browse(lambda: stow(settings, four_view_study))
         await ctx.bus.drain()  # type: ignore[attr-defined]
-        first = four_view_study.views[0].dataset
         accession = four_view_study.accession_number
 
-        # The study list, opened with a doctor's key: one row with what OHIF shows of our QIDO-RS answer.
-        await browse(lambda: browser.get(f"{ohif_url}/?token={doctor}"))
-        await browse(lambda: wait(lambda b: any(accession in row for row in b.execute_script(STUDY_ROWS_JS))))
-        [row] = await browse(lambda: browser.execute_script(STUDY_ROWS_JS))
-        study_date = datetime.strptime(str(first.StudyDate), "%Y%m%d").strftime("%d-%b-%Y")
-        assert row[0] == patient_name_as_ohif_shows(first.PatientName)
-        assert row[1].startswith(study_date)
-        # Modality, description, accession and number of images, as OHIF shows them.
-        assert row[2:6] == ["MG", str(first.StudyDescription), accession, "4"]
-        assert doctor not in await browse(lambda: browser.current_url)  # OHIF drops the token from the URL
-        await browse(lambda: dismiss("//button[normalize-space()='Confirm and hide']"))
-        await browse(lambda: shot("01-lista"))
-        listed = await browse(settled)
-        assert any("/dicomweb/studies?" in e.url and e.method == "GET" for e in listed)
-        assert not_2xx(listed) == []
-        assert await browse(console_errors) == []
-
-        # The viewer: the four series in the study browser, the first mammogram drawn in the viewport.
-        network.clear()
-        viewer = f"{ohif_url}/viewer?StudyInstanceUIDs={four_view_study.study_uid}&token={doctor}"
-        notices = "//button[normalize-space()='Confirm and hide' or normalize-space()='Skip all']"
-        await browse(lambda: browser.get(viewer))
-        await browse(lambda: wait(lambda b: b.find_elements(By.CSS_SELECTOR, "canvas.cornerstone-canvas")))
-        await browse(lambda: dismiss(notices))
-        await browse(lambda: wait(lambda b: shows_an_image(canvas_image(b))))
-        await browse(lambda: dismiss(notices))
-        await browse(lambda: shot("02-visor"))
-        text = await browse(body_text)
-        for view in ("R CC", "L CC", "R MLO", "L MLO"):
-            assert view in text  # series descriptions in the study browser
-        assert f"W:\n{first.WindowWidth}\nL:\n{first.WindowCenter}" in text  # the window from our metadata
-        for error in ("Something went wrong", "not available", "Data Source Connection Error"):
-            assert error not in text
-        assert await browse(console_errors) == []
+        # The study list, opened with a doctor's key; OHIF drops the token from the address bar.
+        await browse(lambda: page.study_list(f"{ohif_url}/?token={doctor}", four_view_study))
         assert doctor not in await browse(lambda: browser.current_url)
-        viewed = await browse(settled)
-        urls = [e.url for e in viewed if e.method == "GET"]
-        assert any(url.endswith("/metadata") for url in urls)
-        framed = {url.split("/instances/")[1].split("/")[0] for url in urls if url.endswith("/frames/1")}
-        assert framed == {str(view.dataset.SOPInstanceUID) for view in four_view_study.views}  # image, thumbnails
+
+        viewer = f"{ohif_url}/viewer?StudyInstanceUIDs={four_view_study.study_uid}&token={doctor}"
+        viewed = await browse(lambda: page.viewer(viewer, four_view_study))
+        assert doctor not in await browse(lambda: browser.current_url)
         assert any(e.method == "OPTIONS" for e in viewed)  # a real cross-origin viewer: preflights answered
-        assert not_2xx(viewed) == []
 
         # A doctor of another hospital: the API answers, but with no study of ours.
-        network.clear()
-        await browse(lambda: browser.get(f"{ohif_url}/?token={elsewhere}"))
-        await browse(lambda: wait(lambda b: any("/dicomweb/studies?" in e.url for e in network.read())))
-        searched = await browse(settled)
+        searched = await browse(lambda: page.lists_nothing(f"{ohif_url}/?token={elsewhere}", accession))
         assert not_2xx(searched) == []
-        await browse(lambda: wait(lambda b: "No studies available" in body_text()))
-        assert accession not in await browse(body_text)
-        await browse(lambda: shot("03-otro-hospital"))
+        await browse(lambda: page.shot("03-otro-hospital"))
 
         # A bad token: refused by the API (401), and OHIF lists nothing.
-        network.clear()
-        await browse(lambda: browser.get(f"{ohif_url}/?token=no-es-una-llave"))
-        await browse(lambda: wait(lambda b: any(e.status == 401 for e in network.read())))
-        await browse(lambda: wait(lambda b: "No studies available" in body_text()))
-        assert accession not in await browse(body_text)
-        await browse(lambda: shot("04-token-invalido"))
+        refused = await browse(lambda: page.lists_nothing(f"{ohif_url}/?token=no-es-una-llave", accession))
+        assert any(e.status == 401 for e in refused)
+        await browse(lambda: page.shot("04-token-invalido"))
     except Exception:
-        await browse(lambda: shot("falla"))
+        await browse(lambda: page.shot("falla"))
         raise
     finally:
         await browse(browser.quit)
         await ohif.stop()
+        await api.stop()
+        await ingest.stop()
+        await ctx.bus.stop()
+        ctx.engine.dispose()
+
+
+def sign_in_service() -> Starlette:
+    """The hospital's sign-in as nginx's ``auth_request`` asks it: 204 for a signed-in browser, else 401."""
+
+    async def check(request: Request) -> Response:
+        return Response(status_code=204 if request.cookies.get(SSO_COOKIE) == SSO_SESSION else 401)
+
+    return Starlette(routes=[Route("/check", check)])
+
+
+def documented_proxy(port: int, dist: Path, app_config: Path, key: str, api_url: str, sign_in_url: str) -> str:
+    """The same-origin nginx ``server`` block of docs/dicomweb.md, with this test's addresses.
+
+    nginx reaches the API from ``PROXY_ADDRESS`` (``proxy_bind``) and the browser from 127.0.0.1, so the
+    audit log shows which one the API believed.
+    """
+    blocks = re.findall(r"```nginx\n(.*?)```", DOCS.read_text(encoding="utf-8"), flags=re.DOTALL)
+    [block] = [block for block in blocks if "location /dicomweb/" in block]
+    replacements = {
+        "listen 443 ssl;": f"listen 127.0.0.1:{port};",
+        "/srv/ohif/dist": str(dist.resolve()),
+        "/srv/ohif/app-config.js": str(app_config),
+        "Bearer mdd_...": f"Bearer {key}",
+        "proxy_pass http://mdd.hospital.example.mx:8000;": f"proxy_pass {api_url}; proxy_bind {PROXY_ADDRESS};",
+        "http://sso.hospital.example.mx/check": f"{sign_in_url}/check",
+    }
+    for documented, actual in replacements.items():
+        assert block.count(documented) == 1, f"docs/dicomweb.md: {documented!r}"
+        block = block.replace(documented, actual)
+    return block
+
+
+async def test_ohif_behind_the_documented_proxy_needs_a_hospital_session_and_never_sees_the_key(
+    settings: Settings, four_view_study: SyntheticStudy, tmp_path: Path
+) -> None:
+    dist = await browse(ohif_dist)
+    proxy_port, sign_in_port = free_ports(2)
+    viewer_url = f"http://127.0.0.1:{proxy_port}"
+    api_url = f"http://127.0.0.1:{settings.api_port}"
+    settings = settings.model_copy(update={"api_forwarded_allow_ips": [PROXY_ADDRESS]})
+    ctx = build_context(settings)
+    ingest, api = IngestComponent(ctx), register_status_api(ctx)
+    sign_in = WebComponent(sign_in_service(), "127.0.0.1", sign_in_port)
+    viewer_key = create_api_key(ctx.engine, "visor-proxy", "doctor", [HOSPITAL])
+    admin = {"Authorization": f"Bearer {create_api_key(ctx.engine, 'auditoria', 'admin', [])}"}
+    app_config = tmp_path / "app-config.js"
+    app_config.write_text(documented_config(viewer_url), encoding="utf-8")
+    server_block = documented_proxy(proxy_port, dist, app_config, viewer_key, api_url, f"http://127.0.0.1:{sign_in_port}")
+    await ctx.bus.start()
+    await ingest.start()
+    await api.start()
+    await sign_in.start()
+    proxy = nginx_server(server_block, proxy_port)
+    await browse(proxy.__enter__)
+    browser = await browse(lambda: chromium(network_log=True))
+    page = OhifPage(browser, NetworkLog(browser, f"{viewer_url}/dicomweb"), artefacts_dir(tmp_path), "ohif-proxy")
+    try:
+        await browse(lambda: stow(settings, four_view_study))
+        await ctx.bus.drain()  # type: ignore[attr-defined]
+
+        # No hospital session: the proxy refuses DICOMweb (401) and OHIF lists nothing.
+        refused = await browse(lambda: page.lists_nothing(f"{viewer_url}/", four_view_study.accession_number))
+        assert refused and {e.status for e in refused} == {401}
+        await browse(lambda: page.shot("00-sin-sesion"))
+
+        # Signed in (the hospital's session cookie): the study list and the viewer, on one origin.
+        await browse(lambda: browser.add_cookie({"name": SSO_COOKIE, "value": SSO_SESSION}))
+        page.network.clear()
+        listed = await browse(lambda: page.study_list(f"{viewer_url}/", four_view_study))
+        viewed = await browse(lambda: page.viewer(
+            f"{viewer_url}/viewer?StudyInstanceUIDs={four_view_study.study_uid}", four_view_study))
+        exchanges = listed + viewed
+        assert not any(e.method == "OPTIONS" for e in exchanges)  # one origin: no CORS preflights
+        # The key stays in the proxy: the page never sends a token, and no address carries one.
+        assert [e.headers for e in exchanges if "authorization" in {h.lower() for h in e.headers}] == []
+        assert not any(viewer_key in e.url for e in exchanges)
+
+        async with httpx.AsyncClient(timeout=30) as http:
+            # QIDO-RS links point at the viewer's public address (the proxy's Host), not at the API's.
+            found = (await http.get(f"{viewer_url}/dicomweb/studies", cookies={SSO_COOKIE: SSO_SESSION})).json()
+            [retrieve_url] = found[0]["00081190"]["Value"]
+            assert retrieve_url == f"{viewer_url}/dicomweb/studies/{four_view_study.study_uid}"
+
+            # The audit log names the browser (X-Forwarded-For from the trusted proxy), not the proxy.
+            audit = (await http.get(f"{api_url}/audit", params={"who": "apikey:visor-proxy"}, headers=admin)).json()
+            assert {e["action"] for e in audit} == {"dicomweb"} and {e["client"] for e in audit} == {"127.0.0.1"}
+            # Anyone else claiming another address in X-Forwarded-For is recorded at their own address.
+            spoofed = {"Authorization": f"Bearer {viewer_key}", "X-Forwarded-For": "203.0.113.9"}
+            assert (await http.get(f"{api_url}/dicomweb/studies", headers=spoofed)).status_code == 200
+            again = (await http.get(f"{api_url}/audit", params={"who": "apikey:visor-proxy"}, headers=admin)).json()
+            assert len(again) == len(audit) + 1 and {e["client"] for e in again} == {"127.0.0.1"}
+    except Exception:
+        await browse(lambda: page.shot("falla"))
+        raise
+    finally:
+        await browse(browser.quit)
+        await browse(lambda: proxy.__exit__(None, None, None))
+        await sign_in.stop()
         await api.stop()
         await ingest.stop()
         await ctx.bus.stop()

@@ -285,3 +285,12 @@ def test_cli_creates_users_and_keys(settings: Settings, monkeypatch: pytest.Monk
     assert client.get("/auth/me", headers={"Authorization": f"Bearer {key}"}).json()["hospitals"] == ["HOSP-A"]
     token = client.post("/auth/token", data={"username": "dra.lopez", "password": PASSWORD}).json()["access_token"]
     assert client.get("/auth/me", headers={"Authorization": f"Bearer {token}"}).json()["role"] == "doctor"
+
+
+@pytest.mark.parametrize("entry", ["proxy.hospital.mx", "10.1.2.10/8", "10.1.2"])
+def test_a_trusted_proxy_that_is_no_address_or_network_is_refused_at_start(entry: str) -> None:
+    # uvicorn would keep such an entry as a literal that never matches: the proxy's headers would be
+    # ignored and the audit log would name the proxy instead of the browser, with no error anywhere.
+    with pytest.raises(ValueError, match="MDD_API_FORWARDED_ALLOW_IPS"):
+        Settings(api_forwarded_allow_ips=[entry])
+    assert Settings(api_forwarded_allow_ips=["10.1.2.10", "10.1.0.0/16", "::1", "*"]).api_forwarded_allow_ips[-1] == "*"
