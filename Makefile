@@ -24,7 +24,7 @@ run: setup
 demo: setup
 	$(BIN)/mdd demo
 
-## servers: Debian packages (PostgreSQL, dcmtk, Orthanc), the Kafka jars, MinIO, the Compose plugin, MLServer,
+## servers: Debian packages (PostgreSQL, dcmtk, Orthanc, Chromium, nginx, npm), the Kafka jars, MinIO, the Compose plugin, MLServer,
 ## the OHIF viewer (npm); cached
 servers:
 	bash infra/setup-debian.sh
