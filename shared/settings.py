@@ -253,6 +253,15 @@ class Settings(BaseSettings):
             )
         return f"{parts.scheme}://{parts.netloc}"
 
+    @field_validator(
+        "store_dir", "spool_dir", "dicom_tls_cert", "dicom_tls_key", "dicom_tls_ca", "sam_checkpoint", "onnx_model_path",
+        "notify_rules_file", mode="before",
+    )
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        # An empty variable (`MDD_NOTIFY_RULES_FILE=` in .env or compose) means "not set", not the current folder.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("api_forwarded_allow_ips")
     @classmethod
     def _proxies_are_addresses(cls, value: list[str]) -> list[str]:

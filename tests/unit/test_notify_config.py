@@ -132,3 +132,12 @@ def test_a_bad_rules_file_stops_the_notify_service_with_exit_code_2(tmp_path: Pa
     )
     assert result.exit_code == 2, result.output
     assert "invalid notification rules" in result.output and "study.lost" in result.output
+
+
+def test_an_empty_rules_file_variable_means_the_e_mail_settings_apply(monkeypatch: pytest.MonkeyPatch) -> None:
+    # compose passes MDD_NOTIFY_RULES_FILE through, empty when the hospital has no rules file yet.
+    monkeypatch.setenv("MDD_NOTIFY_RULES_FILE", "")
+    monkeypatch.setenv("MDD_NOTIFY_EMAILS", '["guardia@hospital.example.mx"]')
+    settings = Settings()
+    assert settings.notify_rules_file is None
+    assert load_rulebook(settings) == load_rulebook(Settings(notify_emails=["guardia@hospital.example.mx"]))
