@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Transport = Literal["memory", "kafka"]
@@ -253,14 +253,14 @@ class Settings(BaseSettings):
             )
         return f"{parts.scheme}://{parts.netloc}"
 
-    @field_validator(
-        "store_dir", "spool_dir", "dicom_tls_cert", "dicom_tls_key", "dicom_tls_ca", "sam_checkpoint", "onnx_model_path",
-        "notify_rules_file", mode="before",
-    )
+    @field_validator("*", mode="before")
     @classmethod
-    def _empty_path_is_none(cls, value: object) -> object:
-        # An empty variable (`MDD_NOTIFY_RULES_FILE=` in .env or compose) means "not set", not the current folder.
-        return None if isinstance(value, str) and not value.strip() else value
+    def _empty_path_is_none(cls, value: object, info: ValidationInfo) -> object:
+        # An empty variable for an optional path (`MDD_NOTIFY_RULES_FILE=` in .env or compose) means
+        # "not set", not the current folder.
+        if isinstance(value, str) and not value.strip() and cls.model_fields[info.field_name].annotation == Path | None:
+            return None
+        return value
 
     @field_validator("api_forwarded_allow_ips")
     @classmethod
