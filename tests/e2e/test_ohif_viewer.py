@@ -13,11 +13,13 @@ Screenshots go to ``$MDD_TEST_ARTIFACTS`` (default: the test's tmp folder); thei
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import numpy as np
@@ -38,12 +40,13 @@ from infra.servers import free_ports, nginx_server, ohif_dist
 from services.ingest.__main__ import IngestComponent
 from services.status_api.__main__ import register as register_status_api
 from services.status_api.security import create_api_key
-from shared.runtime import WebComponent, build_context
+from shared.runtime import Component, ServiceContext, WebComponent, build_context
 from shared.settings import Settings
 from shared.synth import SyntheticStudy
 from tests.e2e.browser import Exchange, NetworkLog, artefacts_dir, browse, chromium
 
 pytestmark = pytest.mark.e2e
+T = TypeVar("T")
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "dicomweb.md"
 DOCUMENTED_API = "https://mdd.hospital.example.mx"
 HOSPITAL = "HOSP-DEMO"  # the ingest's default hospital for STOW-RS
@@ -54,9 +57,14 @@ STUDY_ROWS_JS = """return [...document.querySelectorAll('tbody tr:not([data-filt
   .map((row) => [...row.querySelectorAll('td')].map((cell) => cell.innerText.trim()));"""
 
 
+def documented_blocks(language: str) -> list[str]:
+    """The fenced ``language`` code blocks of docs/dicomweb.md."""
+    return re.findall(rf"```{language}\n(.*?)```", DOCS.read_text(encoding="utf-8"), flags=re.DOTALL)
+
+
 def documented_config(api_root: str) -> str:
     """The ``app-config.js`` of docs/dicomweb.md, pointed at ``api_root``."""
-    [config] = re.findall(r"```js\n(.*?)```", DOCS.read_text(encoding="utf-8"), flags=re.DOTALL)
+    [config] = documented_blocks("js")
     assert f"{DOCUMENTED_API}/dicomweb" in config
     return config.replace(DOCUMENTED_API, api_root)
 
@@ -103,6 +111,39 @@ def not_2xx(found: list[Exchange]) -> list[str]:
 def stow(settings: Settings, study: SyntheticStudy) -> None:
     client = DICOMwebClient(url=f"http://127.0.0.1:{settings.ingest_http_port}/dicomweb")
     client.store_instances([pydicom.dcmread(io.BytesIO(view.to_bytes())) for view in study.views])
+
+
+@contextlib.asynccontextmanager
+async def started(*components: Component) -> AsyncIterator[None]:
+    """Start ``components`` in order; stop the started ones in reverse order, however the block ends."""
+    async with contextlib.AsyncExitStack() as stack:
+        for component in components:
+            await component.start()
+            stack.push_async_callback(component.stop)
+        yield
+
+
+@contextlib.asynccontextmanager
+async def in_thread(manager: contextlib.AbstractContextManager[T]) -> AsyncIterator[T]:
+    """A blocking context manager (a server launcher) entered and left off the event loop."""
+    value = await browse(manager.__enter__)
+    try:
+        yield value
+    finally:
+        await browse(lambda: manager.__exit__(None, None, None))
+
+
+@contextlib.asynccontextmanager
+async def dicomweb_with(settings: Settings, study: SyntheticStudy) -> AsyncIterator[ServiceContext]:
+    """Ingest and the status API running, with ``study`` stored through the ingest's STOW-RS."""
+    ctx = build_context(settings)
+    try:
+        async with started(ctx.bus, IngestComponent(ctx), register_status_api(ctx)):
+            await browse(lambda: stow(settings, study))
+            await ctx.bus.drain()  # type: ignore[attr-defined]
+            yield ctx
+    finally:
+        ctx.engine.dispose()
 
 
 class OhifPage:
@@ -196,6 +237,20 @@ class OhifPage:
         return self.settled()
 
 
+@contextlib.asynccontextmanager
+async def ohif_in_chromium(dicomweb_root: str, artefacts: Path, prefix: str) -> AsyncIterator[OhifPage]:
+    """A headless Chromium that logs its requests to ``dicomweb_root``; a screenshot when the block fails."""
+    browser = await browse(lambda: chromium(network_log=True))
+    page = OhifPage(browser, NetworkLog(browser, dicomweb_root), artefacts, prefix)
+    try:
+        yield page
+    except Exception:
+        await browse(lambda: page.shot("falla"))
+        raise
+    finally:
+        await browse(browser.quit)
+
+
 async def test_ohif_lists_and_shows_a_study_from_our_dicomweb(
     settings: Settings, four_view_study: SyntheticStudy, tmp_path: Path
 ) -> None:
@@ -204,29 +259,23 @@ async def test_ohif_lists_and_shows_a_study_from_our_dicomweb(
     ohif_url = f"http://127.0.0.1:{ohif_port}"
     api_url = f"http://127.0.0.1:{settings.api_port}"
     settings = settings.model_copy(update={"cors_allow_origins": [ohif_url]})
-    ctx = build_context(settings)
-    ingest, api = IngestComponent(ctx), register_status_api(ctx)
     ohif = WebComponent(ohif_site(dist, documented_config(api_url)), "127.0.0.1", ohif_port)
-    doctor = create_api_key(ctx.engine, "radiologia", "doctor", [HOSPITAL])
-    elsewhere = create_api_key(ctx.engine, "otro-hospital", "doctor", ["HGE-OTRO"])
-    await ctx.bus.start()
-    await ingest.start()
-    await api.start()
-    await ohif.start()
-    browser = await browse(lambda: chromium(network_log=True))
-    page = OhifPage(browser, NetworkLog(browser, f"{api_url}/dicomweb"), artefacts_dir(tmp_path), "ohif")
-    try:
-        await browse(lambda: stow(settings, four_view_study))
-        await ctx.bus.drain()  # type: ignore[attr-defined]
+    async with (
+        dicomweb_with(settings, four_view_study) as ctx,
+        started(ohif),
+        ohif_in_chromium(f"{api_url}/dicomweb", artefacts_dir(tmp_path), "ohif") as page,
+    ):
+        doctor = create_api_key(ctx.engine, "radiologia", "doctor", [HOSPITAL])
+        elsewhere = create_api_key(ctx.engine, "otro-hospital", "doctor", ["HGE-OTRO"])
         accession = four_view_study.accession_number
 
         # The study list, opened with a doctor's key; OHIF drops the token from the address bar.
         await browse(lambda: page.study_list(f"{ohif_url}/?token={doctor}", four_view_study))
-        assert doctor not in await browse(lambda: browser.current_url)
+        assert doctor not in await browse(lambda: page.browser.current_url)
 
         viewer = f"{ohif_url}/viewer?StudyInstanceUIDs={four_view_study.study_uid}&token={doctor}"
         viewed = await browse(lambda: page.viewer(viewer, four_view_study))
-        assert doctor not in await browse(lambda: browser.current_url)
+        assert doctor not in await browse(lambda: page.browser.current_url)
         assert any(e.method == "OPTIONS" for e in viewed)  # a real cross-origin viewer: preflights answered
 
         # A doctor of another hospital: the API answers, but with no study of ours.
@@ -238,16 +287,6 @@ async def test_ohif_lists_and_shows_a_study_from_our_dicomweb(
         refused = await browse(lambda: page.lists_nothing(f"{ohif_url}/?token=no-es-una-llave", accession))
         assert any(e.status == 401 for e in refused)
         await browse(lambda: page.shot("04-token-invalido"))
-    except Exception:
-        await browse(lambda: page.shot("falla"))
-        raise
-    finally:
-        await browse(browser.quit)
-        await ohif.stop()
-        await api.stop()
-        await ingest.stop()
-        await ctx.bus.stop()
-        ctx.engine.dispose()
 
 
 def sign_in_service() -> Starlette:
@@ -265,8 +304,7 @@ def documented_proxy(port: int, dist: Path, app_config: Path, key: str, api_url:
     nginx reaches the API from ``PROXY_ADDRESS`` (``proxy_bind``) and the browser from 127.0.0.1, so the
     audit log shows which one the API believed.
     """
-    blocks = re.findall(r"```nginx\n(.*?)```", DOCS.read_text(encoding="utf-8"), flags=re.DOTALL)
-    [block] = [block for block in blocks if "location /dicomweb/" in block]
+    [block] = [block for block in documented_blocks("nginx") if "location /dicomweb/" in block]
     replacements = {
         "listen 443 ssl;": f"listen 127.0.0.1:{port};",
         "/srv/ohif/dist": str(dist.resolve()),
@@ -289,65 +327,45 @@ async def test_ohif_behind_the_documented_proxy_needs_a_hospital_session_and_nev
     viewer_url = f"http://127.0.0.1:{proxy_port}"
     api_url = f"http://127.0.0.1:{settings.api_port}"
     settings = settings.model_copy(update={"api_forwarded_allow_ips": [PROXY_ADDRESS]})
-    ctx = build_context(settings)
-    ingest, api = IngestComponent(ctx), register_status_api(ctx)
-    sign_in = WebComponent(sign_in_service(), "127.0.0.1", sign_in_port)
-    viewer_key = create_api_key(ctx.engine, "visor-proxy", "doctor", [HOSPITAL])
-    admin = {"Authorization": f"Bearer {create_api_key(ctx.engine, 'auditoria', 'admin', [])}"}
     app_config = tmp_path / "app-config.js"
     app_config.write_text(documented_config(viewer_url), encoding="utf-8")
-    server_block = documented_proxy(proxy_port, dist, app_config, viewer_key, api_url, f"http://127.0.0.1:{sign_in_port}")
-    await ctx.bus.start()
-    await ingest.start()
-    await api.start()
-    await sign_in.start()
-    proxy = nginx_server(server_block, proxy_port)
-    await browse(proxy.__enter__)
-    browser = await browse(lambda: chromium(network_log=True))
-    page = OhifPage(browser, NetworkLog(browser, f"{viewer_url}/dicomweb"), artefacts_dir(tmp_path), "ohif-proxy")
-    try:
-        await browse(lambda: stow(settings, four_view_study))
-        await ctx.bus.drain()  # type: ignore[attr-defined]
+    async with dicomweb_with(settings, four_view_study) as ctx:
+        viewer_key = create_api_key(ctx.engine, "visor-proxy", "doctor", [HOSPITAL])
+        admin = {"Authorization": f"Bearer {create_api_key(ctx.engine, 'auditoria', 'admin', [])}"}
+        server_block = documented_proxy(proxy_port, dist, app_config, viewer_key, api_url, f"http://127.0.0.1:{sign_in_port}")
+        async with (
+            started(WebComponent(sign_in_service(), "127.0.0.1", sign_in_port)),
+            in_thread(nginx_server(server_block, proxy_port)),
+            ohif_in_chromium(f"{viewer_url}/dicomweb", artefacts_dir(tmp_path), "ohif-proxy") as page,
+        ):
+            # No hospital session: the proxy refuses DICOMweb (401) and OHIF lists nothing.
+            refused = await browse(lambda: page.lists_nothing(f"{viewer_url}/", four_view_study.accession_number))
+            assert refused and {e.status for e in refused} == {401}
+            await browse(lambda: page.shot("00-sin-sesion"))
 
-        # No hospital session: the proxy refuses DICOMweb (401) and OHIF lists nothing.
-        refused = await browse(lambda: page.lists_nothing(f"{viewer_url}/", four_view_study.accession_number))
-        assert refused and {e.status for e in refused} == {401}
-        await browse(lambda: page.shot("00-sin-sesion"))
+            # Signed in (the hospital's session cookie): the study list and the viewer, on one origin.
+            await browse(lambda: page.browser.add_cookie({"name": SSO_COOKIE, "value": SSO_SESSION}))
+            page.network.clear()
+            listed = await browse(lambda: page.study_list(f"{viewer_url}/", four_view_study))
+            viewed = await browse(lambda: page.viewer(
+                f"{viewer_url}/viewer?StudyInstanceUIDs={four_view_study.study_uid}", four_view_study))
+            exchanges = listed + viewed
+            assert not any(e.method == "OPTIONS" for e in exchanges)  # one origin: no CORS preflights
+            # The key stays in the proxy: the page never sends a token, and no address carries one.
+            assert [e.headers for e in exchanges if "authorization" in {h.lower() for h in e.headers}] == []
+            assert not any(viewer_key in e.url for e in exchanges)
 
-        # Signed in (the hospital's session cookie): the study list and the viewer, on one origin.
-        await browse(lambda: browser.add_cookie({"name": SSO_COOKIE, "value": SSO_SESSION}))
-        page.network.clear()
-        listed = await browse(lambda: page.study_list(f"{viewer_url}/", four_view_study))
-        viewed = await browse(lambda: page.viewer(
-            f"{viewer_url}/viewer?StudyInstanceUIDs={four_view_study.study_uid}", four_view_study))
-        exchanges = listed + viewed
-        assert not any(e.method == "OPTIONS" for e in exchanges)  # one origin: no CORS preflights
-        # The key stays in the proxy: the page never sends a token, and no address carries one.
-        assert [e.headers for e in exchanges if "authorization" in {h.lower() for h in e.headers}] == []
-        assert not any(viewer_key in e.url for e in exchanges)
+            async with httpx.AsyncClient(timeout=30) as http:
+                # QIDO-RS links point at the viewer's public address (the proxy's Host), not at the API's.
+                found = (await http.get(f"{viewer_url}/dicomweb/studies", cookies={SSO_COOKIE: SSO_SESSION})).json()
+                [retrieve_url] = found[0]["00081190"]["Value"]
+                assert retrieve_url == f"{viewer_url}/dicomweb/studies/{four_view_study.study_uid}"
 
-        async with httpx.AsyncClient(timeout=30) as http:
-            # QIDO-RS links point at the viewer's public address (the proxy's Host), not at the API's.
-            found = (await http.get(f"{viewer_url}/dicomweb/studies", cookies={SSO_COOKIE: SSO_SESSION})).json()
-            [retrieve_url] = found[0]["00081190"]["Value"]
-            assert retrieve_url == f"{viewer_url}/dicomweb/studies/{four_view_study.study_uid}"
-
-            # The audit log names the browser (X-Forwarded-For from the trusted proxy), not the proxy.
-            audit = (await http.get(f"{api_url}/audit", params={"who": "apikey:visor-proxy"}, headers=admin)).json()
-            assert {e["action"] for e in audit} == {"dicomweb"} and {e["client"] for e in audit} == {"127.0.0.1"}
-            # Anyone else claiming another address in X-Forwarded-For is recorded at their own address.
-            spoofed = {"Authorization": f"Bearer {viewer_key}", "X-Forwarded-For": "203.0.113.9"}
-            assert (await http.get(f"{api_url}/dicomweb/studies", headers=spoofed)).status_code == 200
-            again = (await http.get(f"{api_url}/audit", params={"who": "apikey:visor-proxy"}, headers=admin)).json()
-            assert len(again) == len(audit) + 1 and {e["client"] for e in again} == {"127.0.0.1"}
-    except Exception:
-        await browse(lambda: page.shot("falla"))
-        raise
-    finally:
-        await browse(browser.quit)
-        await browse(lambda: proxy.__exit__(None, None, None))
-        await sign_in.stop()
-        await api.stop()
-        await ingest.stop()
-        await ctx.bus.stop()
-        ctx.engine.dispose()
+                # The audit log names the browser (X-Forwarded-For from the trusted proxy), not the proxy.
+                audit = (await http.get(f"{api_url}/audit", params={"who": "apikey:visor-proxy"}, headers=admin)).json()
+                assert {e["action"] for e in audit} == {"dicomweb"} and {e["client"] for e in audit} == {"127.0.0.1"}
+                # Anyone else claiming another address in X-Forwarded-For is recorded at their own address.
+                spoofed = {"Authorization": f"Bearer {viewer_key}", "X-Forwarded-For": "203.0.113.9"}
+                assert (await http.get(f"{api_url}/dicomweb/studies", headers=spoofed)).status_code == 200
+                again = (await http.get(f"{api_url}/audit", params={"who": "apikey:visor-proxy"}, headers=admin)).json()
+                assert len(again) == len(audit) + 1 and {e["client"] for e in again} == {"127.0.0.1"}
