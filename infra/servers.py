@@ -716,6 +716,17 @@ def dcmtk_tool(name: str) -> str:
     raise FileNotFoundError(f"DCMTK '{name}' not found on PATH; run infra/setup-debian.sh")
 
 
+# --------------------------------------------------------------------------- dicom3tools
+
+
+def dicom3tools_tool(name: str) -> str:
+    """Path of a dicom3tools program (e.g. ``dciodvfy``, the IOD validator that judges what we write)."""
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"dicom3tools '{name}' not found on PATH; run infra/setup-debian.sh")
+    return found
+
+
 # --------------------------------------------------------------------------- CLI
 
 LAUNCHERS: dict[str, Callable[[], contextlib.AbstractContextManager[object]]] = {

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Install the Debian packages the real-server tests need (PostgreSQL server, DCMTK tools,
 # the JDK/Maven used to fetch and run Kafka, Chromium + chromedriver for the browser tests, npm
-# to fetch the OHIF viewer, and nginx as the reverse proxy in front of OHIF and the API)
-# when they are missing.
+# to fetch the OHIF viewer, nginx as the reverse proxy in front of OHIF and the API, and dicom3tools,
+# whose dciodvfy judges every DICOM object the project writes) when they are missing.
 # MinIO is built by infra/minio/fetch.sh with a Go toolchain >= 1.24, which Debian 12's
 # golang-go (1.19) is too old for; install Go from the upstream tarball when needed.
 # Idempotent and non-interactive; runs `apt-get update` only when something must be installed.
 # Run as root (or through sudo when available).
 set -euo pipefail
 
-packages=(postgresql dcmtk orthanc default-jdk-headless maven chromium chromium-driver npm nginx-light)
+packages=(postgresql dcmtk dicom3tools orthanc default-jdk-headless maven chromium chromium-driver npm nginx-light)
 
 missing=()
 for pkg in "${packages[@]}"; do
