@@ -134,8 +134,11 @@ def init_db(engine: Engine, tables: list[type[SQLModel]]) -> None:
 
     A table of ``tables`` that no revision creates yet is created directly, with a warning, so a
     service keeps working while its revision is written; the migration tests fail until it is.
+    A database that is not up yet is waited for: services start in any order.
     """
-    upgrade_db(engine)
+    from shared.reliability.retry import until_available_sync
+
+    until_available_sync(lambda: upgrade_db(engine), "database schema")
     inspector = inspect(engine)
     missing = [table.__table__ for table in tables if not inspector.has_table(table.__tablename__)]  # type: ignore[attr-defined]
     if missing:

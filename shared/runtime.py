@@ -47,6 +47,21 @@ class Component(Protocol):
 Registrar = Callable[[ServiceContext], Component | None]
 
 
+class ComponentGroup:
+    """Several components of one service, started in order and stopped in reverse."""
+
+    def __init__(self, components: list[Component]) -> None:
+        self.components = components
+
+    async def start(self) -> None:
+        for component in self.components:
+            await component.start()
+
+    async def stop(self) -> None:
+        for component in reversed(self.components):
+            await component.stop()
+
+
 class WebComponent:
     """Runs an ASGI application with uvicorn inside the service's event loop."""
 
@@ -92,11 +107,12 @@ class WebComponent:
 def build_context(settings: Settings, client_id: str = "mdd") -> ServiceContext:
     """Adapters chosen by settings (memory or Kafka, folder or MinIO, SQLite or PostgreSQL)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url, settings.database_pool_size)
     return ServiceContext(
         settings=settings,
-        bus=build_bus(settings, client_id=client_id),
+        bus=build_bus(settings, client_id=client_id, engine=engine),
         store=build_store(settings),
-        engine=make_engine(settings.resolved_database_url, settings.database_pool_size),
+        engine=engine,
     )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import MetaData
 from sqlmodel import SQLModel
 
 TABLE_MODULES: Final[tuple[str, ...]] = (
+    "shared.reliability.tables",
     "services.ingest.tables",
     "services.ingest.poller",
     "services.notify.tables",

@@ -56,7 +56,10 @@ class Settings(BaseSettings):
 
     transport: Transport = Field("memory", description="memory (un proceso / one process) o kafka")
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Servidores Kafka / Kafka bootstrap servers")
-    kafka_partitions: int = Field(3, ge=1, description="Particiones al crear tópicos / partitions of new topics")
+    kafka_partitions: int = Field(
+        6, ge=1, description="Particiones al crear tópicos: hasta tantas réplicas por servicio / partitions of new topics: "
+        "up to that many replicas per service"
+    )
     kafka_replication_factor: int = Field(1, ge=1, description="Réplicas al crear tópicos / replication factor")
     kafka_security_protocol: KafkaSecurityProtocol = Field(
         "PLAINTEXT", description="PLAINTEXT, SASL_PLAINTEXT o SASL_SSL hacia Kafka / Kafka security protocol"
@@ -176,7 +179,20 @@ class Settings(BaseSettings):
     notify_send_attempts: int = Field(3, ge=1, description="Intentos por mensaje antes de darlo por fallido / attempts per message")
     notify_backoff_seconds: float = Field(1.0, ge=0, description="Espera inicial entre intentos de envío (exponencial) / send backoff")
     notify_sending_lease_seconds: float = Field(
-        600.0, ge=0, description="Tras este tiempo un envío interrumpido se marca incierto / interrupted send becomes uncertain after"
+        60.0, gt=0,
+        description="Tras este tiempo otro proceso retoma un envío interrumpido (reenvía correo y webhooks con el mismo "
+        "identificador; SMS y chat quedan inciertos y se avisa a TI) / after this an interrupted send is taken over (e-mail "
+        "and webhooks resent under the same id; SMS and chat become uncertain and IT is told)",
+    )
+    alert_deadline_seconds: float = Field(
+        120.0, gt=0,
+        description="Plazo para que un resultado ROJO llegue a sus destinatarios; vencido se reenvía y luego se avisa a TI / "
+        "deadline for a RED result to reach its people; past it the study is re-driven, then IT is alerted",
+    )
+    it_alert_channels: list[str] = Field(
+        default_factory=list,
+        description='Canales de TI para alertas del sistema (ROJO sin notificar, entregas inciertas), JSON: correos o URLs de '
+        'apprise / IT channels for system alerts (RED not notified, uncertain deliveries): ["ti@hospital.mx", "tgram://…"]',
     )
     public_base_url: str = Field("http://127.0.0.1:8000", description="URL pública de la API para enlaces / link base")
     provider_link_ttl_seconds: int = Field(

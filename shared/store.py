@@ -18,6 +18,7 @@ from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from shared.digests import ContentDigest, digest_bytes, digest_file
+from shared.reliability.retry import until_available_sync
 from shared.settings import Settings
 
 CHUNK_BYTES = 1024 * 1024
@@ -205,9 +206,16 @@ class MinioStore:
         self.uploader = StreamingUploader(endpoint, Credentials(access_key, secret_key), region, secure)
 
     def ensure_buckets(self, buckets: list[str]) -> None:
+        from minio.error import S3Error
+
         for bucket in buckets:
-            if not self.client.bucket_exists(bucket):
+            if self.client.bucket_exists(bucket):
+                continue
+            try:
                 self.client.make_bucket(bucket)
+            except S3Error as exc:  # another service made it at the same moment: that is what we wanted
+                if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
 
     def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         digest = digest_bytes(data)
@@ -274,5 +282,9 @@ def build_store(settings: Settings) -> ObjectStore:
         )
     else:
         store = LocalStore(settings.resolved_store_dir)
-    store.ensure_buckets([settings.bucket_dicom, settings.bucket_derived, settings.bucket_results])
+    # A store that is not up yet is waited for: services start in any order.
+    until_available_sync(
+        lambda: store.ensure_buckets([settings.bucket_dicom, settings.bucket_derived, settings.bucket_results]),
+        "object store buckets",
+    )
     return store

@@ -1,0 +1,118 @@
+"""One retry policy: capped exponential backoff, and waiting out an unavailable dependency.
+
+``Backoff`` says how long to wait before the n-th retry. ``until_available`` (async) and
+``until_available_sync`` (threads) run a call again and again while it fails because a dependency
+is down, recording the outage in :data:`shared.reliability.health.HEALTH`; a deterministic error is
+raised at once for the caller to count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from shared.reliability.errors import Dependency, describe, unavailable_dependency
+from shared.reliability.health import HEALTH, DependencyHealth
+
+log = logging.getLogger("mdd.reliability")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff with a little jitter (so that replicas do not retry in step)."""
+
+    initial: float = 0.5
+    factor: float = 2.0
+    cap: float = 15.0
+    jitter: float = 0.1
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 = the first retry)."""
+        base = min(self.cap, self.initial * self.factor ** max(0, retry - 1))
+        return base * (1 + random.uniform(-self.jitter, self.jitter)) if self.jitter else base
+
+
+#: How services wait for a dependency that is down: quick at first, then every 15 s at most.
+DEPENDENCY_BACKOFF = Backoff(initial=0.5, factor=2.0, cap=15.0)
+
+
+def note_outage(health: DependencyHealth, dependency: Dependency, what: str, exc: BaseException) -> None:
+    """Record (and log, once per outage) that ``what`` waits for ``dependency``."""
+    if health.mark_down(dependency, what, describe(exc)):
+        log.warning(
+            "Dependencia no disponible (%s); %s espera sin gastar intentos / dependency unavailable, waiting: %s",
+            dependency.value, what, describe(exc),
+        )
+
+
+def note_recovery(health: DependencyHealth, dependency: Dependency, what: str) -> None:
+    """Record (and log) that ``dependency`` answered again."""
+    if (outage := health.mark_up(dependency)) is not None:
+        log.warning("Dependencia disponible de nuevo (%s) / dependency back: %s", dependency.value, what)
+        del outage
+
+
+async def until_available(
+    call: Callable[[], Awaitable[T]],
+    what: str,
+    backoff: Backoff = DEPENDENCY_BACKOFF,
+    health: DependencyHealth = HEALTH,
+    stop: asyncio.Event | None = None,
+) -> T:
+    """``await call()`` until it does not fail for want of a dependency; other errors are raised.
+
+    ``stop``, when set, ends the wait by raising the last transient error.
+    """
+    retry = 0
+    waited_on: Dependency | None = None
+    while True:
+        try:
+            result = await call()
+        except Exception as exc:
+            dependency = unavailable_dependency(exc)
+            if dependency is None or (stop is not None and stop.is_set()):
+                raise
+            note_outage(health, dependency, what, exc)
+            waited_on = dependency
+            retry += 1
+            await asyncio.sleep(backoff.delay(retry))
+            continue
+        if waited_on is not None:
+            note_recovery(health, waited_on, what)
+        return result
+
+
+def until_available_sync(
+    call: Callable[[], T], what: str, backoff: Backoff = DEPENDENCY_BACKOFF, health: DependencyHealth = HEALTH,
+    deadline: float | None = None,
+) -> T:
+    """``call()`` in a thread until it does not fail for want of a dependency; other errors are raised.
+
+    With ``deadline`` (a ``time.monotonic()`` value), the last transient error is raised once it passes.
+    """
+    retry = 0
+    waited_on: Dependency | None = None
+    while True:
+        try:
+            result = call()
+        except Exception as exc:
+            dependency = unavailable_dependency(exc)
+            if dependency is None:
+                raise
+            note_outage(health, dependency, what, exc)
+            waited_on = dependency
+            retry += 1
+            pause = backoff.delay(retry)
+            if deadline is not None and time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            continue
+        if waited_on is not None:
+            note_recovery(health, waited_on, what)
+        return result
