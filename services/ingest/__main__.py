@@ -14,20 +14,20 @@ from services.ingest.handlers import handle_echo, make_request_handler, make_sto
 from services.ingest.intake import Ingest
 from services.ingest.poller import PacsPoll, PacsPoller
 from services.ingest.tables import AssemblingStudy, StoredInstance
+from shared.reliability.tables import RELIABILITY_TABLES
 
 SERVICE = "ingest"
 
 
 class IngestComponent:
-    """Runs the SCP and the quiet-study watcher."""
+    """Runs the SCP, the HTTP front doors, the quiet-study scan and the PACS poller (the last two on the lease holder)."""
 
     def __init__(self, ctx: ServiceContext) -> None:
-        init_db(ctx.engine, [StoredInstance, AssemblingStudy, PacsPoll])
+        init_db(ctx.engine, [StoredInstance, AssemblingStudy, PacsPoll, *RELIABILITY_TABLES])
         self.ctx = ctx
         self.ingest = Ingest(ctx.settings, ctx.store, ctx.bus, ctx.engine)
         self._server = None
-        self._watcher: asyncio.Task[None] | None = None
-        self._poller: asyncio.Task[None] | None = None
+        self._poller = PacsPoller(self.ingest).periodic() if ctx.settings.pacs_host else None
         self._web = WebComponent(create_ingest_app(self.ingest), ctx.settings.ingest_http_host, ctx.settings.ingest_http_port)
 
     async def start(self) -> None:
@@ -49,16 +49,16 @@ class IngestComponent:
             ssl_context=context,
             early_upload=self.ingest.start_upload,
         )
-        self._watcher = asyncio.create_task(self.ingest.watch_quiet_studies())
-        if settings.pacs_host:
-            self._poller = asyncio.create_task(PacsPoller(self.ingest).run())
+        await self.ingest.quiet_scan.start()
+        if self._poller is not None:
+            await self._poller.start()
         await self._web.start()
 
     async def stop(self) -> None:
         await self._web.stop()
-        for task in (self._watcher, self._poller):
-            if task:
-                task.cancel()
+        for task in (self.ingest.quiet_scan, self._poller):
+            if task is not None:
+                await task.stop()
         if self._server:
             await asyncio.to_thread(self._server.shutdown)
 

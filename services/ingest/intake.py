@@ -11,10 +11,11 @@ import asyncio
 import hashlib
 import io
 import logging
-import threading
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -24,6 +25,11 @@ from sqlmodel import Session, col, select
 from shared.bus import Bus
 from shared.events import InstanceStored, StudyCompleted, ViewRef, producer, utc_now
 from shared.logs import bind_study
+from shared.reliability.crashpoints import crash_point
+from shared.reliability.errors import Dependency, describe, unavailable_dependency
+from shared.reliability.lease import LeaderLease
+from shared.reliability.outbox import add_events
+from shared.reliability.periodic import PeriodicTask
 from shared.settings import Settings
 from shared.digests import ContentDigest, digest_bytes, digest_file
 from shared.store import GrowingUpload, ObjectStore, UploadsWhileWriting
@@ -134,15 +140,43 @@ def _envelope(study: AssemblingStudy) -> dict[str, object]:
     }
 
 
+def instance_event_id(hospital_id: str, sop_instance_uid: str, sha256: str) -> UUID:
+    """The one id of the ``instance.stored`` of an instance's content: a resend or a redelivery is the same event."""
+    return uuid5(NAMESPACE_URL, f"mdd-ingest:stored:{hospital_id}:{sop_instance_uid}:{sha256}")
+
+
+def completed_event_id(hospital_id: str, study_uid: str) -> UUID:
+    """The one id of a study's ``study.completed``."""
+    return uuid5(NAMESPACE_URL, f"mdd-ingest:completed:{hospital_id}:{study_uid}")
+
+
+QUIET_SCAN_LEASE = "ingest.quiet-scan"
+
+
 class Ingest:
-    """Stores instances, publishes their events and completes studies."""
+    """Stores instances, publishes their events and completes studies.
+
+    Each instance is written to the store first (its key is fixed by its identifiers, so writing it
+    again is harmless), then recorded with its ``instance.stored`` event — and the study's
+    ``study.completed`` when it is the last standard view — in one database transaction that holds
+    the study's row lock (several associations and several ingest replicas assemble a study without
+    stepping on each other). The events leave through the outbox: the C-STORE is answered Success
+    once the broker has accepted them; if it does not in time, the modality is told to retry, and
+    the relay publishes what was recorded anyway.
+    """
 
     def __init__(self, settings: Settings, store: ObjectStore, bus: Bus, engine: Engine) -> None:
         self.settings = settings
         self.store = store
         self.bus = bus
         self.engine = engine
-        self._lock = threading.Lock()
+        self.outbox = bus.outbox
+        self.quiet_scan = PeriodicTask(
+            QUIET_SCAN_LEASE,
+            lambda: asyncio.to_thread(self.complete_quiet_studies),
+            quiet_scan_interval(settings.study_quiet_seconds),
+            lease=LeaderLease(engine, QUIET_SCAN_LEASE, ttl_seconds=max(10.0, 3 * quiet_scan_interval(settings.study_quiet_seconds))),
+        )
 
     def accept(
         self,
@@ -210,6 +244,10 @@ class Ingest:
         try:
             return self._store_and_publish(encoded, header, calling_ae, hospital_id, digest, upload)
         except Exception as exc:  # the SCP must answer a status and keep serving, whatever happens
+            dependency = unavailable_dependency(exc)
+            if dependency is not None:
+                log.error("Dependencia no disponible / dependency unavailable (%s): %s", dependency.value, describe(exc))
+                return StoreOutcome(OUT_OF_RESOURCES, f"{UNAVAILABLE_WORDS[dependency]}: {type(exc).__name__}")
             log.exception("Error interno al almacenar / internal error while storing")
             return StoreOutcome(OUT_OF_RESOURCES, f"Error interno / internal error: {type(exc).__name__}")
 
@@ -227,84 +265,111 @@ class Ingest:
             content = digest_file(encoded) if isinstance(encoded, Path) else digest_bytes(encoded)
         digest, size = content.sha256, content.size
         key = object_key(hospital_id, header.study_uid, header.series_uid, header.sop_instance_uid)
-        with self._lock, Session(self.engine, expire_on_commit=False) as session:
+        with Session(self.engine) as session:
             known = session.get(StoredInstance, header.sop_instance_uid)
-            if known is not None and known.sha256 == digest:
-                return StoreOutcome(SUCCESS, "Instancia ya almacenada / already stored", duplicate=True)
-            study = session.get(AssemblingStudy, header.study_uid) or self._new_study(header, hospital_id)
-            with bind_study(header.study_uid, study.correlation_id):
-                try:
-                    if upload is not None and upload.key == key and isinstance(encoded, Path):
-                        upload.complete(size)
-                    elif isinstance(encoded, Path):
-                        self.store.put_file(self.settings.bucket_dicom, key, encoded, "application/dicom", content)
-                    else:
-                        self.store.put_bytes(self.settings.bucket_dicom, key, encoded, "application/dicom")
-                except Exception as exc:
-                    log.error("Almacén no disponible / store unavailable: %r", exc)
-                    return StoreOutcome(OUT_OF_RESOURCES, f"Almacén no disponible / store unavailable: {exc}")
-                event = InstanceStored(
-                    **_envelope(study),
-                    sop_instance_uid=header.sop_instance_uid,
-                    series_instance_uid=header.series_uid,
-                    sop_class_uid=header.sop_class_uid,
-                    transfer_syntax_uid=header.transfer_syntax_uid,
-                    modality=header.modality,
-                    laterality=header.laterality,
-                    view_position=header.view_position,
-                    object_key=key,
-                    size_bytes=size,
-                    sha256=digest,
-                    patient_key=study.patient_key,
-                    calling_ae=calling_ae,
-                )
-                try:
-                    self.bus.publish_from_thread(event, self.settings.publish_timeout_seconds)
-                except Exception as exc:
-                    log.error("Broker no disponible / broker unavailable: %r", exc)
-                    return StoreOutcome(OUT_OF_RESOURCES, f"Broker no disponible / broker unavailable: {exc!r}")
-                now = utc_now()
-                study.last_instance_at = now
-                study.views_seen = sorted({*study.views_seen, view_label(header.laterality, header.view_position)})
-                session.add(study)
-                (session.add if known is None else session.merge)(
-                    StoredInstance(
-                        sop_instance_uid=header.sop_instance_uid,
-                        study_uid=header.study_uid,
-                        series_instance_uid=header.series_uid,
-                        object_key=key,
-                        sha256=digest,
-                        size_bytes=size,
-                        laterality=header.laterality,
-                        view_position=header.view_position,
-                        stored_at=now,
-                    )
-                )
-                session.commit()
-                log.info("Instancia almacenada / instance stored: %s", key)
-                if study.completed_at is None and has_standard_views(parse_view_label(v) for v in study.views_seen):
-                    self._complete(session, study, "all_views")
+        if known is not None and known.sha256 == digest:
+            # Stored before; its event may still be waiting for the broker (a retry after 0xA700).
+            self.outbox.flush_from_thread([str(instance_event_id(hospital_id, header.sop_instance_uid, digest))],
+                                          self.settings.publish_timeout_seconds)
+            return StoreOutcome(SUCCESS, "Instancia ya almacenada / already stored", duplicate=True)
+        if upload is not None and upload.key == key and isinstance(encoded, Path):
+            upload.complete(size)
+        elif isinstance(encoded, Path):
+            self.store.put_file(self.settings.bucket_dicom, key, encoded, "application/dicom", content)
+        else:
+            self.store.put_bytes(self.settings.bucket_dicom, key, encoded, "application/dicom")
+        crash_point("ingest.stored")
+        event_ids, correlation_id = self._record(header, hospital_id, key, content, calling_ae)
+        crash_point("ingest.recorded")
+        with bind_study(header.study_uid, correlation_id):
+            self.outbox.flush_from_thread(event_ids, self.settings.publish_timeout_seconds)
+            log.info("Instancia almacenada / instance stored: %s", key)
         return StoreOutcome(SUCCESS, "Almacenada / stored")
 
-    def _new_study(self, header: InstanceHeader, hospital_id: str) -> AssemblingStudy:
+    def _lock_study(self, session: Session, header: InstanceHeader, hospital_id: str) -> AssemblingStudy:
+        """The study's row, created if new, locked until the transaction ends (the first statement writes,
+        so on SQLite the transaction holds the database's write lock from its start)."""
         now = utc_now()
-        return AssemblingStudy(
-            study_uid=header.study_uid,
-            hospital_id=hospital_id,
-            correlation_id=str(uuid.uuid4()),
-            accession_number=header.accession_number,
-            patient_key=patient_key(hospital_id, header.patient_id),
-            first_instance_at=now,
-            last_instance_at=now,
-        )
+        values = {
+            "study_uid": header.study_uid, "hospital_id": hospital_id, "correlation_id": str(uuid.uuid4()),
+            "accession_number": header.accession_number, "patient_key": patient_key(hospital_id, header.patient_id),
+            "first_instance_at": now, "last_instance_at": now, "views_seen": [],
+        }
+        if session.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        statement = dialect_insert(AssemblingStudy).values(**values)
+        session.execute(statement.on_conflict_do_update(index_elements=["study_uid"], set_={"study_uid": statement.excluded.study_uid}))
+        return session.exec(select(AssemblingStudy).where(AssemblingStudy.study_uid == header.study_uid).with_for_update()).one()
 
-    def _complete(self, session: Session, study: AssemblingStudy, reason: str) -> bool:
-        """Publish ``study.completed`` and remember it; False when the broker refused it."""
+    def _record(
+        self, header: InstanceHeader, hospital_id: str, key: str, content: ContentDigest, calling_ae: str
+    ) -> tuple[list[str], str]:
+        """Record the stored instance, its event and — when it completes the views — the study's, in one
+        transaction; the outbox ids to flush, and the study's correlation id."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            study = self._lock_study(session, header, hospital_id)
+            with bind_study(study.study_uid, study.correlation_id):
+                return self._record_locked(session, study, header, key, content, calling_ae), study.correlation_id
+
+    def _record_locked(
+        self, session: Session, study: AssemblingStudy, header: InstanceHeader, key: str, content: ContentDigest, calling_ae: str
+    ) -> list[str]:
+        """``_record`` with the study's row held."""
+        hospital_id = study.hospital_id
+        known = session.get(StoredInstance, header.sop_instance_uid)
+        event = InstanceStored(
+            **_envelope(study),
+            event_id=instance_event_id(hospital_id, header.sop_instance_uid, content.sha256),
+            sop_instance_uid=header.sop_instance_uid,
+            series_instance_uid=header.series_uid,
+            sop_class_uid=header.sop_class_uid,
+            transfer_syntax_uid=header.transfer_syntax_uid,
+            modality=header.modality,
+            laterality=header.laterality,
+            view_position=header.view_position,
+            object_key=key,
+            size_bytes=content.size,
+            sha256=content.sha256,
+            patient_key=study.patient_key,
+            calling_ae=calling_ae,
+        )
+        event_ids = add_events(session, [event])
+        if known is not None and known.sha256 == content.sha256:  # the same instance, recorded meanwhile
+            session.commit()
+            return event_ids
+        now = utc_now()
+        study.last_instance_at = now
+        study.views_seen = sorted({*study.views_seen, view_label(header.laterality, header.view_position)})
+        session.add(study)
+        (session.add if known is None else session.merge)(
+            StoredInstance(
+                sop_instance_uid=header.sop_instance_uid,
+                study_uid=header.study_uid,
+                series_instance_uid=header.series_uid,
+                object_key=key,
+                sha256=content.sha256,
+                size_bytes=content.size,
+                laterality=header.laterality,
+                view_position=header.view_position,
+                stored_at=now,
+            )
+        )
+        if study.completed_at is None and has_standard_views(parse_view_label(v) for v in study.views_seen):
+            event_ids += self._complete(session, study, "all_views")
+        session.commit()
+        return event_ids
+
+    def _complete(self, session: Session, study: AssemblingStudy, reason: str) -> list[str]:
+        """Mark the study completed and write its ``study.completed`` to the outbox (the caller commits)."""
+        session.flush()
         instances = session.exec(
             select(StoredInstance).where(StoredInstance.study_uid == study.study_uid).order_by(col(StoredInstance.stored_at))
         ).all()
         event = StudyCompleted(
             **_envelope(study),
+            event_id=completed_event_id(study.hospital_id, study.study_uid),
             patient_key=study.patient_key,
             reason=reason,  # type: ignore[arg-type]
             views=[
@@ -318,36 +383,57 @@ class Ingest:
                 for row in instances
             ],
         )
-        with bind_study(study.study_uid, study.correlation_id):
-            try:
-                self.bus.publish_from_thread(event, self.settings.publish_timeout_seconds)
-            except Exception as exc:
-                log.error("No se pudo publicar study.completed; se reintentará / will retry: %r", exc)
-                return False
-            study.completed_at = utc_now()
-            study.completion_reason = reason
-            session.add(study)
-            session.commit()
-            log.info("Estudio completo / study completed (%s, %d instancias)", reason, len(instances))
-        return True
+        study.completed_at = utc_now()
+        study.completion_reason = reason
+        session.add(study)
+        log.info("Estudio completo / study completed (%s, %d instancias): %s", reason, len(instances), study.study_uid)
+        return add_events(session, [event])
 
     def complete_quiet_studies(self) -> int:
-        """Complete every study that has been quiet for the configured time; returns how many."""
-        now = utc_now()
+        """Complete every study that has been quiet for the configured time; returns how many.
+
+        Each study is completed in its own transaction under its row lock (an instance arriving at the
+        same moment either makes it before the completion or finds the study completed).
+        """
+        cutoff = utc_now() - timedelta(seconds=self.settings.study_quiet_seconds)
+        with Session(self.engine) as session:
+            candidates = session.exec(
+                select(AssemblingStudy.study_uid).where(
+                    col(AssemblingStudy.completed_at).is_(None), col(AssemblingStudy.last_instance_at) <= cutoff
+                )
+            ).all()
         completed = 0
-        with self._lock, Session(self.engine) as session:
-            pending = session.exec(select(AssemblingStudy).where(col(AssemblingStudy.completed_at).is_(None))).all()
-            for study in pending:
-                if quiet_since(study.last_instance_at, now, self.settings.study_quiet_seconds):
-                    completed += self._complete(session, study, "quiet_period")
+        for study_uid in candidates:
+            with Session(self.engine, expire_on_commit=False) as session:
+                study = session.exec(
+                    select(AssemblingStudy).where(AssemblingStudy.study_uid == study_uid).with_for_update()
+                ).one_or_none()
+                if study is None or study.completed_at is not None or not quiet_since(
+                    study.last_instance_at, utc_now(), self.settings.study_quiet_seconds
+                ):
+                    continue
+                with bind_study(study.study_uid, study.correlation_id):
+                    event_ids = self._complete(session, study, "quiet_period")
+                    session.commit()
+            completed += 1
+            crash_point("ingest.completed")
+            with bind_study(study.study_uid, study.correlation_id):
+                try:
+                    self.outbox.flush_from_thread(event_ids, self.settings.publish_timeout_seconds)
+                except Exception as exc:  # recorded: the outbox relay publishes it once the broker is back
+                    log.warning("study.completed pendiente en la bandeja de salida / left in the outbox: %r", exc)
         return completed
 
-    async def watch_quiet_studies(self) -> None:
-        """Forever: complete quiet studies (also those left open by a restart)."""
-        interval = min(5.0, max(0.2, self.settings.study_quiet_seconds / 4))
-        while True:
-            try:
-                await asyncio.to_thread(self.complete_quiet_studies)
-            except Exception:
-                log.exception("Fallo al revisar estudios inactivos / quiet-study check failed")
-            await asyncio.sleep(interval)
+
+def quiet_scan_interval(quiet_seconds: float) -> float:
+    """How often the leader looks for quiet studies: a quarter of the quiet period, between 0.2 and 5 s."""
+    return min(5.0, max(0.2, quiet_seconds / 4))
+
+
+UNAVAILABLE_WORDS = {
+    Dependency.STORE: "Almacén no disponible / store unavailable",
+    Dependency.DATABASE: "Base de datos no disponible / database unavailable",
+    Dependency.BROKER: "Broker no disponible / broker unavailable",
+    Dependency.NETWORK: "Red no disponible / network unavailable",
+}
+UNAVAILABLE_WORDS.update({d: f"{d.value} no disponible / unavailable" for d in Dependency if d not in UNAVAILABLE_WORDS})

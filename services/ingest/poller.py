@@ -9,6 +9,8 @@ from datetime import timedelta
 from sqlmodel import Field, Session, SQLModel
 
 from shared.events import utc_now
+from shared.reliability.lease import LeaderLease
+from shared.reliability.periodic import PeriodicTask
 from services.ingest.adapters.pacs import find_studies, get_study
 from services.ingest.adapters.scp import ReceivedInstance
 from services.ingest.intake import Ingest
@@ -91,11 +93,9 @@ class PacsPoller:
             log.warning("Instancia del PACS rechazada 0x%04X: %s", outcome.status, outcome.message)
         return outcome.status
 
-    async def run(self) -> None:
-        """Forever: poll, then wait ``MDD_PACS_POLL_SECONDS``."""
-        while True:
-            try:
-                await asyncio.to_thread(self.poll_once)
-            except Exception:
-                log.exception("Sondeo del PACS fallido / PACS poll failed; se reintentará / will retry")
-            await asyncio.sleep(self.ingest.settings.pacs_poll_seconds)
+    def periodic(self) -> PeriodicTask:
+        """The poll as a periodic task every ``MDD_PACS_POLL_SECONDS``, run by one ingest replica at a time."""
+        interval = self.ingest.settings.pacs_poll_seconds
+        name = f"ingest.pacs-poll:{self.key}"
+        return PeriodicTask(name, lambda: asyncio.to_thread(self.poll_once), interval,
+                            lease=LeaderLease(self.ingest.engine, name, ttl_seconds=max(30.0, 3 * interval)))

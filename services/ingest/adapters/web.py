@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from shared.reliability.health import HealthReport, health_report
 from services.ingest.intake import Ingest, read_header
 from services.ingest.stow import (
     PROCESSING_FAILURE,
@@ -114,10 +115,10 @@ async def upload_zip(request: Request) -> UploadReport:
             raise HTTPException(400, f"El archivo no es un ZIP válido / not a valid ZIP: {exc}") from exc
 
 
-@router.get("/healthz", tags=["salud / health"])
-def healthz() -> dict[str, str]:
-    """Vivo / alive."""
-    return {"status": "ok"}
+@router.get("/healthz", response_model=HealthReport, tags=["salud / health"])
+def healthz(request: Request) -> HealthReport:
+    """Vivo y qué dependencia falta / alive, and which dependency is down."""
+    return health_report(_ingest(request).engine, True)
 
 
 def create_ingest_app(ingest: Ingest) -> FastAPI:
