@@ -6,7 +6,7 @@ import logging
 
 from shared.db import init_db
 from shared.events import StudyFailed, StudyInferred, StudyOverdue
-from shared.runtime import ServiceContext
+from shared.runtime import ComponentGroup, ServiceContext
 from services.notify.config import load_rulebook
 from services.notify.delivery import SERVICE, Deliverer
 from services.notify.digest import DailyDigest
@@ -25,7 +25,7 @@ def register_rules(ctx: ServiceContext) -> NotifyScheduler:
     if ctx.settings.notify_rules_file is not None and (ctx.settings.notify_emails or ctx.settings.notify_red_emails):
         log.warning("MDD_NOTIFY_EMAILS se ignora: manda el archivo de reglas / ignored: the rules file decides")
     init_db(ctx.engine, [NotificationRecord, GreenStudy])
-    deliverer = Deliverer(ctx)
+    deliverer = Deliverer(ctx, book)
     handlers = NotifyHandlers(ctx, book, deliverer)
     ctx.bus.subscribe(StudyInferred, handlers.on_event, service=SERVICE)
     ctx.bus.subscribe(StudyFailed, handlers.on_event, service=SERVICE, group=f"{SERVICE}-failures")
@@ -33,12 +33,12 @@ def register_rules(ctx: ServiceContext) -> NotifyScheduler:
     return NotifyScheduler(DailyDigest(ctx.settings, ctx.engine, book, deliverer), deliverer)
 
 
-def register(ctx: ServiceContext) -> NotifyScheduler:
-    """Every notify subscriber, one line each; the component that runs the digests."""
+def register(ctx: ServiceContext) -> ComponentGroup:
+    """Every notify subscriber, one line each; the components that run their sweeps and the digests."""
     scheduler = register_rules(ctx)  # rules per hospital: e-mail, SMS, webhooks, chat; daily digest
     register_pacs_results(ctx)  # SR and mosaic back to the hospital's PACS, when one is configured
-    register_providers(ctx)  # external providers: signed webhooks and their own topics
-    return scheduler
+    providers = register_providers(ctx)  # external providers: signed webhooks and their own topics
+    return ComponentGroup([scheduler, providers])
 
 
 if __name__ == "__main__":

@@ -154,6 +154,23 @@ class RuleBook:
         """A hospital's own rules, else those of ``*``, else none."""
         return self.hospitals.get(hospital_id) or self.hospitals.get(ANY_HOSPITAL)
 
+    def channel(self, hospital_id: str, rule_id: str, recipient_id: str, kind: str, target: str) -> Channel | None:
+        """The channel a recorded delivery goes through, looked up again (its URL holds secrets, never stored).
+
+        The hospital's own rules are searched first, then those of ``*``; ``None`` when the rules no
+        longer have it.
+        """
+        for hospital in (self.hospitals.get(hospital_id), self.hospitals.get(ANY_HOSPITAL)):
+            for rule in hospital.rules if hospital else ():
+                if rule.id != rule_id:
+                    continue
+                for recipient in rule.recipients:
+                    if recipient.id == recipient_id:
+                        for channel in rule.channels_of(recipient):
+                            if channel.kind == kind and channel.target == target:
+                                return channel
+        return None
+
 
 def _zone(name: str) -> ZoneInfo:
     try:

@@ -1,41 +1,57 @@
-"""Sending each notification once and only once, as far as anyone outside can see.
+"""Every notification at least once, and seen once: intent recorded first, then sent under a stable id.
 
-A delivery is claimed in ``notify_delivery`` before anything is sent, so a redelivered event or a
-restarted service finds the claim and sends nothing again. A send that fails is retried with
-exponential backoff; after the last attempt the claim is ``failed`` and the original event goes to
-the dead-letter topic. A claim still ``sending`` with nobody working on it (the service stopped
-mid-send) is not resent — the message may already be out — but marked ``uncertain``, reported as a
-failed ``notification.sent`` and dead-lettered, so that a person checks it.
+A notification is first recorded as an intent in ``notify_delivery`` (its rendered subject and
+body, its channel's printable target and a Message-ID fixed by its key), then claimed and sent
+(:mod:`shared.reliability.claims`). The sweep sends whatever is due: intents whose first try was
+postponed, and claims whose owner died mid-send (its lease ran out).
 
-The ``notification.sent`` of a delivery has a fixed event id, so publishing it again (after a
-crash between the database and the broker) is harmless for every consumer.
+- A channel that is down (SMTP server, SMS gateway, webhook answering 5xx) postpones the message
+  with capped backoff, as long as it takes, without spending an attempt.
+- A channel that refuses the message spends an attempt; after ``MDD_NOTIFY_SEND_ATTEMPTS`` the
+  delivery is ``failed``, reported, and its event dead-lettered.
+- A claim taken over after a crash is sent again under the same Message-ID / Idempotency-Key where
+  the channel recognises a resend (e-mail, webhooks); on SMS and chat it cannot be known whether it
+  went out, so it is settled ``uncertain`` and IT is told once (``MDD_IT_ALERT_CHANNELS``).
+
+Settling a study delivery writes its ``notification.sent`` (a fixed event id) in the same
+transaction, through the outbox.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from shared.events import DeadLetter, NotificationSent, producer, utc_now
+from shared.mail import message_id_for
+from shared.reliability.claims import FAILED, PENDING, SENT, UNCERTAIN, ClaimLedger
+from shared.reliability.crashpoints import crash_point
+from shared.reliability.deadletters import record_dead_letter
+from shared.reliability.errors import describe, unavailable_dependency
+from shared.reliability.health import HEALTH
+from shared.reliability.outbox import add_events
+from shared.reliability.retry import DEPENDENCY_BACKOFF, note_outage, note_recovery, until_available
 from shared.runtime import ServiceContext
-from services.notify.adapters.channels import send
+from services.notify.adapters.channels import DEDUPLICATING_KINDS, Channel, resolve_channel, send
+from services.notify.config import RuleBook
 from services.notify.rules import Notification
 from services.notify.tables import NotificationRecord
 
 log = logging.getLogger("mdd.notify")
 SERVICE = "notify"
+IT_ALERT = "it-alert"
 UNCERTAIN_DETAIL = (
-    "Entrega incierta: el servicio se detuvo durante el envío; no se reenvía para no duplicar, verifique con el "
-    "destinatario / uncertain delivery: the service stopped mid-send; not resent to avoid a duplicate, check with "
-    "the recipient"
+    "Entrega incierta: el servicio se detuvo durante el envío y este canal no distingue un reenvío; no se reenvía, "
+    "verifique con el destinatario / uncertain delivery: the service stopped mid-send and this channel cannot tell a "
+    "resend; not resent, check with the recipient"
 )
+GONE_DETAIL = "El canal ya no está en las reglas / the channel is no longer in the rules"
 
 
 def event_id_for(key: str) -> UUID:
@@ -66,168 +82,195 @@ class Delivery:
 
 
 class Deliverer:
-    """Claims, sends with retries, records and reports deliveries."""
+    """Records, claims, sends, postpones and settles deliveries; reports them through the outbox."""
 
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, book: RuleBook) -> None:
+        settings = ctx.settings
         self.ctx = ctx
+        self.book = book
         self.owner = uuid4().hex
-        self.attempts = ctx.settings.notify_send_attempts
-        self.backoff_seconds = ctx.settings.notify_backoff_seconds
-        self.lease = timedelta(seconds=ctx.settings.notify_sending_lease_seconds)
-        self.in_flight: set[str] = set()
+        self.claims = ClaimLedger(ctx.engine, NotificationRecord, "notification_key", self.owner, settings.notify_sending_lease_seconds)
+        self.attempts = settings.notify_send_attempts
+        self.backoff_seconds = settings.notify_backoff_seconds
+        self.mail_domain = settings.smtp_from.rpartition("@")[2] or "mdd.local"
+        self.it_channels: list[Channel] = [resolve_channel(spec, settings, None) for spec in settings.it_alert_channels]
+        self._wake_sweep: Callable[[], None] | None = None
 
-    # --- database steps (run off the event loop)
+    # --- intents
 
-    def _claim(self, delivery: Delivery) -> tuple[str, NotificationRecord | None]:
-        """``claimed``, ``done`` (already finished), ``stale`` (left sending) or ``busy`` (another process sends)."""
+    def _record(self, deliveries: list[Delivery], reopen_failed: bool) -> None:
         now = utc_now()
-        n, origin = delivery.notification, delivery.origin
         with Session(self.ctx.engine) as session:
-            record = session.get(NotificationRecord, delivery.key)
-            if record is None:
-                session.add(
-                    NotificationRecord(
-                        notification_key=delivery.key, event_id=str(event_id_for(delivery.key)), kind=origin.kind,
-                        study_uid=origin.study_uid, hospital_id=origin.hospital_id, correlation_id=origin.correlation_id,
-                        accession_number=origin.accession_number, rule=n.rule, channel=n.channel, recipient=n.label,
-                        status="sending", owner=self.owner, source_topic=origin.source_topic, payload=origin.payload,
-                        created_at=now, updated_at=now,
-                    )
-                )
-                try:
-                    session.commit()
-                    return "claimed", None
-                except IntegrityError:  # another process claimed it at the same moment
-                    session.rollback()
-                    record = session.get(NotificationRecord, delivery.key)
-                    assert record is not None
-            if record.status != "sending":
-                return "done", record
-            # Nobody in this process is sending it (we hold the in-flight slot): ours from before a
-            # failure, or another process's that outlived its lease.
-            if record.owner == self.owner or record.updated_at <= now - self.lease:
-                return "stale", record
-            return "busy", record
-
-    def _finish(self, key: str, status: str, attempts: int, detail: str) -> NotificationRecord:
-        with Session(self.ctx.engine) as session:
-            result = session.exec(
-                update(NotificationRecord)
-                .where(col(NotificationRecord.notification_key) == key, col(NotificationRecord.status) == "sending")
-                .values(status=status, attempts=attempts, detail=detail[:2000], updated_at=utc_now())
-            )
-            session.commit()
-            if result.rowcount == 0:
-                log.warning("Entrega %s ya marcada por otro proceso / already settled elsewhere", key)
-            record = session.get(NotificationRecord, key)
-            assert record is not None
-            return record
-
-    def _mark_dead_lettered(self, key: str) -> None:
-        with Session(self.ctx.engine) as session:
-            record = session.get(NotificationRecord, key)
-            assert record is not None
-            record.dead_lettered = True
-            session.add(record)
+            for delivery in deliveries:
+                n, origin = delivery.notification, delivery.origin
+                known = session.get(NotificationRecord, delivery.key)
+                if known is not None:
+                    if reopen_failed and known.status == FAILED:  # a replayed event: try what failed again
+                        known.status, known.attempts, known.next_attempt_at, known.dead_lettered = PENDING, 0, now, False
+                        session.add(known)
+                    continue
+                session.add(NotificationRecord(
+                    notification_key=delivery.key, event_id=str(event_id_for(delivery.key)), kind=origin.kind,
+                    study_uid=origin.study_uid, hospital_id=origin.hospital_id, correlation_id=origin.correlation_id,
+                    accession_number=origin.accession_number, rule=n.rule, channel=n.channel, recipient=n.label,
+                    recipient_id=n.recipient, target=n.target, subject=n.subject, body=n.body,
+                    message_id=message_id_for(delivery.key, self.mail_domain), status=PENDING, owner="",
+                    source_topic=origin.source_topic, payload=origin.payload, created_at=now, updated_at=now, next_attempt_at=now,
+                ))
             session.commit()
 
-    def _stale_keys(self) -> list[str]:
-        cutoff = utc_now() - self.lease
-        with Session(self.ctx.engine) as session:
-            return list(
-                session.exec(
-                    select(NotificationRecord.notification_key).where(
-                        NotificationRecord.status == "sending", col(NotificationRecord.updated_at) <= cutoff
-                    )
-                ).all()
-            )
+    async def deliver_all(self, deliveries: list[Delivery], reopen_failed: bool = False) -> None:
+        """Record the intents (those not recorded yet) and try each of them now.
+
+        ``reopen_failed``: failed deliveries among them are tried again (an operator replayed the event).
+        """
+        if not deliveries:
+            return
+        await until_available(lambda: asyncio.to_thread(self._record, deliveries, reopen_failed), "notify intents")
+        await asyncio.gather(*(self.attempt(delivery.key) for delivery in deliveries))
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """``deliver_all`` for one delivery."""
+        await self.deliver_all([delivery])
 
     # --- sending
 
-    async def _send(self, notification: Notification) -> tuple[str, int, str]:
-        for attempt in range(1, self.attempts + 1):
-            try:
-                await asyncio.to_thread(send, notification.url, notification.subject, notification.body)
-                return "sent", attempt, ""
-            except Exception as exc:
-                log.warning("Envío fallido %d/%d a %s: %s", attempt, self.attempts, notification.label, exc)
-                if attempt == self.attempts:
-                    return "failed", attempt, str(exc)
-                await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
+    def _load(self, key: str) -> NotificationRecord:
+        with Session(self.ctx.engine, expire_on_commit=False) as session:
+            record = session.get(NotificationRecord, key)
+            assert record is not None, key
+            session.expunge(record)
+            return record
 
-    async def _report(self, record: NotificationRecord) -> NotificationSent | None:
-        """Dead-letter a failed or uncertain delivery once; the event to publish for a study delivery."""
-        if record.status in ("failed", "uncertain") and not record.dead_lettered:
-            await self.ctx.bus.dead_letter(
-                DeadLetter(
-                    stage=SERVICE,
-                    source_topic=record.source_topic,
-                    error=f"{record.rule} / {record.channel} / {record.recipient}: {record.status}: {record.detail}",
-                    attempts=record.attempts,
-                    study_uid=record.study_uid or None,
-                    payload=record.payload,
-                )
+    def _channel_of(self, record: NotificationRecord) -> Channel | None:
+        if record.kind == IT_ALERT:
+            return next((c for c in self.it_channels if c.target == record.target and c.kind == record.channel), None)
+        return self.book.channel(record.hospital_id, record.rule, record.recipient_id, record.channel, record.target)
+
+    async def attempt(self, key: str) -> None:
+        """Claim one intent and send it once; postpone or settle it by how that went."""
+        claim = await asyncio.to_thread(self.claims.claim, key)
+        if claim is None:
+            return
+        record = await asyncio.to_thread(self._load, key)
+        if claim.takeover:
+            log.warning("Envío interrumpido retomado / interrupted send taken over: %s -> %s", record.rule, record.recipient)
+            if record.channel not in DEDUPLICATING_KINDS:
+                await self._settle(record, UNCERTAIN, UNCERTAIN_DETAIL, record.attempts)
+                return
+        channel = self._channel_of(record)
+        if channel is None:
+            await self._settle(record, FAILED, GONE_DETAIL, record.attempts)
+            return
+        crash_point("notify.claimed")
+        try:
+            await asyncio.to_thread(send, channel, record.subject, record.body, record.message_id)
+        except Exception as exc:
+            await self._failed_send(record, claim.retries, exc)
+            return
+        crash_point("notify.sent")
+        for entry in HEALTH.down():
+            if entry.waiting == f"notify {record.channel}":
+                note_recovery(HEALTH, entry.dependency, entry.waiting)
+        await self._settle(record, SENT, "", record.attempts + 1)
+        log.info("Notificación enviada / sent: %s -> %s", record.rule, record.recipient)
+
+    async def _failed_send(self, record: NotificationRecord, retries: int, exc: Exception) -> None:
+        dependency = unavailable_dependency(exc)
+        if dependency is not None:
+            note_outage(HEALTH, dependency, f"notify {record.channel}", exc)
+            delay = DEPENDENCY_BACKOFF.delay(retries + 1)
+            await until_available(
+                lambda: asyncio.to_thread(self.claims.postpone, record.notification_key, delay, describe(exc), False), "notify"
             )
-            await asyncio.to_thread(self._mark_dead_lettered, record.notification_key)
-        if record.kind != "study" or record.status == "sending":
-            return None
+            self._wake_later(delay)
+            return
+        attempts = record.attempts + 1
+        log.warning("Envío fallido %d/%d a %s: %s", attempts, self.attempts, record.recipient, describe(exc))
+        if attempts >= self.attempts:
+            await self._settle(record, FAILED, describe(exc), attempts)
+            return
+        delay = self.backoff_seconds * 2 ** (attempts - 1)
+        await until_available(
+            lambda: asyncio.to_thread(self.claims.postpone, record.notification_key, delay, describe(exc), True), "notify"
+        )
+        self._wake_later(delay)
+
+    def _wake_later(self, delay: float) -> None:
+        if self._wake_sweep is not None:
+            asyncio.get_running_loop().call_later(delay, self._wake_sweep)
+
+    # --- settling
+
+    def _notification_sent(self, record: NotificationRecord, status: str, detail: str) -> NotificationSent:
         return NotificationSent(
-            event_id=UUID(record.event_id),
-            occurred_at=record.updated_at,
-            study_uid=record.study_uid,
-            hospital_id=record.hospital_id,
-            correlation_id=record.correlation_id,
-            accession_number=record.accession_number,
-            producer=producer(SERVICE),
-            rule=record.rule,
-            channel=record.channel,
-            recipient=record.recipient,
-            status="sent" if record.status == "sent" else "failed",
-            detail=record.detail,
+            event_id=UUID(record.event_id), occurred_at=utc_now(), study_uid=record.study_uid, hospital_id=record.hospital_id,
+            correlation_id=record.correlation_id, accession_number=record.accession_number, producer=producer(SERVICE),
+            rule=record.rule, channel=record.channel, recipient=record.recipient,
+            status="sent" if status == SENT else "failed", detail=detail,
         )
 
-    async def _settle_stale(self, key: str) -> NotificationSent | None:
-        record = await asyncio.to_thread(self._finish, key, "uncertain", 0, UNCERTAIN_DETAIL)
-        if record.status == "uncertain":
-            log.error("Entrega incierta / uncertain delivery: %s -> %s", record.rule, record.recipient)
-        return await self._report(record)
+    def _settle_sync(self, record: NotificationRecord, status: str, detail: str, attempts: int) -> list[str]:
+        prefix = self.ctx.settings.topic_prefix
+        with Session(self.ctx.engine) as session:
+            if not self.claims.settle(record.notification_key, status, detail, attempts, session=session):
+                session.rollback()
+                return []
+            event_ids: list[str] = []
+            if record.kind == "study":
+                event_ids += add_events(session, [self._notification_sent(record, status, detail)])
+            if status in (FAILED, UNCERTAIN) and record.kind != IT_ALERT:
+                event_ids += record_dead_letter(session, DeadLetter(
+                    stage=SERVICE, source_topic=record.source_topic, attempts=attempts, study_uid=record.study_uid or None,
+                    error=f"{record.rule} / {record.channel} / {record.recipient}: {status}: {detail}", payload=record.payload,
+                ), prefix)
+                session.execute(update(NotificationRecord).where(
+                    col(NotificationRecord.notification_key) == record.notification_key).values(dead_lettered=True))
+            if status == UNCERTAIN:
+                self._record_it_alerts(session, record)
+            session.commit()
+            return event_ids
 
-    async def deliver(self, delivery: Delivery) -> NotificationSent | None:
-        """Send once; the ``notification.sent`` to publish (again, if it was settled before)."""
-        if delivery.key in self.in_flight:
-            return None
-        self.in_flight.add(delivery.key)
-        try:
-            state, record = await asyncio.to_thread(self._claim, delivery)
-            if state == "busy":
-                log.info("Otro proceso está enviando / another process is sending: %s", delivery.key)
-                return None
-            if state == "stale":
-                return await self._settle_stale(delivery.key)
-            if state == "done":
-                assert record is not None
-                log.info("Notificación ya resuelta / already settled (%s): %s", record.status, delivery.key)
-                return await self._report(record)
-            status, attempts, detail = await self._send(delivery.notification)
-            record = await asyncio.to_thread(self._finish, delivery.key, status, attempts, detail)
-            log.info("Notificación %s: %s -> %s", record.status, record.rule, record.recipient)
-            return await self._report(record)
-        finally:
-            self.in_flight.discard(delivery.key)
-
-    async def sweep(self) -> int:
-        """Settle every delivery left ``sending`` past its lease; returns how many. Publishes their events."""
-        settled = 0
-        for key in await asyncio.to_thread(self._stale_keys):
-            if key in self.in_flight:
+    def _record_it_alerts(self, session: Session, record: NotificationRecord) -> None:
+        """One alert to IT per IT channel about an uncertain delivery (recorded once, sent like any other)."""
+        if not self.it_channels:
+            log.error("Entrega incierta sin canal de TI (MDD_IT_ALERT_CHANNELS) / uncertain delivery, no IT channel: %s", record.recipient)
+            return
+        now = utc_now()
+        subject = f"[MDD] Entrega incierta / uncertain delivery: {record.rule} -> {record.recipient}"
+        body = (
+            f"{UNCERTAIN_DETAIL}\n\nEstudio / study: {record.study_uid or '-'}  Acceso / accession: {record.accession_number or '-'}\n"
+            f"Regla / rule: {record.rule}  Canal / channel: {record.channel}  Destinatario / recipient: {record.recipient}\n"
+        )
+        for channel in self.it_channels:
+            key = f"{IT_ALERT}:{record.notification_key}:{channel.kind}:{channel.target}"
+            if session.get(NotificationRecord, key) is not None:
                 continue
-            self.in_flight.add(key)
-            try:
-                event = await self._settle_stale(key)
-            finally:
-                self.in_flight.discard(key)
-            if event is not None:
-                await self.ctx.bus.publish(event)
-            settled += 1
-        return settled
+            session.add(NotificationRecord(
+                notification_key=key, event_id=str(event_id_for(key)), kind=IT_ALERT, study_uid=record.study_uid,
+                hospital_id=record.hospital_id, correlation_id=record.correlation_id, accession_number=record.accession_number,
+                rule=IT_ALERT, channel=channel.kind, recipient=f"TI / IT <{channel.target}>", recipient_id="it", target=channel.target,
+                subject=subject, body=body, message_id=message_id_for(key, self.mail_domain), status=PENDING,
+                source_topic=record.source_topic, payload=record.payload, created_at=now, updated_at=now, next_attempt_at=now,
+            ))
+
+    async def _settle(self, record: NotificationRecord, status: str, detail: str, attempts: int) -> None:
+        event_ids = await until_available(lambda: asyncio.to_thread(self._settle_sync, record, status, detail, attempts), "notify")
+        if status != SENT:
+            log.error("Notificación %s: %s -> %s (%s)", status, record.rule, record.recipient, detail)
+        await until_available(lambda: self.ctx.bus.outbox.flush(event_ids), "notify")
+        if status == UNCERTAIN and self._wake_sweep is not None:
+            self._wake_sweep()  # the alerts to IT
+
+    # --- the sweep
+
+    async def sweep(self, limit: int = 50) -> int:
+        """Try every intent that is due (postponed ones, and claims whose owner died); how many were tried."""
+        keys = await asyncio.to_thread(self.claims.due, limit)
+        for start in range(0, len(keys), 10):
+            await asyncio.gather(*(self.attempt(key) for key in keys[start:start + 10]))
+        return len(keys)
+
+    def bind_wake(self, wake: Callable[[], None]) -> None:
+        """What wakes the sweep (called when a postponed intent falls due)."""
+        self._wake_sweep = wake

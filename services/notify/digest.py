@@ -151,6 +151,6 @@ class DailyDigest:
         deliveries: list[Delivery] = []
         for hospital_id, zone, rule in self._rules():
             deliveries += await asyncio.to_thread(self._deliveries, hospital_id, zone, rule, now)
-        await asyncio.gather(*(self.deliverer.deliver(delivery) for delivery in deliveries))
+        await self.deliverer.deliver_all(deliveries)
         await asyncio.to_thread(_forget_old, self.engine, now)
         return len(deliveries)

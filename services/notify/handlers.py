@@ -1,7 +1,8 @@
 """Notify subscriber: results, failures and overdue studies in; messages out, ``notification.sent`` for each.
 
-The rules of the study's hospital decide the messages; all of them go out at once, each at most
-once (see ``delivery``). GREEN results are also recorded for the daily digest.
+The rules of the study's hospital decide the messages; each is recorded as an intent and tried at
+once (see ``delivery``): what cannot go out now goes out when its channel is back. GREEN results
+are also recorded for the daily digest.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from shared.events import Event, NotificationSent, StudyInferred
+from shared.events import Event, StudyInferred
+from shared.reliability.retry import until_available
 from shared.runtime import ServiceContext
 from services.notify.config import RuleBook
 from services.notify.delivery import SERVICE, Deliverer, Delivery, Origin
@@ -26,12 +28,16 @@ class NotifyHandlers:
     def __init__(self, ctx: ServiceContext, book: RuleBook, deliverer: Deliverer | None = None) -> None:
         self.ctx = ctx
         self.book = book
-        self.deliverer = deliverer or Deliverer(ctx)
+        self.deliverer = deliverer or Deliverer(ctx, book)
 
-    async def on_event(self, event: Event) -> list[NotificationSent]:
-        """Send what the rules ask for this event; what was already sent is only reported again."""
+    async def on_event(self, event: Event) -> None:
+        """Record and try what the rules ask for this event; what was recorded before is not sent again.
+
+        Runs again for one event only when an operator replays it (the consumer ledger keeps
+        redeliveries away): its failed deliveries are then tried again.
+        """
         if isinstance(event, StudyInferred):
-            await asyncio.to_thread(record_green, self.ctx.engine, event)
+            await until_available(lambda: asyncio.to_thread(record_green, self.ctx.engine, event), "notify digest")
         planned = notifications_for(self.ctx.settings, event, self.book)
         origin = Origin(
             study_uid=event.study_uid,
@@ -41,11 +47,6 @@ class NotifyHandlers:
             source_topic=self.ctx.bus.topic(event),
             payload=event.model_dump_json(),
         )
-        results = await asyncio.gather(
-            *(self.deliverer.deliver(Delivery(f"{event.study_uid}:{n.key_suffix}", n, origin)) for n in planned),
-            return_exceptions=True,
+        await self.deliverer.deliver_all(
+            [Delivery(f"{event.study_uid}:{n.key_suffix}", n, origin) for n in planned], reopen_failed=True
         )
-        # A database or broker error: let the bus retry the event; finished deliveries are not repeated.
-        if errors := [result for result in results if isinstance(result, BaseException)]:
-            raise errors[0]
-        return [result for result in results if isinstance(result, NotificationSent)]

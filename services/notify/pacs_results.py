@@ -43,7 +43,10 @@ from shared.runtime import ServiceContext
 from shared.settings import DicomDestination, Settings
 from shared.store import ObjectStore
 from shared.topics import topic_for
-from services.notify.adapters.pacs_store import STORED_STATUSES, PacsStoreError, describe, store_instances
+from services.notify.adapters.pacs_store import (
+    STORED_STATUSES, UNAVAILABLE_STATUSES, PacsStoreError, PacsUnavailable, describe, store_instances,
+)
+from shared.reliability.errors import is_transient
 from services.notify.mosaic import LIGHT_LABELS, Slot, display_view, render_mosaic, view_slot
 
 log = logging.getLogger("mdd.notify.pacs")
@@ -385,15 +388,20 @@ class PacsResults:
         """C-STORE the objects, record each one the PACS stored, raise if any was not stored."""
         kinds = list(built)
         statuses = store_instances(destination, self.ctx.settings.results_calling_ae_title, [built[k] for k in kinds])
-        failed: list[str] = []
+        failed: dict[str, int] = {}
         for kind in kinds:
             status = statuses.get(str(built[kind].SOPInstanceUID), 0xFFFF)
             if status in STORED_STATUSES:
                 self._record(event, kind, built[kind], destination, status)
             else:
-                failed.append(f"{kind} 0x{status:04X}")
+                failed[kind] = status
         if failed:
-            raise PacsStoreError(f"El PACS {describe(destination)} no guardó / did not store: {', '.join(failed)}")
+            message = f"El PACS {describe(destination)} no guardó / did not store: " + ", ".join(
+                f"{kind} 0x{status:04X}" for kind, status in failed.items()
+            )
+            if set(failed.values()) <= UNAVAILABLE_STATUSES:
+                raise PacsUnavailable(message)
+            raise PacsStoreError(message)
 
     async def on_inferred(self, event: StudyInferred) -> list[NotificationSent]:
         """Send the SR and the SC of a study not yet sent to its hospital's results PACS."""
@@ -414,6 +422,8 @@ class PacsResults:
                 await asyncio.to_thread(self.send, event, destination, built)
                 break
             except Exception as exc:
+                if is_transient(exc):  # the PACS is down: the bus waits for it, no attempt is spent
+                    raise
                 log.warning("Envío al PACS fallido %d/%d: %r", attempt, settings.notify_send_attempts, exc)
                 if attempt == settings.notify_send_attempts:
                     return [await self._give_up(event, destination, pending, exc, attempt)]

@@ -1,46 +1,41 @@
-"""Notify's clock: sends the daily digests when due and settles deliveries a stopped service left behind."""
+"""Notify's clock: the delivery sweep (every second) and the daily digests (every ``tick_seconds``)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
+from shared.reliability.periodic import PeriodicTask
 from services.notify.delivery import Deliverer
 from services.notify.digest import DailyDigest
 
 log = logging.getLogger("mdd.notify")
+SWEEP_SECONDS = 1.0
 
 
 class NotifyScheduler:
-    """A component that runs the digest and the sweep at start-up and then every ``tick_seconds``."""
+    """A component with two periodic tasks: send what is due, and send the digests that are due.
+
+    Neither needs a leader: every delivery is claimed before it is sent, so replicas share the work.
+    """
 
     def __init__(self, digest: DailyDigest, deliverer: Deliverer, tick_seconds: float = 30.0) -> None:
         self.digest = digest
         self.deliverer = deliverer
-        self.tick_seconds = tick_seconds
-        self._task: asyncio.Task[None] | None = None
+        self.sweeper = PeriodicTask("notify.sweep", deliverer.sweep, SWEEP_SECONDS)
+        self.digests = PeriodicTask("notify.digest", digest.run_due, tick_seconds)
+        deliverer.bind_wake(self.sweeper.wake)
 
     async def tick(self) -> None:
-        """One round: settle stale deliveries, then send the digests that are due."""
-        settled = await self.deliverer.sweep()
-        if settled:
-            log.warning("Entregas inciertas reportadas / uncertain deliveries reported: %d", settled)
+        """One round of each: what is due is sent, then the digests that are due."""
+        await self.deliverer.sweep()
         await self.digest.run_due()
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:  # a database or broker hiccup must not stop the clock
-                log.exception("Ronda del programador fallida / scheduler round failed")
-            await asyncio.sleep(self.tick_seconds)
-
     async def start(self) -> None:
-        """Start ticking in the background."""
-        self._task = asyncio.create_task(self._loop())
+        """Start both tasks in the background."""
+        await self.sweeper.start()
+        await self.digests.start()
 
     async def stop(self) -> None:
-        """Stop ticking."""
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        """Stop both tasks."""
+        await self.digests.stop()
+        await self.sweeper.stop()

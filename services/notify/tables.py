@@ -4,32 +4,43 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import Column, DateTime, Text
 from sqlmodel import Field, SQLModel
 
 
 class NotificationRecord(SQLModel, table=True):
-    """One (study, rule, channel, recipient) — or one digest — claimed before it is sent.
+    """One (study, rule, channel, recipient) — or one digest, or one alert to IT — recorded before it is sent.
 
-    ``status``: sending → sent | failed; a ``sending`` left behind by a stopped service becomes
-    ``uncertain`` (it may or may not have gone out, so it is reported, never resent blindly).
+    A claim of :mod:`shared.reliability.claims`: ``pending`` → ``sending`` → ``sent`` | ``failed`` |
+    ``uncertain``. A ``sending`` whose owner died is taken over after its lease: sent again under the
+    same ``message_id`` where the channel recognises a resend (e-mail, webhooks), otherwise settled
+    ``uncertain`` and IT is told once.
     """
 
     __tablename__ = "notify_delivery"
 
     notification_key: str = Field(primary_key=True)
     event_id: str = Field(description="Id of the notification.sent event published for it (same on every re-publish)")
-    kind: str = Field("study", description="study or digest; digests publish no notification.sent")
+    kind: str = Field("study", description="study, digest or it-alert; only study deliveries publish notification.sent")
     study_uid: str = Field(index=True)
     hospital_id: str = ""
     correlation_id: str = ""
     accession_number: str = ""
     rule: str
     channel: str
-    recipient: str
+    recipient: str = Field(description="Recipient and target as shown in logs and events")
+    recipient_id: str = Field("", description="The recipient's id in the rules")
+    target: str = Field("", description="The channel's printable target (its URL, with secrets, is looked up when sending)")
+    subject: str = Field("", sa_column=Column(Text, nullable=False, server_default=""))
+    body: str = Field("", sa_column=Column(Text, nullable=False, server_default=""))
+    message_id: str = Field("", description="Message-ID / Idempotency-Key: the same on every send")
     status: str = Field(index=True)
-    attempts: int = 0
+    attempts: int = Field(0, description="Deterministic failures so far")
+    retries: int = Field(0, description="Times it was postponed (a channel down, or a failure)")
     detail: str = ""
     owner: str = Field("", description="Process that claimed it")
+    lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    next_attempt_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)  # type: ignore[call-overload]
     dead_lettered: bool = False
     source_topic: str = ""
     payload: str = Field("", description="The event (or digest) that called for it, for the dead-letter topic")

@@ -105,7 +105,8 @@ async def test_sr_and_mosaic_reach_the_original_study_in_orthanc_once(orthanc, o
     [sent] = published
     assert sent["event_type"] == "notification.sent" and sent["channel"] == "dicom" and sent["status"] == "sent"
     assert sent["recipient"] == f"{orthanc.ae_title}@127.0.0.1:{orthanc.dicom_port}"
-    assert redelivered == []
+    # A redelivery sends nothing again; it publishes the same report again (same event id), which consumers drop.
+    assert [e["event_id"] for e in redelivered] == [sent["event_id"]]
 
     in_pacs = await asyncio.to_thread(orthanc_study, orthanc.http_url, study.study_uid)
     assert len(in_pacs) == 6  # the four views, the SR and the mosaic

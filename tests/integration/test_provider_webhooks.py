@@ -24,13 +24,14 @@ from typer.testing import CliRunner
 from infra.servers import KafkaInfo, kafka_server
 from shared.bus import MemoryBus
 from shared.db import init_db, make_engine
-from shared.events import ProviderStudyOffer, parse_event, utc_now
+from shared.events import ProviderStudyOffer, StudyCompleted, parse_event, producer, utc_now
 from shared.runtime import ServiceContext, build_context
 from shared.settings import Settings
 from shared.synth import SyntheticStudy
 from shared.topics import provider_topic
 from services.cli import app
 from services.notify.providers import deliveries
+from shared.reliability.claims import ClaimLedger
 from services.notify.providers.mapping import record_mapping, reidentify
 from services.notify.providers.registry import (
     ProviderSpec,
@@ -368,19 +369,20 @@ def test_registry_claims_and_mappings_work_on_postgresql(postgres_url: str) -> N
         assert [p.hospitals for p in providers_for_hospital(engine, "H2")] == [["H1", "H2"]]
 
         offer_id = deliveries.delivery_id("1.2.3", "acme", "semilla")
-        key = deliveries.delivery_key("1.2.3", "acme", "kafka")
-        assert deliveries.claim(engine, "1.2.3", "acme", "kafka", offer_id)
-        assert not deliveries.claim(engine, "1.2.3", "acme", "kafka", offer_id)
-        assert not deliveries.needs_sending(engine, key)  # a fresh claim, compared across time zones
+        event = StudyCompleted(study_uid="1.2.3", hospital_id="H2", correlation_id="c", producer=producer("ingest"),
+                               reason="all_views", views=[])
+        [key] = deliveries.record_intents(engine, event, "acme", offer_id, ["kafka"], reopen_failed=False)
+        claims = ClaimLedger(engine, ProviderDelivery, "delivery_key", "me", lease_seconds=60)
+        assert claims.claim(key) is not None
+        assert claims.claim(key) is None  # a fresh claim, its lease compared across time zones
         with Session(engine) as session:
             record = session.get(ProviderDelivery, key)
             assert record is not None
-            record.updated_at = utc_now() - deliveries.CLAIM_LEASE - timedelta(minutes=1)
+            record.lease_until = utc_now() - timedelta(minutes=1)  # its sender died
             session.add(record)
             session.commit()
-        assert deliveries.needs_sending(engine, key) and deliveries.claim(
-            engine, "1.2.3", "acme", "kafka", offer_id
-        )
+        taken = ClaimLedger(engine, ProviderDelivery, "delivery_key", "successor", lease_seconds=60).claim(key)
+        assert taken is not None and taken.takeover
 
         mapping = {
             "provider_id": "acme",

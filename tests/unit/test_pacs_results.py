@@ -265,14 +265,83 @@ async def test_a_hospital_without_destination_is_skipped_and_logged_once(setting
     assert sum("HGE-ENSENADA" in r.getMessage() for r in caplog.records) == 1
 
 
-async def test_a_pacs_that_is_down_is_retried_then_dead_lettered_and_nothing_is_recorded(settings: Settings, study: SyntheticStudy) -> None:
-    down = settings.model_copy(
-        update={
-            "results_pacs_host": "127.0.0.1", "results_pacs_port": free_port(), "results_pacs_ae_title": "PACS",
-            "notify_send_attempts": 2, "notify_backoff_seconds": 0.01,
-        }
-    )
-    ctx = build_context(down)
+class StorageScp:
+    """A real DICOM Storage SCP (pynetdicom) playing the results PACS; answers ``status`` to every C-STORE."""
+
+    def __init__(self, port: int, status: int = 0x0000) -> None:
+        from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+        self.port, self.status, self.stored = port, status, []  # type: ignore[var-annotated]
+        ae = AE(ae_title="PACS")
+        ae.supported_contexts = AllStoragePresentationContexts
+        self.server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)])
+
+    def _store(self, event) -> int:  # type: ignore[no-untyped-def]
+        if self.status == 0x0000:
+            self.stored.append(event.dataset)
+        return self.status
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+def results_pacs_at(settings: Settings, port: int) -> Settings:
+    """Settings whose results PACS listens on ``port`` of this machine; two attempts, quick retries."""
+    return settings.model_copy(update={
+        "results_pacs_host": "127.0.0.1", "results_pacs_port": port, "results_pacs_ae_title": "PACS",
+        "notify_send_attempts": 2, "notify_backoff_seconds": 0.01,
+    })
+
+
+async def _until(probe, what: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not probe():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_pacs_that_is_down_is_waited_for_and_gets_the_results_once_when_it_is_back(
+    settings: Settings, study: SyntheticStudy
+) -> None:
+    from shared.reliability.health import HEALTH
+
+    port = free_port()
+    ctx = build_context(results_pacs_at(settings, port))
+    store_study(ctx, study)
+    register_pacs_results(ctx)
+    HEALTH.clear()
+    await ctx.bus.start()
+    pacs: StorageScp | None = None
+    try:
+        await ctx.bus.publish(inferred(study))
+        # Far more tries than notify_send_attempts go by while the PACS is down: none of them counts.
+        await _until(lambda: any(e.waiting == "notify-pacs" and e.dependency.value == "pacs" for e in HEALTH.down()), "the outage noted")
+        with Session(ctx.engine) as session:
+            assert session.exec(select(PacsResultRecord)).all() == []
+        assert not [topic for topic, _ in ctx.bus.sent if topic in ("mdd.dlq", "mdd.study.failed", "mdd.notification.sent")]
+        pacs = StorageScp(port)  # the PACS comes back
+        await ctx.bus.drain()
+    finally:
+        await ctx.bus.stop()
+        if pacs is not None:
+            pacs.stop()
+    sent = [(topic, json.loads(payload)) for topic, payload in ctx.bus.sent]
+    assert [t for t, _ in sent if t in ("mdd.dlq", "mdd.study.failed")] == []
+    [outcome] = [e for t, e in sent if t == "mdd.notification.sent"]
+    assert outcome["status"] == "sent" and outcome["channel"] == "dicom"
+    assert sorted(str(ds.SOPClassUID) for ds in pacs.stored) == sorted([ComprehensiveSRStorage, SecondaryCaptureImageStorage])
+    assert not HEALTH.down()
+
+
+async def test_a_pacs_that_refuses_the_results_is_retried_then_dead_lettered_and_nothing_is_recorded(
+    settings: Settings, study: SyntheticStudy
+) -> None:
+    port = free_port()
+    pacs = StorageScp(port, status=0xA900)  # "data set does not match SOP class": refused, every time
+    ctx = build_context(results_pacs_at(settings, port))
     store_study(ctx, study)
     register_pacs_results(ctx)
     await ctx.bus.start()
@@ -281,9 +350,10 @@ async def test_a_pacs_that_is_down_is_retried_then_dead_lettered_and_nothing_is_
         await ctx.bus.drain()
     finally:
         await ctx.bus.stop()
+        pacs.stop()
     sent = {topic: json.loads(payload) for topic, payload in ctx.bus.sent}
     assert sent["mdd.dlq"]["stage"] == "notify-pacs" and sent["mdd.dlq"]["attempts"] == 2
-    assert "PacsStoreError" in sent["mdd.dlq"]["error"]
+    assert "PacsStoreError" in sent["mdd.dlq"]["error"] and "0xA900" in sent["mdd.dlq"]["error"]
     assert json.loads(sent["mdd.dlq"]["payload"])["study_uid"] == study.study_uid  # re-drivable
     assert sent["mdd.notification.sent"]["status"] == "failed" and sent["mdd.notification.sent"]["channel"] == "dicom"
     assert "mdd.study.failed" not in sent  # the results exist: the study itself did not fail

@@ -3,9 +3,11 @@ loopback HTTP server as the provider: no download links, retries, dead letters, 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from pydicom import dcmread
@@ -22,6 +24,7 @@ from services.notify.providers.registry import ProviderSpec, add_provider
 from services.notify.providers.signing import verify_signature
 from services.notify.providers.subscriber import register_providers
 from services.notify.providers.tables import ProviderDelivery
+from services.status_api.operations import replay
 from tests.provider_support import WebhookReceiver, stage_study, webhook_receiver
 
 
@@ -36,9 +39,11 @@ async def ctx(settings: Settings) -> AsyncIterator[ServiceContext]:
     context = build_context(
         settings.model_copy(update={"provider_delivery_attempts": 3, "provider_retry_backoff_seconds": 0.01})
     )
-    register_providers(context)
+    dispatcher = register_providers(context)
     await context.bus.start()
+    await dispatcher.start()  # the sweep sends what had to wait
     yield context
+    await dispatcher.stop()
     await context.bus.stop()
     context.engine.dispose()
 
@@ -97,12 +102,25 @@ async def test_local_store_offers_say_there_are_no_links_and_send_once(
     assert _statuses(ctx) == {f"{four_view_study.study_uid}:acme:webhook": ("sent", 1)}
 
 
-async def test_a_failing_webhook_is_retried_then_dead_lettered_without_holding_up_others(
+async def _until(ctx: ServiceContext, probe: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``probe`` until it holds (the deliveries' states are in the message if it never does)."""
+    deadline = time.monotonic() + timeout
+    while not probe():
+        assert time.monotonic() < deadline, f"timed out; deliveries: {_statuses(ctx)}"
+        await asyncio.sleep(0.05)
+
+
+async def _settled(ctx: ServiceContext, keys: list[str]) -> None:
+    """Wait until every one of these deliveries is sent or failed."""
+    await _until(ctx, lambda: all(_statuses(ctx).get(key, ("pending",))[0] in ("sent", "failed") for key in keys))
+
+
+async def test_a_refusing_webhook_is_dead_lettered_and_one_that_is_down_is_waited_for_without_holding_up_others(
     ctx: ServiceContext, receiver: WebhookReceiver, four_view_study: SyntheticStudy
 ) -> None:
-    receiver.script["/caido"] = [500] * 3
-    receiver.script["/lento"] = [503]  # fails once, then accepts
-    for name in ("caido", "lento"):
+    receiver.script["/caido"] = [400] * 3  # refuses the offer, every time
+    receiver.script["/lento"] = [503] * 3  # down for as many tries as the attempts allowed, then accepts
+    for name in ("caido", "lento", "listo"):
         add_provider(
             ctx.engine,
             ProviderSpec(
@@ -110,25 +128,30 @@ async def test_a_failing_webhook_is_retried_then_dead_lettered_without_holding_u
             ),  # type: ignore[arg-type]
         )
     event = stage_study(ctx, four_view_study, "H1")
-    await _complete(ctx, event)
-
-    assert len(receiver.posts_to("/caido")) == 3 and len(receiver.posts_to("/lento")) == 2
     study = four_view_study.study_uid
-    assert _statuses(ctx) == {f"{study}:caido:webhook": ("failed", 3), f"{study}:lento:webhook": ("sent", 2)}
+    keys = [f"{study}:{name}:webhook" for name in ("caido", "lento", "listo")]
+    await _complete(ctx, event)
+    await _settled(ctx, keys)
+
+    assert len(receiver.posts_to("/caido")) == 3 and len(receiver.posts_to("/lento")) == 4
+    assert len(receiver.posts_to("/listo")) == 1
+    # Refusals spend attempts; the provider being down spends none.
+    assert _statuses(ctx) == {keys[0]: ("failed", 3), keys[1]: ("sent", 1), keys[2]: ("sent", 1)}
     [letter] = _dead_letters(ctx)
     assert (
         letter.stage == "notify-providers:caido:webhook"
-        and "HTTP 500" in letter.error
+        and "HTTP 400" in letter.error
         and letter.attempts == 3
     )
     assert StudyCompleted.model_validate_json(letter.payload) == event  # re-drivable as it was
 
-    # re-driving the dead letter retries only what failed, with the same delivery id
-    await _complete(ctx, StudyCompleted.model_validate_json(letter.payload))
+    # An operator replays the dead letter: only what failed is tried again, with the same delivery id.
+    replay(ctx.engine, str(letter.dead_letter_id), "ti")
+    await _until(ctx, lambda: _statuses(ctx)[keys[0]] == ("sent", 1))
     posts = receiver.posts_to("/caido")
-    assert len(posts) == 4 and len(receiver.posts_to("/lento")) == 2
+    assert len(posts) == 4 and len(receiver.posts_to("/lento")) == 4 and len(receiver.posts_to("/listo")) == 1
     assert posts[0].headers["x-mdd-delivery"] == posts[-1].headers["x-mdd-delivery"]
-    assert _statuses(ctx)[f"{study}:caido:webhook"] == ("sent", 1)
+    assert _statuses(ctx)[keys[0]] == ("sent", 1)
 
 
 async def test_burned_in_annotation_is_refused_for_de_identifying_providers_only(

@@ -1,4 +1,4 @@
-"""Provider registry and the claim-before-send records of deliveries."""
+"""Provider registry and the offers recorded as claims before they are sent."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from shared.db import init_db, make_engine
-from shared.events import utc_now
+from shared.events import StudyCompleted, producer, utc_now
+from shared.reliability.claims import ClaimLedger
 from services.notify.providers import deliveries
 from services.notify.providers.registry import (
     ProviderError,
@@ -101,36 +102,58 @@ def test_invalid_specs_are_refused_with_a_reason(fields: dict[str, object], mess
         ProviderSpec(**(base | fields))  # type: ignore[arg-type]
 
 
-def test_a_delivery_is_claimed_once_and_again_only_after_a_failure_or_an_abandoned_send(
+def _event(study_uid: str) -> StudyCompleted:
+    return StudyCompleted(study_uid=study_uid, hospital_id="H1", correlation_id="c", producer=producer("ingest"),
+                          reason="all_views", views=[])
+
+
+def test_an_offer_is_recorded_once_claimed_once_and_again_only_after_a_failure_or_an_abandoned_send(
     engine: Engine,
 ) -> None:
     offer_id = deliveries.delivery_id("1.2.3", "acme", "semilla")
-    key = deliveries.delivery_key("1.2.3", "acme", "webhook")
-    assert deliveries.needs_sending(engine, key)
-    assert deliveries.claim(engine, "1.2.3", "acme", "webhook", offer_id)
-    assert not deliveries.claim(engine, "1.2.3", "acme", "webhook", offer_id)  # someone is sending it
-    assert not deliveries.needs_sending(engine, key)
+    claims = ClaimLedger(engine, ProviderDelivery, "delivery_key", "me", lease_seconds=60)
+    [key] = deliveries.record_intents(engine, _event("1.2.3"), "acme", offer_id, ["webhook"], reopen_failed=False)
+    assert deliveries.record_intents(engine, _event("1.2.3"), "acme", offer_id, ["webhook"], reopen_failed=False) == [key]
+    assert claims.due() == [key]
+    claim = claims.claim(key)
+    assert claim is not None and not claim.takeover
+    assert claims.claim(key) is None  # someone is sending it
+    assert ClaimLedger(engine, ProviderDelivery, "delivery_key", "other", 60).claim(key) is None
 
-    deliveries.finish(engine, key, "failed", 5, "HTTP 500")
-    assert deliveries.needs_sending(engine, key) and deliveries.claim(
-        engine, "1.2.3", "acme", "webhook", offer_id
-    )
-    deliveries.finish(engine, key, "sent", 1, "")
-    assert not deliveries.needs_sending(engine, key) and not deliveries.claim(
-        engine, "1.2.3", "acme", "webhook", offer_id
-    )
+    assert claims.postpone(key, 3600, "HTTP 503", spend_attempt=False)
+    assert claims.due() == [] and claims.claim(key) is None  # not due yet
+    with Session(engine) as session:
+        record = session.get(ProviderDelivery, key)
+        assert record is not None and (record.status, record.attempts, record.retries) == ("pending", 0, 1)
 
-    other = deliveries.delivery_key("1.2.4", "acme", "webhook")
-    assert deliveries.claim(engine, "1.2.4", "acme", "webhook", offer_id)
-    with Session(engine) as session:  # the sender died mid-send long ago
+    _make_due(engine, key)
+    assert claims.claim(key) is not None and claims.settle(key, "failed", "HTTP 400", attempts=5)
+    assert claims.claim(key) is None  # settled
+    deliveries.record_intents(engine, _event("1.2.3"), "acme", offer_id, ["webhook"], reopen_failed=True)  # a replay
+    assert claims.claim(key) is not None and claims.settle(key, "sent", "", attempts=1)
+    deliveries.record_intents(engine, _event("1.2.3"), "acme", offer_id, ["webhook"], reopen_failed=True)
+    assert claims.claim(key) is None  # sent stays sent
+
+    [other] = deliveries.record_intents(engine, _event("1.2.4"), "acme", offer_id, ["webhook"], reopen_failed=False)
+    assert claims.claim(other) is not None
+    with Session(engine) as session:  # the sender died mid-send: its lease ran out
         record = session.get(ProviderDelivery, other)
         assert record is not None
-        record.updated_at = utc_now() - deliveries.CLAIM_LEASE - timedelta(minutes=1)
+        record.lease_until = utc_now() - timedelta(minutes=1)
         session.add(record)
         session.commit()
-    assert deliveries.needs_sending(engine, other) and deliveries.claim(
-        engine, "1.2.4", "acme", "webhook", offer_id
-    )
+    taken = ClaimLedger(engine, ProviderDelivery, "delivery_key", "successor", 60).claim(other)
+    assert taken is not None and taken.takeover
+    assert not claims.settle(other, "sent")  # the dead owner can no longer settle it
+
+
+def _make_due(engine: Engine, key: str) -> None:
+    with Session(engine) as session:
+        record = session.get(ProviderDelivery, key)
+        assert record is not None
+        record.next_attempt_at = utc_now() - timedelta(seconds=1)
+        session.add(record)
+        session.commit()
 
 
 def test_the_delivery_id_is_stable_per_study_and_provider_and_keyed_by_its_secret_seed() -> None:

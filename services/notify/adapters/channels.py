@@ -16,6 +16,8 @@ from urllib.parse import urlencode, urlsplit
 
 import apprise
 
+from shared.mail import send_mail_url
+from shared.reliability.errors import Dependency, DependencyUnavailable
 from shared.settings import Settings
 from services.notify.adapters import twilio_gateway
 
@@ -116,12 +118,42 @@ def resolve_channel(spec: str, settings: Settings, sms_gateway: str | None) -> C
     )
 
 
-def send(url: str, subject: str, body: str) -> None:
-    """Send one message to one apprise URL; raises ``DeliveryError`` (with apprise's reason) when refused."""
+#: Channels where a message sent twice is recognised as one: e-mail by its Message-ID, webhooks by the
+#: ``Idempotency-Key`` header. A send interrupted on any other channel cannot be told apart from one that
+#: reached the person, so it is reported uncertain instead of being sent again.
+DEDUPLICATING_KINDS: frozenset[ChannelKind] = frozenset({"email", "webhook"})
+# What apprise reports when the far end is down or overloaded rather than refusing the message.
+_UNAVAILABLE = re.compile(
+    r"connection|unreachable|inalcanzable|timed? ?out|timeout|temporar|unavailable|\b(?:429|5[0-9][0-9])\b", re.IGNORECASE
+)
+_DEPENDENCY_OF_KIND = {"email": Dependency.SMTP, "sms": Dependency.SMS, "webhook": Dependency.WEBHOOK, "chat": Dependency.WEBHOOK}
+
+
+def with_idempotency_key(url: str, key: str) -> str:
+    """An apprise webhook URL that also sends ``Idempotency-Key: key`` (apprise's ``+Header`` parameters)."""
+    parts = urlsplit(url)
+    query = "&".join(filter(None, [parts.query, urlencode({"+Idempotency-Key": key})]))
+    return parts._replace(query=query).geturl()
+
+
+def send(channel: Channel, subject: str, body: str, message_id: str) -> None:
+    """Send one message through one channel under ``message_id``.
+
+    Raises ``DependencyUnavailable`` when the channel's server is down or overloaded (the message
+    waits for it) and ``DeliveryError`` with the channel's reason when it refuses the message.
+    """
+    if channel.url.split("://", 1)[0].lower() in EMAIL_SCHEMES:
+        send_mail_url(channel.url, subject, body, message_id)
+        return
+    url = with_idempotency_key(channel.url, message_id) if channel.kind == "webhook" else channel.url
     sender = apprise.Apprise()
     if not sender.add(url):
         raise DeliveryError("URL de canal inválida / invalid channel URL")
     result = sender.notify(title=subject, body=body)
-    if not result:
-        reasons = "; ".join(dict.fromkeys(e.message for e in result.logs() if e.level in ("WARNING", "ERROR")))
-        raise DeliveryError("El canal rechazó el mensaje / channel refused the message" + (f": {reasons}" if reasons else ""))
+    if result:
+        return
+    reasons = "; ".join(dict.fromkeys(e.message for e in result.logs() if e.level in ("WARNING", "ERROR")))
+    message = "El canal rechazó el mensaje / channel refused the message" + (f": {reasons}" if reasons else "")
+    if _UNAVAILABLE.search(reasons):
+        raise DependencyUnavailable(_DEPENDENCY_OF_KIND[channel.kind], message)
+    raise DeliveryError(message)

@@ -8,6 +8,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
+from shared.reliability.errors import Dependency, DependencyUnavailable
 from shared.settings import DicomDestination
 
 log = logging.getLogger("mdd.notify.pacs")
@@ -17,7 +18,18 @@ TIMEOUT_SECONDS = 30.0
 
 
 class PacsStoreError(RuntimeError):
-    """The PACS could not be reached, refused the association or did not store an instance."""
+    """The PACS refused an instance (a failure status): sending it again the same way will not help."""
+
+
+class PacsUnavailable(DependencyUnavailable):
+    """The PACS could not be reached, refused the association, dropped it or is out of resources: wait for it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Dependency.PACS, message)
+
+
+#: Statuses that say "not now" rather than "never": out of resources, or the association was lost.
+UNAVAILABLE_STATUSES = frozenset({0xA700, 0xA701, 0xA702, 0xFFFF})
 
 
 def describe(destination: DicomDestination) -> str:
@@ -28,7 +40,7 @@ def describe(destination: DicomDestination) -> str:
 def store_instances(destination: DicomDestination, calling_ae: str, datasets: list[Dataset]) -> dict[str, int]:
     """C-STORE every dataset in one association; returns the status of each SOP Instance UID.
 
-    Raises ``PacsStoreError`` when no association could be made. A status that is not in
+    Raises ``PacsUnavailable`` when no association could be made. A status that is not in
     ``STORED_STATUSES`` (or a lost association, reported as 0xFFFF) means that instance was not stored.
     """
     ae = AE(ae_title=calling_ae)
@@ -37,7 +49,7 @@ def store_instances(destination: DicomDestination, calling_ae: str, datasets: li
         ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
     assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
     if not assoc.is_established:
-        raise PacsStoreError(f"El PACS {describe(destination)} no aceptó la asociación / association refused or unreachable")
+        raise PacsUnavailable(f"El PACS {describe(destination)} no aceptó la asociación / association refused or unreachable")
     statuses: dict[str, int] = {}
     try:
         for dataset in datasets:

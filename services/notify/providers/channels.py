@@ -9,6 +9,7 @@ import httpx
 from shared import __version__
 from shared.bus import Bus
 from shared.events import ProviderStudyOffer
+from shared.reliability.errors import Dependency, DependencyUnavailable
 from shared.topics import provider_topic
 from services.notify.providers.registry import Provider
 from services.notify.providers.signing import (
@@ -34,7 +35,8 @@ class Channel(Protocol):
 class WebhookChannel:
     """POSTs the offer as JSON, signed with the provider's secret; any 2xx answer accepts it.
 
-    Redirects are not followed, so a signed body never goes anywhere but the registered URL.
+    Redirects are not followed, so a signed body never goes anywhere but the registered URL. No
+    answer, 429 or 5xx mean the provider is down (the offer waits for it); another 4xx is a refusal.
     """
 
     name = "webhook"
@@ -54,8 +56,13 @@ class WebhookChannel:
             DELIVERY_HEADER: str(offer.delivery_id),
             EVENT_HEADER: offer.event_type,
         }
-        async with httpx.AsyncClient(timeout=self.timeout_seconds, follow_redirects=False) as client:
-            response = await client.post(provider.webhook_url, content=body, headers=headers)
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout_seconds, follow_redirects=False) as client:
+                response = await client.post(provider.webhook_url, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise DependencyUnavailable(Dependency.WEBHOOK, f"Proveedor inalcanzable / provider unreachable: {exc!r}") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise DependencyUnavailable(Dependency.WEBHOOK, f"HTTP {response.status_code}: {response.text[:200]}")
         if not response.is_success:
             raise ProviderDeliveryError(f"HTTP {response.status_code}: {response.text[:200]}")
 

@@ -1,24 +1,23 @@
-"""Claim-before-send records: each (study, provider, channel) is delivered once.
+"""The offers to providers as claims: each (study, provider, channel) recorded before it is sent.
 
-A claim is taken atomically: a new row, or a row whose earlier try failed (a re-driven event) or
-whose sender vanished mid-send (a 'sending' row older than the lease). A sent offer is never sent
-again; a re-sent offer carries the same delivery id, so the provider can drop a duplicate.
+An intent is recorded with the ``study.completed`` it offers, then claimed and sent
+(:mod:`shared.reliability.claims`). A provider that is down postpones it without spending an
+attempt; one that refuses it spends one. A claim whose sender died is taken over after its lease
+and sent again with the same delivery id (the ``X-MDD-Delivery`` header, the offer's
+``delivery_id`` and its event id), so the provider drops the copy.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from shared.events import utc_now
+from shared.events import StudyCompleted, utc_now
+from shared.reliability.claims import FAILED, PENDING
 from services.notify.providers.tables import ProviderDelivery
 
-CLAIM_LEASE = timedelta(minutes=15)
 _DELIVERY_NAMESPACE = uuid.UUID("5f0c3c1e-8d0a-4b8e-9a55-6d1b0c2f7e41")
 
 
@@ -35,60 +34,33 @@ def delivery_key(study_uid: str, provider_id: str, channel: str) -> str:
     return f"{study_uid}:{provider_id}:{channel}"
 
 
-def needs_sending(engine: Engine, key: str) -> bool:
-    """False when the delivery was sent, or is being sent right now by someone else."""
+def record_intents(
+    engine: Engine, event: StudyCompleted, provider_id: str, offer_id: uuid.UUID, channels: list[str], reopen_failed: bool
+) -> list[str]:
+    """Record one intent per channel (those not recorded yet); their keys. ``reopen_failed`` retries failed ones."""
+    now = utc_now()
+    keys = []
     with Session(engine) as session:
-        record = session.get(ProviderDelivery, key)
-    if record is None or record.status == "failed":
-        return True
-    return record.status == "sending" and _as_utc(record.updated_at) < utc_now() - CLAIM_LEASE
-
-
-def claim(engine: Engine, study_uid: str, provider_id: str, channel: str, offer_id: uuid.UUID) -> bool:
-    """Take the delivery for this sender; False when it is sent or taken by another."""
-    key = delivery_key(study_uid, provider_id, channel)
-    with Session(engine) as session:
-        session.add(
-            ProviderDelivery(
-                delivery_key=key,
-                delivery_id=str(offer_id),
-                provider_id=provider_id,
-                study_uid=study_uid,
-                channel=channel,
-                status="sending",
-            )
-        )
-        try:
-            session.commit()
-            return True
-        except IntegrityError:
-            session.rollback()
-        table = ProviderDelivery.__table__  # type: ignore[attr-defined]
-        result = session.execute(
-            update(table)
-            .where(
-                table.c.delivery_key == key,
-                or_(
-                    table.c.status == "failed",
-                    (table.c.status == "sending") & (table.c.updated_at < utc_now() - CLAIM_LEASE),
-                ),
-            )
-            .values(status="sending", updated_at=utc_now())
-        )
+        for channel in channels:
+            key = delivery_key(event.study_uid, provider_id, channel)
+            keys.append(key)
+            known = session.get(ProviderDelivery, key)
+            if known is None:
+                session.add(ProviderDelivery(
+                    delivery_key=key, delivery_id=str(offer_id), provider_id=provider_id, study_uid=event.study_uid,
+                    channel=channel, status=PENDING, payload=event.model_dump_json(), next_attempt_at=now, updated_at=now,
+                ))
+            elif reopen_failed and known.status == FAILED:
+                known.status, known.attempts, known.next_attempt_at = PENDING, 0, now
+                session.add(known)
         session.commit()
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+    return keys
 
 
-def finish(engine: Engine, key: str, status: str, attempts: int, detail: str) -> None:
-    """Record how a claimed delivery ended (sent or failed)."""
-    with Session(engine) as session:
+def load(engine: Engine, key: str) -> ProviderDelivery:
+    """A delivery record, detached."""
+    with Session(engine, expire_on_commit=False) as session:
         record = session.get(ProviderDelivery, key)
         assert record is not None, key
-        record.status, record.attempts, record.detail, record.updated_at = status, attempts, detail, utc_now()
-        session.add(record)
-        session.commit()
-
-
-def _as_utc(moment: datetime) -> datetime:
-    """SQLite gives back naive UTC, PostgreSQL aware datetimes: compare both as aware UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        session.expunge(record)
+        return record

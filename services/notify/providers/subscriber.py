@@ -1,31 +1,43 @@
 """Provider subscriber: a completed study is offered to every active provider of its hospital.
 
-Per (study, provider, channel) the delivery is claimed before it is sent and recorded after, so a
-redelivered ``study.completed`` sends nothing twice. A channel that keeps failing is retried with
-exponential backoff, then its delivery is marked failed and dead-lettered (with the original
-event, so re-driving it retries only what failed); the other providers are not held up. An
-instance that cannot be de-identified safely fails that provider's delivery the same way.
+Per (study, provider, channel) the offer is recorded as an intent, then claimed and sent
+(:mod:`services.notify.providers.deliveries`); a redelivered ``study.completed`` finds the intents and
+sends nothing twice. A provider that is down holds up only its own offers: they wait, without
+spending attempts, and the sweep sends them when it answers again. A provider that keeps refusing
+(4xx), or an instance that cannot be de-identified safely, ends that delivery ``failed`` with a dead
+letter carrying the original event (replaying it retries only what failed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from uuid import UUID
+from uuid import uuid4
+
+from sqlmodel import Session
 
 from shared.db import init_db
 from shared.events import DeadLetter, ProviderStudyOffer, StudyCompleted
+from shared.reliability.claims import FAILED, SENT, ClaimLedger
+from shared.reliability.deadletters import record_dead_letter
+from shared.reliability.errors import describe, unavailable_dependency
+from shared.reliability.health import HEALTH
+from shared.reliability.periodic import PeriodicTask
+from shared.reliability.retry import DEPENDENCY_BACKOFF, note_outage, until_available
 from shared.runtime import ServiceContext
 from shared.topics import topic_for
 from services.notify.providers import deliveries
 from services.notify.providers.channels import Channel, TopicChannel, WebhookChannel
 from services.notify.providers.deidentify import DeidentificationError
 from services.notify.providers.offers import SERVICE, build_offer
-from services.notify.providers.registry import Provider, init_registry, providers_for_hospital
+from services.notify.providers.registry import Provider, ProviderError, get_provider, init_registry, providers_for_hospital
 from services.notify.providers.tables import DeidStudyMap, ProviderDelivery
 
 log = logging.getLogger("mdd.notify.providers")
 GROUP = "notify-providers"
+SWEEP_SECONDS = 1.0
+#: A send takes at most the webhook timeout; a claim not settled well after that belonged to a process that died.
+CLAIM_LEASE_SECONDS = 120.0
 
 
 class ProviderDispatcher:
@@ -35,6 +47,9 @@ class ProviderDispatcher:
         self.ctx = ctx
         self.webhook = WebhookChannel(ctx.settings.provider_webhook_timeout_seconds)
         self.topic = TopicChannel(ctx.bus)
+        lease = max(CLAIM_LEASE_SECONDS, 3 * ctx.settings.provider_webhook_timeout_seconds)
+        self.claims = ClaimLedger(ctx.engine, ProviderDelivery, "delivery_key", uuid4().hex, lease)
+        self.sweeper = PeriodicTask("notify.providers.sweep", self.sweep, SWEEP_SECONDS)
 
     def channels_of(self, provider: Provider) -> list[Channel]:
         """The channels a provider receives on."""
@@ -45,96 +60,103 @@ class ProviderDispatcher:
             channels.append(self.topic)
         return channels
 
+    def _channel(self, name: str) -> Channel:
+        return self.webhook if name == self.webhook.name else self.topic
+
     async def on_completed(self, event: StudyCompleted) -> None:
-        """Offer the study to each active provider that serves its hospital."""
-        providers = await asyncio.to_thread(providers_for_hospital, self.ctx.engine, event.hospital_id)
+        """Record the offer to each active provider of the study's hospital and try each at once."""
+        providers = await until_available(
+            lambda: asyncio.to_thread(providers_for_hospital, self.ctx.engine, event.hospital_id), GROUP
+        )
+        keys: list[str] = []
         for provider in providers:
-            await self.offer_to(provider, event)
+            offer_id = deliveries.delivery_id(event.study_uid, provider.provider_id, provider.deid_seed)
+            names = [channel.name for channel in self.channels_of(provider)]
+            keys += await until_available(lambda provider=provider, offer_id=offer_id, names=names: asyncio.to_thread(
+                deliveries.record_intents, self.ctx.engine, event, provider.provider_id, offer_id, names, True), GROUP)
+        for key in keys:
+            await self.attempt(key)
 
-    async def offer_to(self, provider: Provider, event: StudyCompleted) -> None:
-        """Build the offer (only when some channel still needs it) and send it on each channel."""
-        engine = self.ctx.engine
-        pending = [
-            channel
-            for channel in self.channels_of(provider)
-            if await asyncio.to_thread(
-                deliveries.needs_sending,
-                engine,
-                deliveries.delivery_key(event.study_uid, provider.provider_id, channel.name),
-            )
-        ]
-        if not pending:
-            log.info("Estudio ya ofrecido / study already offered to %s", provider.provider_id)
+    async def attempt(self, key: str) -> None:
+        """Claim one offer and send it once; postpone or settle it by how that went."""
+        claim = await asyncio.to_thread(self.claims.claim, key)
+        if claim is None:
             return
-        offer_id = deliveries.delivery_id(event.study_uid, provider.provider_id, provider.deid_seed)
+        record = await asyncio.to_thread(deliveries.load, self.ctx.engine, key)
+        event = StudyCompleted.model_validate_json(record.payload)
         try:
-            offer = await asyncio.to_thread(build_offer, self.ctx, provider, event)
-        except DeidentificationError as exc:
-            for channel in pending:
-                if await asyncio.to_thread(self._claim, event, provider, channel, offer_id):
-                    await self._failed(provider, channel, event, 0, str(exc))
+            provider: Provider | None = await asyncio.to_thread(get_provider, self.ctx.engine, record.provider_id)
+        except ProviderError:
+            provider = None
+        if provider is None or not provider.active:
+            await self._settle(record, FAILED, claim.attempts, "Proveedor inactivo o inexistente / provider inactive or unknown")
             return
-        for channel in pending:
-            if not await asyncio.to_thread(self._claim, event, provider, channel, offer_id):
-                continue
-            attempts, error = await self._send_with_retries(channel, provider, offer)
-            key = deliveries.delivery_key(event.study_uid, provider.provider_id, channel.name)
-            if error is None:
-                await asyncio.to_thread(deliveries.finish, engine, key, "sent", attempts, "")
-                log.info("Estudio ofrecido / study offered to %s by %s", provider.provider_id, channel.name)
-            else:
-                await self._failed(provider, channel, event, attempts, error)
+        try:
+            offer: ProviderStudyOffer = await asyncio.to_thread(build_offer, self.ctx, provider, event)
+            await self._channel(record.channel).send(provider, offer)
+        except DeidentificationError as exc:
+            await self._settle(record, FAILED, claim.attempts, str(exc))
+            return
+        except Exception as exc:
+            dependency = unavailable_dependency(exc)
+            if dependency is not None:
+                note_outage(HEALTH, dependency, f"{GROUP}:{record.provider_id}", exc)
+                delay = DEPENDENCY_BACKOFF.delay(claim.retries + 1)
+                await asyncio.to_thread(self.claims.postpone, key, delay, describe(exc), False)
+                asyncio.get_running_loop().call_later(delay, self.sweeper.wake)
+                return
+            attempts = claim.attempts + 1
+            limit = self.ctx.settings.provider_delivery_attempts
+            log.warning("Entrega a %s por %s falló %d/%d / delivery failed: %s", record.provider_id, record.channel, attempts, limit, describe(exc))
+            if attempts >= limit:
+                await self._settle(record, FAILED, attempts, describe(exc))
+                return
+            delay = self.ctx.settings.provider_retry_backoff_seconds * 2 ** (attempts - 1)
+            await asyncio.to_thread(self.claims.postpone, key, delay, describe(exc), True)
+            asyncio.get_running_loop().call_later(delay, self.sweeper.wake)
+            return
+        await self._settle(record, SENT, claim.attempts + 1, "")
+        log.info("Estudio ofrecido / study offered to %s by %s", record.provider_id, record.channel)
 
-    def _claim(self, event: StudyCompleted, provider: Provider, channel: Channel, offer_id: UUID) -> bool:
-        return deliveries.claim(
-            self.ctx.engine, event.study_uid, provider.provider_id, channel.name, offer_id
-        )
+    def _settle_sync(self, record: ProviderDelivery, status: str, attempts: int, detail: str) -> list[str]:
+        with Session(self.ctx.engine) as session:
+            if not self.claims.settle(record.delivery_key, status, detail, attempts, session=session):
+                session.rollback()
+                return []
+            ids: list[str] = []
+            if status == FAILED:
+                ids = record_dead_letter(session, DeadLetter(
+                    stage=f"{GROUP}:{record.provider_id}:{record.channel}",
+                    source_topic=topic_for(StudyCompleted, self.ctx.settings.topic_prefix),
+                    error=detail, attempts=attempts, study_uid=record.study_uid, payload=record.payload,
+                ), self.ctx.settings.topic_prefix)
+            session.commit()
+            return ids
 
-    async def _send_with_retries(
-        self, channel: Channel, provider: Provider, offer: ProviderStudyOffer
-    ) -> tuple[int, str | None]:
-        settings = self.ctx.settings
-        attempts = settings.provider_delivery_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                await channel.send(provider, offer)
-                return attempt, None
-            except Exception as exc:  # any failure of the provider's side is retried, then dead-lettered
-                log.warning(
-                    "Entrega a %s por %s falló %d/%d / delivery failed: %r",
-                    provider.provider_id,
-                    channel.name,
-                    attempt,
-                    attempts,
-                    exc,
-                )
-                if attempt == attempts:
-                    return attempt, f"{type(exc).__name__}: {exc}"
-                await asyncio.sleep(settings.provider_retry_backoff_seconds * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
+    async def _settle(self, record: ProviderDelivery, status: str, attempts: int, detail: str) -> None:
+        ids = await until_available(lambda: asyncio.to_thread(self._settle_sync, record, status, attempts, detail), GROUP)
+        if status == FAILED:
+            log.error("Entrega a %s por %s enviada a DLQ / dead-lettered: %s", record.provider_id, record.channel, detail)
+        await until_available(lambda: self.ctx.bus.outbox.flush(ids), GROUP)
 
-    async def _failed(
-        self, provider: Provider, channel: Channel, event: StudyCompleted, attempts: int, error: str
-    ) -> None:
-        key = deliveries.delivery_key(event.study_uid, provider.provider_id, channel.name)
-        await asyncio.to_thread(deliveries.finish, self.ctx.engine, key, "failed", attempts, error)
-        log.error(
-            "Entrega a %s por %s enviada a DLQ / dead-lettered: %s", provider.provider_id, channel.name, error
-        )
-        await self.ctx.bus.dead_letter(
-            DeadLetter(
-                stage=f"{GROUP}:{provider.provider_id}:{channel.name}",
-                source_topic=topic_for(StudyCompleted, self.ctx.settings.topic_prefix),
-                error=error,
-                attempts=attempts,
-                study_uid=event.study_uid,
-                payload=event.model_dump_json(),
-            )
-        )
+    async def sweep(self, limit: int = 50) -> int:
+        """Try every offer that is due (postponed ones, and claims whose sender died); how many were tried."""
+        keys = await asyncio.to_thread(self.claims.due, limit)
+        for key in keys:
+            await self.attempt(key)
+        return len(keys)
+
+    async def start(self) -> None:
+        """Start the sweep."""
+        await self.sweeper.start()
+
+    async def stop(self) -> None:
+        """Stop the sweep."""
+        await self.sweeper.stop()
 
 
 def register_providers(ctx: ServiceContext) -> ProviderDispatcher:
-    """Create the provider tables and subscribe the dispatcher to ``study.completed``."""
+    """Create the provider tables and subscribe the dispatcher to ``study.completed``; the dispatcher runs the sweep."""
     init_registry(ctx.engine)
     init_db(ctx.engine, [ProviderDelivery, DeidStudyMap])
     dispatcher = ProviderDispatcher(ctx)
