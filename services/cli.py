@@ -40,6 +40,7 @@ for _part in (
 app.add_typer(importlib.import_module("services.notify.providers.commands").commands, name="provider")
 app.add_typer(importlib.import_module("shared.migrations.commands").commands, name="db")
 app.add_typer(importlib.import_module("services.status_api.commands").commands)
+app.add_typer(importlib.import_module("services.status_api.operations").commands)
 
 
 class ServiceName(str, Enum):

@@ -12,7 +12,7 @@ from services.status_api import board as board_pages, live, metrics, routes_auth
 from services.status_api.auth_tables import AUTH_TABLES
 from services.status_api.board import render_login
 from services.status_api.dicomweb import create_dicomweb_router, principal_hospitals
-from services.status_api.schemas import Health
+from shared.reliability.health import HealthReport, health_report
 from services.status_api.security import current_principal, ensure_bootstrap_key, jwt_secret
 
 router = APIRouter()
@@ -28,11 +28,16 @@ Las salidas de IA vienen de un modelo entrenado con datos sintéticos / AI outpu
 synthetic data."""
 
 
-@router.get("/healthz", response_model=Health, tags=["salud / health"])
-def healthz(request: Request) -> Health:
-    """Vivo y listo (sin autenticación) / alive and ready (no authentication)."""
-    ready = bool(request.app.state.ctx.ready.get("all"))
-    return Health(status="ok", ready=ready)
+@router.get("/healthz", response_model=HealthReport, tags=["salud / health"])
+def healthz(request: Request) -> HealthReport:
+    """Vivo, listo y qué dependencia falta (sin autenticación) / alive, ready and which dependency is down (no authentication).
+
+    ``status`` es ``degraded`` mientras una dependencia (base de datos, broker, almacén…) no responde;
+    las lecturas se siguen sirviendo mientras la base de datos responda. / ``status`` is ``degraded``
+    while a dependency does not answer; reads are served as long as the database answers.
+    """
+    ctx = request.app.state.ctx
+    return health_report(ctx.engine, bool(ctx.ready.get("all")))
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -7,6 +7,7 @@ assignment) restriction is part of the SQL, and every read or write of patient d
 from __future__ import annotations
 
 import asyncio
+import logging
 import mimetypes
 from datetime import datetime
 from typing import Annotated, Literal
@@ -17,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from shared.events import StudyReported, producer, utc_now
+from shared.reliability.outbox import record_events
 from services.status_api.auth_tables import AssignmentRow
 from services.status_api.board import render_board
 from services.status_api.identity import patient_identity
@@ -31,6 +33,7 @@ from services.status_api.security import (
 from services.status_api.state import STATUS_LABELS
 from services.status_api.tables import NotificationRow, StudyEventRow, StudyRow
 
+log = logging.getLogger("mdd.status_api")
 router = APIRouter()
 STUDIES = "estudios / studies"
 IMAGE_KINDS = {"crop": "crop_key", "magma": "magma_key", "mask": "mask_key"}
@@ -231,7 +234,12 @@ async def report_study(
         accession_number=row.accession_number, producer=producer("status_api"), birads=report.birads, text=report.text,
         reporter=reporter,
     )
-    await request.app.state.ctx.bus.publish(event)
+    ctx = request.app.state.ctx
+    await asyncio.to_thread(record_events, ctx.engine, [event])  # the report is kept before it is acknowledged
+    try:
+        await ctx.bus.outbox.flush([str(event.event_id)])
+    except Exception as exc:  # recorded in the outbox: the relay publishes it once the broker is back
+        log.warning("Reporte guardado, publicación pendiente / report kept, publication pending: %r", exc)
     await audit_async(request, principal, "study.report", study_uid, f"BI-RADS {report.birads}")
     return ReportAccepted(event_id=str(event.event_id), study_uid=study_uid, birads=report.birads, reporter=reporter)
 

@@ -58,13 +58,6 @@ class StudyDetail(StudySummary):
     events: list[TimelineEntry]
 
 
-class Health(BaseModel):
-    """Liveness and readiness."""
-
-    status: str
-    ready: bool
-
-
 class NotificationEntry(BaseModel):
     """One entry of the notification log: who was told what about a study, through which channel."""
 

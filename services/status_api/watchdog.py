@@ -1,20 +1,24 @@
-"""The watchdog: studies past a stage's deadline become overdue, and stuck studies are re-driven.
+"""The watchdog: studies past a stage's deadline become overdue, stuck studies are re-driven, IT is told.
 
-Every ``MDD_WATCHDOG_INTERVAL_SECONDS`` it looks at the studies still on their way to results.
-A study waits in a stage from the moment the status API recorded the stage's input event (the
-last ``instance.stored``, ``study.completed`` or ``study.preprocessed``). Past the stage's deadline:
+Every ``MDD_WATCHDOG_INTERVAL_SECONDS`` the replica holding the ``status_api.watchdog`` lease looks at
+the studies still on their way to results — and at RED results still on their way to their people.
+A study waits in a stage from the moment the status API recorded the stage's input event (the last
+``instance.stored``, ``study.completed``, ``study.preprocessed`` or, for RED results,
+``study.inferred``). Past the stage's deadline:
 
-- ``study.overdue`` is published once per (study, stage). Its event id is fixed by the study and
-  the stage, so a second publication (a crash before it was recorded, two status API instances)
-  is the same event for every consumer: the projection and notify de-duplicate it.
-- a study stuck after ``study.completed`` or ``study.preprocessed`` is re-driven: the stage's input
-  event, as recorded in the timeline (``status_event``), is published again so that the next stage
-  handles it again (consumers are idempotent). At most ``MDD_WATCHDOG_REDRIVE_ATTEMPTS`` times, one
-  deadline apart; each attempt is claimed in ``status_watchdog`` before it is published.
+- ``study.overdue`` is published once per (study, stage), through the outbox, in the transaction that
+  records it. Its event id is fixed by the study and the stage, so a second publication is the same
+  event for every consumer: the projection and notify de-duplicate it.
+- a study stuck after ``study.completed``, ``study.preprocessed`` or a RED ``study.inferred`` is
+  re-driven: the stage's input event, as recorded in the timeline, is queued again in the outbox so
+  that the next stage sees it again (consumers are idempotent: one that had handled it publishes
+  its results again). At most ``MDD_WATCHDOG_REDRIVE_ATTEMPTS`` times, one deadline apart.
+- a RED result still not notified twice ``MDD_ALERT_DEADLINE_SECONDS`` after it was recorded is
+  announced to IT on their own channel (``MDD_IT_ALERT_CHANNELS``), once: the notify service, or
+  every channel it uses, may be what is broken.
 
-With the in-process bus (embedded mode) nothing survives a restart: an input event recorded before
-this process started whose stage has not answered is lost, so it is re-driven at the first sweep.
-Failed studies are left alone: their stage gave up and dead-lettered the event for a person.
+Failed studies are left alone: their stage gave up and dead-lettered the event for a person
+(``mdd dlq``, ``mdd studies redrive``).
 """
 
 from __future__ import annotations
@@ -32,12 +36,17 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from shared.db import init_db
 from shared.events import EVENT_TYPES, Event, StudyOverdue, producer, utc_now
+from shared.it_alerts import NoItChannel, send_it_alert
+from shared.reliability.lease import LeaderLease
+from shared.reliability.outbox import add_events, requeue_events
+from shared.reliability.periodic import PeriodicTask
 from shared.runtime import ServiceContext
 from shared.settings import Settings
 from services.status_api.tables import StudyEventRow, StudyRow
 
 log = logging.getLogger("mdd.status_api.watchdog")
 SERVICE = "status_api"
+LEASE_NAME = "status_api.watchdog"
 
 
 class WatchdogRow(SQLModel, table=True):
@@ -50,6 +59,7 @@ class WatchdogRow(SQLModel, table=True):
     overdue_published_at: datetime | None = None
     redrives: int = 0
     redriven_at: datetime | None = None
+    it_alerted_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,8 @@ class Stage:
     progress: str
     input_event: str
     redrive: bool
+    only_light: str | None = None
+    alerts_it: bool = False
 
     def deadline(self, settings: Settings) -> float:
         """Seconds a study may wait in this stage."""
@@ -67,13 +79,17 @@ class Stage:
             return settings.study_quiet_seconds + settings.watchdog_ingest_margin_seconds
         if self.name == "preprocess":
             return settings.watchdog_preprocess_seconds
+        if self.name == "notify":
+            return settings.alert_deadline_seconds
         return settings.watchdog_infer_seconds
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("ingest", "receiving", "instance.stored", redrive=False),  # ingest completes studies from its own database
+    Stage("ingest", "receiving", "instance.stored", redrive=False),  # ingest's outbox and quiet scan complete studies
     Stage("preprocess", "completed", "study.completed", redrive=True),
     Stage("infer", "preprocessed", "study.preprocessed", redrive=True),
+    # A RED result waits for its people: notify's rules send RED results at once.
+    Stage("notify", "ready", "study.inferred", redrive=True, only_light="RED", alerts_it=True),
 )
 _STAGE_OF_PROGRESS = {stage.progress: stage for stage in STAGES}
 
@@ -97,6 +113,7 @@ class Decision:
 
     overdue: bool
     redrive: bool
+    alert_it: bool = False
 
 
 def aware(moment: datetime) -> datetime:
@@ -104,22 +121,18 @@ def aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def decide(
-    waiting: Waiting, record: WatchdogRow, settings: Settings, now: datetime, started_at: datetime
-) -> Decision:
-    """Pure rule: overdue once past the deadline; re-drive one deadline after the last try, or at once
-    when the input event was recorded before this process started and the bus is in-process."""
+def decide(waiting: Waiting, record: WatchdogRow, settings: Settings, now: datetime) -> Decision:
+    """Pure rule: overdue once past the deadline; re-drive one deadline after the last try, within the
+    limit; tell IT once at twice the deadline, where the stage does."""
     deadline = timedelta(seconds=waiting.stage.deadline(settings))
     since = aware(waiting.since)
     overdue = now - since >= deadline and record.overdue_published_at is None
+    alert_it = waiting.stage.alerts_it and record.it_alerted_at is None and now - since >= 2 * deadline
     if not waiting.stage.redrive or record.redrives >= settings.watchdog_redrive_attempts:
-        return Decision(overdue, False)
+        return Decision(overdue, False, alert_it)
     redriven_at = aware(record.redriven_at) if record.redriven_at else None
     last_try = max(since, redriven_at) if redriven_at else since
-    lost_in_restart = (
-        settings.transport == "memory" and since < started_at and (redriven_at is None or redriven_at < started_at)
-    )
-    return Decision(overdue, now - last_try >= deadline or lost_in_restart)
+    return Decision(overdue, now - last_try >= deadline, alert_it)
 
 
 def overdue_event_id(study_uid: str, stage: str) -> UUID:
@@ -133,7 +146,11 @@ def waiting_studies(engine: Engine) -> list[Waiting]:
     One query for all of them (a study with no recorded input event cannot be judged and is left out).
     """
     waits_for_input = or_(*[
-        and_(col(StudyRow.progress) == stage.progress, col(StudyEventRow.event_type) == stage.input_event) for stage in STAGES
+        and_(
+            col(StudyRow.progress) == stage.progress, col(StudyEventRow.event_type) == stage.input_event,
+            *([col(StudyRow.triage_light) == stage.only_light] if stage.only_light else []),
+        )
+        for stage in STAGES
     ])
     query = (
         select(StudyRow.study_uid, StudyRow.hospital_id, StudyRow.correlation_id, StudyRow.accession_number,
@@ -177,8 +194,9 @@ def record_for(engine: Engine, study_uid: str, stage: str) -> WatchdogRow:
         return record
 
 
-def claim_redrive(engine: Engine, record: WatchdogRow, now: datetime) -> bool:
-    """Count one re-drive; False when another instance counted it first."""
+def claim_redrive(engine: Engine, record: WatchdogRow, now: datetime, event: Event) -> list[str]:
+    """Count one re-drive and queue the stage's input event again, in one transaction; the outbox ids
+    to flush (none when another instance counted it first)."""
     with Session(engine) as session:
         result = session.exec(  # type: ignore[call-overload]
             update(WatchdogRow)
@@ -189,68 +207,117 @@ def claim_redrive(engine: Engine, record: WatchdogRow, now: datetime) -> bool:
             )
             .values(redrives=WatchdogRow.redrives + 1, redriven_at=now)
         )
+        if result.rowcount != 1:
+            session.rollback()
+            return []
+        ids = requeue_events(session, [event])
         session.commit()
-        return bool(result.rowcount == 1)
+        return ids
 
 
-def mark_overdue_published(engine: Engine, record: WatchdogRow, now: datetime) -> None:
-    """Remember that the overdue notice went out (the first instance to record it wins)."""
+def mark_overdue_published(engine: Engine, record: WatchdogRow, now: datetime, event: Event) -> list[str]:
+    """Record the overdue notice (the first instance to record it wins) with its event, in one transaction."""
     with Session(engine) as session:
         session.exec(  # type: ignore[call-overload]
             update(WatchdogRow)
             .where(col(WatchdogRow.study_uid) == record.study_uid, col(WatchdogRow.stage) == record.stage)
             .values(overdue_published_at=func.coalesce(WatchdogRow.overdue_published_at, now))
         )
+        ids = add_events(session, [event])
+        session.commit()
+        return ids
+
+
+def mark_it_alerted(engine: Engine, record: WatchdogRow, now: datetime) -> None:
+    """Remember that IT was told about this study and stage."""
+    with Session(engine) as session:
+        session.exec(  # type: ignore[call-overload]
+            update(WatchdogRow)
+            .where(col(WatchdogRow.study_uid) == record.study_uid, col(WatchdogRow.stage) == record.stage)
+            .values(it_alerted_at=func.coalesce(WatchdogRow.it_alerted_at, now))
+        )
         session.commit()
 
 
 @dataclass
 class SweepReport:
-    """What one sweep did: (study, stage) pairs made overdue and re-driven."""
+    """What one sweep did: (study, stage) pairs made overdue, re-driven and reported to IT."""
 
     overdue: list[tuple[str, str]]
     redriven: list[tuple[str, str]]
+    it_alerted: list[tuple[str, str]]
 
 
 class Watchdog:
-    """Periodic sweep over waiting studies; a component of the status API service."""
+    """Periodic sweep over waiting studies, on the lease holder; a component of the status API service."""
 
-    def __init__(self, ctx: ServiceContext, started_at: datetime | None = None) -> None:
+    def __init__(self, ctx: ServiceContext) -> None:
         init_db(ctx.engine, [WatchdogRow])
         self.ctx = ctx
-        self.started_at = started_at or utc_now()
-        self._task: asyncio.Task[None] | None = None
+        self.task = PeriodicTask(
+            LEASE_NAME, self.sweep, ctx.settings.watchdog_interval_seconds,
+            lease=LeaderLease(ctx.engine, LEASE_NAME, ttl_seconds=max(30.0, 3 * ctx.settings.watchdog_interval_seconds)),
+        )
 
     async def sweep(self, now: datetime | None = None) -> SweepReport:
         """Publish what is due for every waiting study."""
         now = now or utc_now()
         engine, settings = self.ctx.engine, self.ctx.settings
-        report = SweepReport([], [])
+        report = SweepReport([], [], [])
         waiting_now = await asyncio.to_thread(waiting_studies, engine)
         records = await asyncio.to_thread(known_records, engine, waiting_now)
         for waiting in waiting_now:
             stage = waiting.stage.name
             record = records.get((waiting.study_uid, stage)) or WatchdogRow(study_uid=waiting.study_uid, stage=stage)
-            decision = decide(waiting, record, settings, now, self.started_at)
-            if not (decision.redrive or decision.overdue):
+            decision = decide(waiting, record, settings, now)
+            if not (decision.redrive or decision.overdue or decision.alert_it):
                 continue
             if (waiting.study_uid, stage) not in records:  # kept only once there is something to do
                 record = await asyncio.to_thread(record_for, engine, waiting.study_uid, stage)
-                decision = decide(waiting, record, settings, now, self.started_at)
-            if decision.redrive and await asyncio.to_thread(claim_redrive, engine, record, now):
-                event = EVENT_TYPES[waiting.input_payload["event_type"]].model_validate(waiting.input_payload)
-                await self.ctx.bus.publish(event)
-                log.warning(
-                    "Estudio atascado en %s: reenviado %s (intento %d) / stuck study re-driven",
-                    stage, event.event_type, record.redrives + 1,
-                )
-                report.redriven.append((waiting.study_uid, stage))
+                decision = decide(waiting, record, settings, now)
             if decision.overdue:
-                await self.ctx.bus.publish(self._overdue(waiting))
-                await asyncio.to_thread(mark_overdue_published, engine, record, now)
+                ids = await asyncio.to_thread(mark_overdue_published, engine, record, now, self._overdue(waiting))
+                await self.ctx.bus.outbox.flush(ids)
                 log.warning("Estudio retrasado en %s / study overdue", stage)
                 report.overdue.append((waiting.study_uid, stage))
+            if decision.redrive:
+                event = EVENT_TYPES[waiting.input_payload["event_type"]].model_validate(waiting.input_payload)
+                if ids := await asyncio.to_thread(claim_redrive, engine, record, now, event):
+                    await self.ctx.bus.outbox.flush(ids)
+                    log.warning(
+                        "Estudio atascado en %s: reenviado %s (intento %d) / stuck study re-driven",
+                        stage, event.event_type, record.redrives + 1,
+                    )
+                    report.redriven.append((waiting.study_uid, stage))
+            if decision.alert_it and await self._alert_it(waiting, record, now):
+                report.it_alerted.append((waiting.study_uid, stage))
         return report
+
+    async def _alert_it(self, waiting: Waiting, record: WatchdogRow, now: datetime) -> bool:
+        """Tell IT that a RED result has not reached its people; True once it is told (or cannot be)."""
+        minutes = (now - aware(waiting.since)).total_seconds() / 60
+        subject = f"[MDD] ROJO sin notificar / RED not notified: {waiting.accession_number or waiting.study_uid}"
+        body = (
+            f"Un resultado ROJO lleva {minutes:.0f} min sin llegar a sus destinatarios. Revise el servicio de notificación "
+            f"y sus canales (correo, SMS) y avise por otra vía a radiología.\n"
+            f"A RED result has not reached its people for {minutes:.0f} min. Check the notify service and its channels "
+            f"(e-mail, SMS) and tell radiology another way.\n\n"
+            f"Hospital: {waiting.hospital_id}  Estudio / study: {waiting.study_uid}  Acceso / accession: {waiting.accession_number or '-'}\n"
+            f"Modelo de demostración con datos sintéticos; no es un dispositivo clínico / synthetic-data demonstration model, "
+            f"not a clinical device."
+        )
+        try:
+            await asyncio.to_thread(send_it_alert, self.ctx.settings, f"{waiting.study_uid}:{waiting.stage.name}", subject, body)
+        except NoItChannel:
+            log.error("ROJO sin notificar y sin canal de TI (MDD_IT_ALERT_CHANNELS) / RED not notified, no IT channel: %s",
+                      waiting.study_uid)
+        except Exception as exc:  # every IT channel failed: the next sweep tries again
+            log.error("Alerta a TI no enviada; se reintentará / IT alert not sent, will retry: %r", exc)
+            return False
+        else:
+            log.error("ROJO sin notificar: TI avisada / RED not notified: IT alerted: %s", waiting.study_uid)
+        await asyncio.to_thread(mark_it_alerted, self.ctx.engine, record, now)
+        return True
 
     def _overdue(self, waiting: Waiting) -> Event:
         return StudyOverdue(
@@ -264,22 +331,10 @@ class Watchdog:
             deadline_seconds=waiting.stage.deadline(self.ctx.settings),
         )
 
-    async def run(self) -> None:
-        """Sweep now and then every interval; an error is logged and the next sweep tries again."""
-        while True:
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("Falla del vigilante; se reintenta / watchdog sweep failed; retrying")
-            await asyncio.sleep(self.ctx.settings.watchdog_interval_seconds)
-
     async def start(self) -> None:
-        """Start sweeping in the background."""
-        self._task = asyncio.create_task(self.run())
+        """Start sweeping in the background (on the replica that holds the lease)."""
+        await self.task.start()
 
     async def stop(self) -> None:
-        """Stop sweeping."""
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        """Stop sweeping and give the lease up."""
+        await self.task.stop()

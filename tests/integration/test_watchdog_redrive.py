@@ -1,9 +1,10 @@
-"""Embedded mode after a crash: a study whose events died with the process is re-driven at restart.
+"""A study whose next stage never saw its event is re-driven by the watchdog and reaches results.
 
-The first process records four ``instance.stored`` and ``study.completed`` and dies before
-preprocessing (its in-process queues are gone). A new process on the same SQLite file and object
-store starts every service; its watchdog re-publishes the recorded ``study.completed`` and the
-study reaches results, with the synthetic-model disclaimer.
+The first process, where only the status API runs, records four ``instance.stored`` and
+``study.completed``: no preprocess service was there to queue the event for. A new process on the
+same SQLite file and object store starts every service; once the preprocess deadline has passed,
+its watchdog queues the recorded ``study.completed`` again (through the outbox) and the study
+reaches results, with the synthetic-model disclaimer.
 """
 
 from __future__ import annotations
@@ -60,14 +61,14 @@ def study_row(settings: Settings, study_uid: str) -> StudyRow | None:
         ctx_engine.dispose()
 
 
-async def test_embedded_restart_re_drives_a_study_lost_after_completion(
+async def test_a_study_stuck_after_completion_is_re_driven_past_the_deadline_and_reaches_results(
     settings: Settings, four_view_study: SyntheticStudy
 ) -> None:
     await record_until_completed_then_die(settings, four_view_study)
     before = study_row(settings, four_view_study.study_uid)
     assert before is not None and (before.state, before.instance_count) == ("completed", 4)
 
-    ctx = build_context(settings)
+    ctx = build_context(settings.model_copy(update={"watchdog_preprocess_seconds": 3, "watchdog_interval_seconds": 0.5}))
     stop = asyncio.Event()
     system = asyncio.create_task(run_until_stopped(ctx, [registrar_of(name.value) for name in ServiceName], stop))
     try:

@@ -61,7 +61,7 @@ def test_unknown_study_is_404_with_a_reason(settings: Settings) -> None:
 def test_bad_query_is_422_and_health_is_open(settings: Settings) -> None:
     client, _ = client_and_engine(settings)
     assert client.get("/studies", params={"limit": 0}).status_code == 422
-    assert client.get("/healthz").json() == {"status": "ok", "ready": True}
+    assert client.get("/healthz").json() == {"status": "ok", "ready": True, "dependencies": []}
 
 
 def test_board_is_spanish_and_shows_the_model_notice(settings: Settings) -> None:

@@ -17,7 +17,7 @@ from services.status_api.watchdog import STAGES, Waiting, Watchdog, WatchdogRow,
 from shared.bus import MemoryBus
 from shared.db import init_db
 from shared.events import (
-    BreastResult, Event, InstanceStored, StudyCompleted, StudyFailed, StudyInferred, StudyOverdue, StudyPreprocessed, ViewRef,
+    BreastResult, Event, InstanceStored, NotificationSent, StudyCompleted, StudyFailed, StudyInferred, StudyOverdue, StudyPreprocessed, ViewRef,
     producer, utc_now,
 )
 from shared.runtime import ServiceContext, build_context
@@ -66,7 +66,7 @@ async def test_overdue_only_after_the_stage_deadline_and_with_the_deadline(setti
     for event in (stored(), completed()):
         project(ctx.engine, event)
     start = utc_now()
-    watchdog = Watchdog(ctx, started_at=start - timedelta(hours=1))  # a process that was already running
+    watchdog = Watchdog(ctx)  # a process that was already running
 
     early = await watchdog.sweep(start + timedelta(seconds=590))
     assert early.overdue == [] and early.redriven == [] and published(ctx, "study.overdue") == []
@@ -82,7 +82,7 @@ async def test_receiving_deadline_is_the_quiet_period_plus_the_margin_and_is_not
     ctx = context(settings, study_quiet_seconds=30, watchdog_ingest_margin_seconds=120)
     project(ctx.engine, stored())
     start = utc_now()
-    watchdog = Watchdog(ctx, started_at=start - timedelta(hours=1))
+    watchdog = Watchdog(ctx)
     assert (await watchdog.sweep(start + timedelta(seconds=140))).overdue == []
     report = await watchdog.sweep(start + timedelta(seconds=160))
     assert report.overdue == [(UID, "ingest")] and report.redriven == []
@@ -95,10 +95,10 @@ async def test_overdue_is_published_once_across_sweeps_restarts_and_instances(se
     for event in (stored(), completed(), preprocessed()):
         project(ctx.engine, event)
     start = utc_now()
-    first = Watchdog(ctx, started_at=start - timedelta(hours=1))
+    first = Watchdog(ctx)
     assert (await first.sweep(start + timedelta(seconds=61))).overdue == [(UID, "infer")]
     assert (await first.sweep(start + timedelta(seconds=200))).overdue == []
-    other = Watchdog(context(settings, watchdog_infer_seconds=60), started_at=start - timedelta(hours=1))  # same database
+    other = Watchdog(context(settings, watchdog_infer_seconds=60))  # same database
     assert (await other.sweep(start + timedelta(seconds=300))).overdue == []
     assert len(published(ctx, "study.overdue")) == 1
     row = record(ctx, "infer")
@@ -118,7 +118,7 @@ async def test_a_stuck_study_is_re_driven_with_its_recorded_event_at_most_n_time
     for event in (stored(), original):
         project(ctx.engine, event)
     start = utc_now()
-    watchdog = Watchdog(ctx, started_at=start - timedelta(hours=1))
+    watchdog = Watchdog(ctx)
     redriven = []
     for seconds in (50, 101, 150, 202, 303, 404, 505):
         redriven.append(bool((await watchdog.sweep(start + timedelta(seconds=seconds))).redriven))
@@ -143,25 +143,54 @@ async def test_nothing_for_failed_studies_or_studies_with_results(settings: Sett
         model_trained_on="synthetic", disclaimer="d",
     )
     project(ctx.engine, result)
-    report = await Watchdog(ctx, started_at=utc_now()).sweep(utc_now() + timedelta(days=1))
+    report = await Watchdog(ctx).sweep(utc_now() + timedelta(days=1))
     assert report.overdue == [] and report.redriven == []
 
 
-async def test_in_process_bus_re_drives_at_once_what_a_restart_lost_and_only_once(settings: Settings) -> None:
-    ctx = context(settings, watchdog_preprocess_seconds=600)
-    for event in (stored(), completed()):
-        project(ctx.engine, event)
-    restarted = Watchdog(ctx)  # this process started after study.completed was recorded
-    now = utc_now()
-    assert (await restarted.sweep(now)).redriven == [(UID, "preprocess")]
-    assert (await restarted.sweep(now + timedelta(seconds=1))).redriven == []
-    assert len(published(ctx, "study.completed")) == 1
+def red_result(light: str = "RED") -> StudyInferred:
+    return StudyInferred(
+        **ENVELOPE, producer=producer("infer"),
+        breasts=[BreastResult(laterality="L", malignancy_score=0.9, birads=5, density="B", views_used=["CC", "MLO"])],
+        triage_light=light, triage_reason="r", model_name="m", model_version="1", model_trained=True,
+        model_trained_on="synthetic", disclaimer="d",
+    )
 
-    # Kafka keeps events across restarts: there a restart alone re-drives nothing.
-    kafka_settings = settings.model_copy(update={"transport": "kafka", "data_dir": settings.data_dir / "k"})
-    waiting = Waiting(UID, "HGE", "c", "", STAGES[1], now - timedelta(seconds=5), {})
-    assert decide(waiting, WatchdogRow(study_uid=UID, stage="preprocess"), kafka_settings, now, now).redrive is False
-    assert decide(waiting, WatchdogRow(study_uid=UID, stage="preprocess"), ctx.settings, now, now).redrive is True
+
+async def test_a_red_result_not_notified_in_time_is_overdue_and_re_driven_and_a_green_one_is_not(settings: Settings) -> None:
+    ctx = context(settings, alert_deadline_seconds=120, watchdog_redrive_attempts=1)
+    red = red_result()
+    for event in (stored(), completed(), preprocessed(), red):
+        project(ctx.engine, event)
+    green_uid = UID + ".4"
+    project(ctx.engine, red_result("GREEN").model_copy(update={"study_uid": green_uid}))
+    start = utc_now()
+    watchdog = Watchdog(ctx)
+    assert (await watchdog.sweep(start + timedelta(seconds=100))).overdue == []
+    report = await watchdog.sweep(start + timedelta(seconds=130))
+    assert report.overdue == [(UID, "notify")] and report.redriven == [(UID, "notify")]
+    [again] = published(ctx, "study.inferred")
+    assert StudyInferred.model_validate(again) == red  # the very event, queued again
+    [overdue] = published(ctx, "study.overdue")
+    assert (overdue["stage"], overdue["deadline_seconds"]) == ("notify", 120)
+    # Once notified, the study is left alone.
+    project(ctx.engine, NotificationSent(**ENVELOPE, producer=producer("notify"), rule="triage_red", channel="email",
+                                         recipient="radio", status="sent"))
+    assert (await watchdog.sweep(start + timedelta(seconds=1000))).it_alerted == []
+
+
+def test_the_notify_stage_tells_it_once_at_twice_its_deadline() -> None:
+    settings = Settings(alert_deadline_seconds=100, watchdog_redrive_attempts=1)
+    now = utc_now()
+    notify = next(stage for stage in STAGES if stage.name == "notify")
+    waiting = Waiting(UID, "HGE", "c", "", notify, now - timedelta(seconds=150), {})
+    assert decide(waiting, WatchdogRow(study_uid=UID, stage="notify"), settings, now).alert_it is False
+    late = Waiting(UID, "HGE", "c", "", notify, now - timedelta(seconds=201), {})
+    assert decide(late, WatchdogRow(study_uid=UID, stage="notify"), settings, now).alert_it is True
+    told = WatchdogRow(study_uid=UID, stage="notify", it_alerted_at=now)
+    assert decide(late, told, settings, now).alert_it is False
+    preprocess = next(stage for stage in STAGES if stage.name == "preprocess")
+    stuck = Waiting(UID, "HGE", "c", "", preprocess, now - timedelta(days=1), {})
+    assert decide(stuck, WatchdogRow(study_uid=UID, stage="preprocess"), settings, now).alert_it is False
 
 
 def events_of(ctx: ServiceContext) -> list[Event]:
@@ -201,7 +230,7 @@ async def test_the_wait_counts_from_the_latest_input_event_of_the_stage_each_stu
     project(ctx.engine, completed().model_copy(update=other))
 
     start = utc_now()
-    watchdog = Watchdog(ctx, started_at=start - timedelta(hours=1))
+    watchdog = Watchdog(ctx)
     assert (await watchdog.sweep(start + timedelta(seconds=140))).overdue == []
     report = await watchdog.sweep(start + timedelta(seconds=160))
     assert sorted(report.overdue) == [(UID, "ingest"), (other["study_uid"], "preprocess")]
