@@ -241,8 +241,8 @@ class _Process:
 class ServerControl:
     """Stop a launched server and start it again on the same ports with the same data.
 
-    Pass one as ``control=`` to :func:`kafka_server` or :func:`minio_server` to simulate an
-    outage; the launcher still stops the server (whichever incarnation runs) on exit.
+    Pass one as ``control=`` to :func:`kafka_server`, :func:`minio_server`, :func:`postgres_server` or
+    :func:`orthanc_server` to simulate an outage; the launcher still stops the server (whichever incarnation runs) on exit.
     """
 
     def __init__(self) -> None:
@@ -560,9 +560,13 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
 
 @contextlib.contextmanager
 def postgres_server(
-    database: str = "mdd", timeout: float = POSTGRES_START_TIMEOUT_S
+    database: str = "mdd", timeout: float = POSTGRES_START_TIMEOUT_S, control: ServerControl | None = None
 ) -> Iterator[PostgresInfo]:
-    """Run a throw-away PostgreSQL cluster (trust auth, superuser ``postgres``) with ``database`` created."""
+    """Run a throw-away PostgreSQL cluster (trust auth, superuser ``postgres``) with ``database`` created.
+
+    Durable as in production (fsync, synchronous commit, full-page writes on): a ``kill -9`` of the
+    server loses nothing it acknowledged, which the fault tests rely on.
+    """
     import psycopg
 
     initdb, postgres = _pg_tool("initdb"), _pg_tool("postgres")
@@ -585,8 +589,7 @@ def postgres_server(
         argv = [
             *as_user, postgres, "-D", str(data),
             "-h", "127.0.0.1", "-p", str(port), "-k", str(tmp),
-            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-            "-c", "shared_buffers=32MB", "-c", "max_connections=50",
+            "-c", "shared_buffers=32MB", "-c", "max_connections=100",
         ]
         proc = _Process("postgres", argv, tmp / "postgres.log", cwd=tmp)
         try:
@@ -597,6 +600,8 @@ def postgres_server(
                     return True
 
             proc.wait_ready(ready, timeout)
+            if control is not None:
+                control._attach(proc)
             with psycopg.connect(admin_dsn, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{database}"')
             yield PostgresInfo(
@@ -624,7 +629,7 @@ class OrthancInfo:
 
 
 @contextlib.contextmanager
-def orthanc_server(ae_title: str = "ORTHANC", timeout: float = 60.0) -> Iterator[OrthancInfo]:
+def orthanc_server(ae_title: str = "ORTHANC", timeout: float = 60.0, control: ServerControl | None = None) -> Iterator[OrthancInfo]:
     """Run Orthanc (Debian package) as a PACS that answers C-ECHO, C-STORE, C-FIND and C-GET from anyone."""
     binary = _which("Orthanc", ("/usr/sbin/Orthanc", "/usr/bin/Orthanc"))
     with _temp_dir("mdd-orthanc-") as tmp:
@@ -651,6 +656,8 @@ def orthanc_server(ae_title: str = "ORTHANC", timeout: float = 60.0) -> Iterator
         try:
             url = f"http://127.0.0.1:{http_port}"
             proc.wait_ready(lambda: _http_ok(f"{url}/system") and _tcp_open(dicom_port), timeout)
+            if control is not None:
+                control._attach(proc)
             yield OrthancInfo(ae_title=ae_title, dicom_port=dicom_port, http_url=url)
         finally:
             proc.stop()

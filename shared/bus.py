@@ -6,9 +6,10 @@ A handler is a plain ``async def`` over one event model that returns the events 
 
 - a failure because a dependency is down pauses the message and retries it with capped backoff
   until the dependency is back; no attempt is spent and nothing is dead-lettered;
-- a deterministic failure is retried up to ``MDD_MAX_DELIVERY_ATTEMPTS`` times (counted in the
-  database, so a message that kills its consumer is counted too), then the message goes to the
-  dead-letter topic with a ``study.failed`` event, both through the outbox;
+- a deterministic failure is retried up to ``MDD_MAX_DELIVERY_ATTEMPTS`` times, then the message
+  goes to the dead-letter topic with a ``study.failed`` event, both through the outbox; so does a
+  message whose consumer died while handling it ``MDD_MAX_INTERRUPTED_ATTEMPTS`` times (counted in
+  the database before each attempt: out of memory, a crash loop);
 - events a handler produces get ids derived from (consumer group, input event, position), and are
   kept in the ledger: a redelivered message publishes the same events again instead of redoing
   the work, and every consumer drops what it has seen.
@@ -45,7 +46,7 @@ from shared.reliability.health import HEALTH
 from shared.reliability.deadletters import record_dead_letter
 from shared.reliability.outbox import Outbox, add_events
 from shared.reliability.periodic import PeriodicTask
-from shared.reliability.retry import DEPENDENCY_BACKOFF, note_outage, note_recovery, until_available
+from shared.reliability.retry import configure_dependency_backoff, dependency_backoff, note_outage, note_recovery, until_available
 from shared.settings import Settings
 from shared.topics import dead_letter_topic, topic_for
 
@@ -103,6 +104,7 @@ class Bus(ABC):
         from shared.db import make_engine
 
         self.settings = settings
+        configure_dependency_backoff(settings.dependency_retry_max_seconds)
         self.subscriptions: list[Subscription] = []
         self.loop: asyncio.AbstractEventLoop | None = None
         self.engine = engine if engine is not None else make_engine(settings.resolved_database_url, settings.database_pool_size)
@@ -232,7 +234,7 @@ class Bus(ABC):
                     return
                 note_outage(HEALTH, dependency, subscription.group, exc)
                 retry += 1
-                await asyncio.sleep(DEPENDENCY_BACKOFF.delay(retry))
+                await asyncio.sleep(dependency_backoff().delay(retry))
         if retry:
             note_recovery(HEALTH, dependency, subscription.group)
         for produced in _as_list(result):
@@ -270,7 +272,7 @@ class Bus(ABC):
     ) -> None:
         """Run ``call(event)`` under the ledger: wait out outages, count deterministic failures, give up at the limit."""
         consumer, event_id = subscription.group, str(event.event_id)
-        limit = self.settings.max_delivery_attempts
+        limit, interrupted_limit = self.settings.max_delivery_attempts, self.settings.max_interrupted_attempts
         waits = 0
         waited_on: Dependency | None = None
         with bind_study(event.study_uid, event.correlation_id):
@@ -283,8 +285,8 @@ class Bus(ABC):
                         log.info("Evento ya procesado por %s: se publican sus resultados / already handled, re-publishing", consumer)
                         await self._publish_all([parse_event(_json(item)) for item in attempt.outputs or []], consumer)
                     return
-                if attempt.attempts > limit:
-                    reason = attempt.last_error or KILLED_REASON.format(n=attempt.attempts - 1)
+                if attempt.interruptions >= interrupted_limit:
+                    reason = KILLED_REASON.format(n=attempt.interruptions)
                     await self._give_up(subscription, event, raw, source_topic, reason, attempt.attempts - 1)
                     return
                 try:
@@ -296,16 +298,17 @@ class Bus(ABC):
                         waited_on = dependency
                         await until_available(lambda: asyncio.to_thread(self.ledger.give_back, consumer, event_id, describe(exc)), consumer)
                         waits += 1
-                        await asyncio.sleep(DEPENDENCY_BACKOFF.delay(waits))
+                        await asyncio.sleep(dependency_backoff().delay(waits))
                         continue
                     reason = describe(exc)
-                    log.warning("Intento %d/%d de %s falló / attempt failed: %s", attempt.attempts, limit, consumer, reason,
-                                exc_info=attempt.attempts >= limit)
-                    if attempt.attempts >= limit:
-                        await self._give_up(subscription, event, raw, source_topic, reason, attempt.attempts)
+                    failures = attempt.failures + 1
+                    log.warning("Intento %d/%d de %s falló / attempt failed: %s", failures, limit, consumer, reason,
+                                exc_info=failures >= limit)
+                    if failures >= limit:
+                        await self._give_up(subscription, event, raw, source_topic, reason, failures)
                         return
                     await until_available(lambda: asyncio.to_thread(self.ledger.fail, consumer, event_id, reason), consumer)
-                    await asyncio.sleep(self.settings.retry_backoff_seconds * 2 ** (attempt.attempts - 1))
+                    await asyncio.sleep(self.settings.retry_backoff_seconds * 2 ** (failures - 1))
                     continue
                 if waited_on is not None:
                     note_recovery(HEALTH, waited_on, consumer)

@@ -71,8 +71,21 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr | None = Field(None, description="Contraseña SASL / SASL password")
     topic_prefix: str = Field("mdd.", description="Prefijo de tópicos / topic prefix")
     consumer_group_prefix: str = Field("mdd", description="Prefijo de grupos de consumo / consumer group prefix")
-    max_delivery_attempts: int = Field(3, ge=1, description="Intentos antes de la DLQ / attempts before the DLQ")
+    max_delivery_attempts: int = Field(
+        3, ge=1, description="Fallas (entrada que no se puede procesar) antes de la DLQ / failures before the DLQ"
+    )
+    max_interrupted_attempts: int = Field(
+        5, ge=1,
+        description="Veces que un mensaje puede quedar interrumpido por la caída de su consumidor (memoria, kill) antes de "
+        "la DLQ / times a message may be cut short by its consumer's death (out of memory, kill) before the DLQ",
+    )
     retry_backoff_seconds: float = Field(0.5, ge=0, description="Espera inicial entre intentos (exponencial) / backoff")
+    dependency_retry_max_seconds: float = Field(
+        15.0, gt=0,
+        description="Espera máxima entre reintentos mientras una dependencia (almacén, base de datos, broker, SMTP, PACS) no "
+        "responde; esos reintentos no gastan intentos / longest wait between tries while a dependency is down (such tries "
+        "spend no attempts)",
+    )
 
     store_backend: StoreBackend = Field("local", description="local (carpeta / folder) o minio (S3)")
     store_dir: Path | None = Field(None, description="Carpeta del almacén local (por omisión DATA_DIR/store)")

@@ -30,6 +30,7 @@ def settings(tmp_path: Path) -> Settings:
         ingest_http_port=free_port(),
         study_quiet_seconds=2,
         retry_backoff_seconds=0.01,
+        dependency_retry_max_seconds=0.2,
         model_backbone="small_cnn",
         log_json=False,
     )

@@ -36,7 +36,7 @@ from shared.reliability.deadletters import record_dead_letter
 from shared.reliability.errors import describe, unavailable_dependency
 from shared.reliability.health import HEALTH
 from shared.reliability.outbox import add_events
-from shared.reliability.retry import DEPENDENCY_BACKOFF, note_outage, note_recovery, until_available
+from shared.reliability.retry import dependency_backoff, note_outage, note_recovery, until_available
 from shared.runtime import ServiceContext
 from services.notify.adapters.channels import DEDUPLICATING_KINDS, Channel, resolve_channel, send
 from services.notify.config import RuleBook
@@ -179,7 +179,7 @@ class Deliverer:
         dependency = unavailable_dependency(exc)
         if dependency is not None:
             note_outage(HEALTH, dependency, f"notify {record.channel}", exc)
-            delay = DEPENDENCY_BACKOFF.delay(retries + 1)
+            delay = dependency_backoff().delay(retries + 1)
             await until_available(
                 lambda: asyncio.to_thread(self.claims.postpone, record.notification_key, delay, describe(exc), False), "notify"
             )

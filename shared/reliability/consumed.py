@@ -1,9 +1,10 @@
 """The consumer ledger: per (consumer group, event) the attempts begun and, once handled, what came out.
 
 An attempt is counted, and committed, *before* the handler runs, so a message that kills its
-consumer (out of memory, a crash) is still counted when it is redelivered: after
-``MDD_MAX_DELIVERY_ATTEMPTS`` it is dead-lettered instead of crashing the service again. A failure
-because a dependency is down gives its attempt back. Once handled, the events the handler produced
+consumer (out of memory, a crash) is still counted when it is redelivered: an attempt begun and
+never ended is an interruption, and after ``MDD_MAX_INTERRUPTED_ATTEMPTS`` of them the message is
+dead-lettered instead of crashing the service again. A deterministic failure is counted apart
+(``MDD_MAX_DELIVERY_ATTEMPTS``); a failure because a dependency is down gives its attempt back. Once handled, the events the handler produced
 are kept: a redelivered message publishes them again — same ids — instead of doing the work twice.
 """
 
@@ -32,6 +33,12 @@ class Attempt:
     attempts: int
     last_error: str
     outputs: list[dict] | None
+    failures: int = 0
+
+    @property
+    def interruptions(self) -> int:
+        """Earlier attempts that never ended: their consumer died while handling the message."""
+        return max(0, self.attempts - 1 - self.failures)
 
     @property
     def finished(self) -> bool:
@@ -55,8 +62,8 @@ class ConsumerLedger:
         with Session(self.engine) as session:
             try:
                 session.execute(insert(_table).values(
-                    consumer=consumer, event_id=event_id, study_uid=study_uid, status=RUNNING, attempts=1, last_error="",
-                    updated_at=now,
+                    consumer=consumer, event_id=event_id, study_uid=study_uid, status=RUNNING, attempts=1, failures=0,
+                    last_error="", updated_at=now,
                 ))
                 session.commit()
                 return Attempt(RUNNING, 1, "", None)
@@ -66,14 +73,14 @@ class ConsumerLedger:
                 update(_table)
                 .where(_key(consumer, event_id), col(_table.c.status).not_in((DONE, DEAD)))
                 .values(attempts=_table.c.attempts + 1, status=RUNNING, updated_at=now)
-                .returning(_table.c.attempts, _table.c.last_error)
+                .returning(_table.c.attempts, _table.c.last_error, _table.c.failures)
             ).first()
             session.commit()
             if counted is not None:
-                return Attempt(RUNNING, int(counted[0]), str(counted[1] or ""), None)
+                return Attempt(RUNNING, int(counted[0]), str(counted[1] or ""), None, int(counted[2] or 0))
             row = session.get(ConsumedRow, (consumer, event_id))
             assert row is not None
-            return Attempt(row.status, row.attempts, row.last_error, row.outputs)
+            return Attempt(row.status, row.attempts, row.last_error, row.outputs, row.failures)
 
     def _set(self, consumer: str, event_id: str, **values: object) -> None:
         with Session(self.engine) as session:
@@ -91,8 +98,8 @@ class ConsumerLedger:
             session.commit()
 
     def fail(self, consumer: str, event_id: str, error: str) -> None:
-        """A deterministic failure: the attempt counts; the reason is kept for the dead letter."""
-        self._set(consumer, event_id, status=FAILED, last_error=error[:2000])
+        """A deterministic failure: the attempt counts as one; the reason is kept for the dead letter."""
+        self._set(consumer, event_id, status=FAILED, last_error=error[:2000], failures=_table.c.failures + 1)
 
     def done(self, consumer: str, event_id: str, outputs: list[dict]) -> None:
         """Handled: keep the events produced, to publish them again on a redelivery."""

@@ -38,8 +38,19 @@ class Backoff:
         return base * (1 + random.uniform(-self.jitter, self.jitter)) if self.jitter else base
 
 
-#: How services wait for a dependency that is down: quick at first, then every 15 s at most.
-DEPENDENCY_BACKOFF = Backoff(initial=0.5, factor=2.0, cap=15.0)
+_dependency_backoff = Backoff(initial=0.5, factor=2.0, cap=15.0)
+
+
+def dependency_backoff() -> Backoff:
+    """How this process waits for a dependency that is down: quick at first, then every
+    ``MDD_DEPENDENCY_RETRY_MAX_SECONDS`` at most."""
+    return _dependency_backoff
+
+
+def configure_dependency_backoff(max_seconds: float) -> None:
+    """Set the longest wait between two tries of a dependency that is down (from the settings)."""
+    global _dependency_backoff
+    _dependency_backoff = Backoff(initial=min(0.5, max_seconds), factor=2.0, cap=max_seconds)
 
 
 def note_outage(health: DependencyHealth, dependency: Dependency, what: str, exc: BaseException) -> None:
@@ -61,7 +72,7 @@ def note_recovery(health: DependencyHealth, dependency: Dependency, what: str) -
 async def until_available(
     call: Callable[[], Awaitable[T]],
     what: str,
-    backoff: Backoff = DEPENDENCY_BACKOFF,
+    backoff: Backoff | None = None,
     health: DependencyHealth = HEALTH,
     stop: asyncio.Event | None = None,
 ) -> T:
@@ -81,7 +92,7 @@ async def until_available(
             note_outage(health, dependency, what, exc)
             waited_on = dependency
             retry += 1
-            await asyncio.sleep(backoff.delay(retry))
+            await asyncio.sleep((backoff or _dependency_backoff).delay(retry))
             continue
         if waited_on is not None:
             note_recovery(health, waited_on, what)
@@ -89,7 +100,7 @@ async def until_available(
 
 
 def until_available_sync(
-    call: Callable[[], T], what: str, backoff: Backoff = DEPENDENCY_BACKOFF, health: DependencyHealth = HEALTH,
+    call: Callable[[], T], what: str, backoff: Backoff | None = None, health: DependencyHealth = HEALTH,
     deadline: float | None = None,
 ) -> T:
     """``call()`` in a thread until it does not fail for want of a dependency; other errors are raised.
@@ -108,7 +119,7 @@ def until_available_sync(
             note_outage(health, dependency, what, exc)
             waited_on = dependency
             retry += 1
-            pause = backoff.delay(retry)
+            pause = (backoff or _dependency_backoff).delay(retry)
             if deadline is not None and time.monotonic() + pause > deadline:
                 raise
             time.sleep(pause)

@@ -44,6 +44,7 @@ class ConsumedRow(SQLModel, table=True):
     study_uid: str = Field("", index=True)
     status: str = Field("running", description="running, failed (will retry), done or dead (dead-lettered)")
     attempts: int = Field(0, description="Attempts begun; a transient failure gives its attempt back")
+    failures: int = Field(0, description="Attempts that ended in a deterministic failure")
     last_error: str = ""
     outputs: list[dict] | None = Field(default=None, sa_column=Column(JSON), description="Events produced, as published")
     updated_at: datetime = Field(default_factory=utc_now, sa_type=_UTC, index=True)  # type: ignore[call-overload]

@@ -23,7 +23,7 @@ from shared.reliability.deadletters import record_dead_letter
 from shared.reliability.errors import describe, unavailable_dependency
 from shared.reliability.health import HEALTH
 from shared.reliability.periodic import PeriodicTask
-from shared.reliability.retry import DEPENDENCY_BACKOFF, note_outage, until_available
+from shared.reliability.retry import dependency_backoff, note_outage, until_available
 from shared.runtime import ServiceContext
 from shared.topics import topic_for
 from services.notify.providers import deliveries
@@ -101,7 +101,7 @@ class ProviderDispatcher:
             dependency = unavailable_dependency(exc)
             if dependency is not None:
                 note_outage(HEALTH, dependency, f"{GROUP}:{record.provider_id}", exc)
-                delay = DEPENDENCY_BACKOFF.delay(claim.retries + 1)
+                delay = dependency_backoff().delay(claim.retries + 1)
                 await asyncio.to_thread(self.claims.postpone, key, delay, describe(exc), False)
                 asyncio.get_running_loop().call_later(delay, self.sweeper.wake)
                 return

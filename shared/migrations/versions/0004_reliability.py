@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column('study_uid', sa.String(), nullable=False),
         sa.Column('status', sa.String(), nullable=False),
         sa.Column('attempts', sa.Integer(), nullable=False),
+        sa.Column('failures', sa.Integer(), nullable=False),
         sa.Column('last_error', sa.String(), nullable=False),
         sa.Column('outputs', sa.JSON(), nullable=True),
         sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
