@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export MDD_CACHE_DIR ?= $(CURDIR)/.cache
 
-.PHONY: setup run demo test unit integration e2e servers lint compose-check clean
+.PHONY: setup run demo test unit integration e2e faults servers lint compose-check clean
 
 $(BIN)/mdd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +34,9 @@ servers:
 	bash infra/compose/fetch.sh
 	bash infra/mlserver/setup.sh
 
-## test: set up everything and run unit, integration and end-to-end tests
+## test: set up everything and run unit, integration, end-to-end and fault tests
 test: setup servers
-	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration tests/e2e
+	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration tests/e2e tests/faults
 
 unit: setup
 	$(BIN)/pytest tests/unit
@@ -46,6 +46,9 @@ integration: setup servers
 
 e2e: setup servers
 	$(BIN)/pytest tests/e2e
+
+faults: setup servers
+	$(BIN)/pytest tests/faults
 
 compose-check:
 	docker compose config --quiet

@@ -27,6 +27,8 @@ from shared.events import InstanceStored, StudyCompleted, ViewRef, producer, utc
 from shared.logs import bind_study
 from shared.reliability.crashpoints import crash_point
 from shared.reliability.errors import Dependency, describe, unavailable_dependency
+from shared.reliability.health import HEALTH
+from shared.reliability.retry import note_back_for, note_outage
 from shared.reliability.lease import LeaderLease
 from shared.reliability.outbox import add_events
 from shared.reliability.periodic import PeriodicTask
@@ -242,14 +244,17 @@ class Ingest:
                 f"SOP Class {header.sop_class_uid} no coincide con {expected_sop_class} / does not match",
             )
         try:
-            return self._store_and_publish(encoded, header, calling_ae, hospital_id, digest, upload)
+            outcome = self._store_and_publish(encoded, header, calling_ae, hospital_id, digest, upload)
         except Exception as exc:  # the SCP must answer a status and keep serving, whatever happens
             dependency = unavailable_dependency(exc)
             if dependency is not None:
+                note_outage(HEALTH, dependency, SERVICE, exc)  # /healthz names it until a store succeeds again
                 log.error("Dependencia no disponible / dependency unavailable (%s): %s", dependency.value, describe(exc))
                 return StoreOutcome(OUT_OF_RESOURCES, f"{UNAVAILABLE_WORDS[dependency]}: {type(exc).__name__}")
             log.exception("Error interno al almacenar / internal error while storing")
             return StoreOutcome(OUT_OF_RESOURCES, f"Error interno / internal error: {type(exc).__name__}")
+        note_back_for(SERVICE)
+        return outcome
 
     def _store_and_publish(
         self,

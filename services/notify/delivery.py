@@ -36,7 +36,7 @@ from shared.reliability.deadletters import record_dead_letter
 from shared.reliability.errors import describe, unavailable_dependency
 from shared.reliability.health import HEALTH
 from shared.reliability.outbox import add_events
-from shared.reliability.retry import dependency_backoff, note_outage, note_recovery, until_available
+from shared.reliability.retry import dependency_backoff, note_back_for, note_outage, until_available
 from shared.runtime import ServiceContext
 from services.notify.adapters.channels import DEDUPLICATING_KINDS, Channel, resolve_channel, send
 from services.notify.config import RuleBook
@@ -169,9 +169,7 @@ class Deliverer:
             await self._failed_send(record, claim.retries, exc)
             return
         crash_point("notify.sent")
-        for entry in HEALTH.down():
-            if entry.waiting == f"notify {record.channel}":
-                note_recovery(HEALTH, entry.dependency, entry.waiting)
+        note_back_for(f"notify {record.channel}")
         await self._settle(record, SENT, "", record.attempts + 1)
         log.info("Notificación enviada / sent: %s -> %s", record.rule, record.recipient)
 

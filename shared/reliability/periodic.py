@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from shared.reliability.errors import unavailable_dependency
 from shared.reliability.health import HEALTH
 from shared.reliability.lease import LeaderLease
-from shared.reliability.retry import note_outage, note_recovery
+from shared.reliability.retry import note_back_for, note_outage
 
 log = logging.getLogger("mdd.reliability")
 
@@ -55,9 +55,7 @@ class PeriodicTask:
             else:
                 note_outage(HEALTH, dependency, self.name, exc)
             return False
-        for entry in HEALTH.down():
-            if entry.waiting == self.name:
-                note_recovery(HEALTH, entry.dependency, self.name)
+        note_back_for(self.name)
         self.rounds += 1
         return True
 

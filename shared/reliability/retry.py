@@ -69,6 +69,13 @@ def note_recovery(health: DependencyHealth, dependency: Dependency, what: str) -
         del outage
 
 
+def note_back_for(what: str, health: DependencyHealth = HEALTH) -> None:
+    """Record that every dependency ``what`` was waiting for answered again (``what`` just succeeded)."""
+    for entry in health.down():
+        if entry.waiting == what:
+            note_recovery(health, entry.dependency, what)
+
+
 async def until_available(
     call: Callable[[], Awaitable[T]],
     what: str,

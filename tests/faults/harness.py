@@ -52,6 +52,25 @@ recipients = ["radio"]
 """
 
 
+class RestartableSmtp:
+    """A real SMTP server (aiosmtpd) that can go down and come back on the same port, keeping what it got."""
+
+    def __init__(self, port: int) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.sink = SmtpSink(port)
+        self._make = lambda: Controller(self.sink, hostname="127.0.0.1", port=port)
+        self._controller = self._make()
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def start(self) -> None:
+        self._controller = self._make()
+        self._controller.start()
+
+
 def wait_for(probe: Callable[[], T | None], timeout: float, what: str, on_timeout: Callable[[], str] = lambda: "") -> T:
     """Poll ``probe`` until it returns something truthy; fail with ``on_timeout()``'s report otherwise."""
     deadline = time.monotonic() + timeout
@@ -231,6 +250,20 @@ def settled(engine: Engine) -> bool:
         and scalar(engine, "SELECT count(*) FROM notify_delivery WHERE status IN ('pending', 'sending')") == 0
         and scalar(engine, "SELECT count(*) FROM reliability_consumed WHERE status IN ('running', 'failed')") == 0
     )
+
+
+def unsettled(engine: Engine) -> dict[str, Any]:
+    """What keeps ``settled`` false, for the report of a wait that timed out."""
+    with engine.connect() as connection:
+        return {
+            "outbox": connection.execute(text(
+                "SELECT event_type, count(*) FROM reliability_outbox WHERE published_at IS NULL GROUP BY event_type")).all(),
+            "deliveries": connection.execute(text(
+                "SELECT rule, status, detail FROM notify_delivery WHERE status IN ('pending', 'sending')")).all(),
+            "consumed": connection.execute(text(
+                "SELECT consumer, status, attempts, failures, last_error FROM reliability_consumed "
+                "WHERE status IN ('running', 'failed')")).all(),
+        }
 
 
 def mails_by_study(sink: SmtpSink, accessions: list[str]) -> dict[tuple[str, str], set[str]]:
