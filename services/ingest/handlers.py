@@ -8,17 +8,18 @@ from collections.abc import Callable
 from pydicom.dataset import Dataset
 from pynetdicom import events
 
+from shared.dicom_vocabulary import DimseStatus
 from shared.settings import Settings
 from services.ingest.adapters.scp import received_instance
 from services.ingest.admission import admit, free_space
-from services.ingest.intake import CANNOT_UNDERSTAND, Ingest
+from services.ingest.intake import Ingest
 
 log = logging.getLogger("mdd.ingest.scp")
 
 
 def handle_echo(event: events.Event) -> int:
     """C-ECHO: verification always succeeds while the SCP is up."""
-    return 0x0000
+    return DimseStatus.SUCCESS
 
 
 def make_request_handler(settings: Settings) -> Callable[[events.Event], None]:
@@ -47,7 +48,7 @@ def make_store_handler(ingest: Ingest) -> Callable[[events.Event], Dataset]:
             received = received_instance(event)
         except Exception as exc:  # a malformed P-DATA stream must not take the SCP down
             log.warning("C-STORE ilegible / unreadable C-STORE: %r", exc)
-            status.Status = CANNOT_UNDERSTAND
+            status.Status = DimseStatus.CANNOT_UNDERSTAND
             status.ErrorComment = "DICOM ilegible / unreadable"
             return status
         outcome = ingest.accept(

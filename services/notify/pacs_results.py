@@ -43,7 +43,8 @@ from shared.runtime import ServiceContext
 from shared.settings import DicomDestination, Settings
 from shared.store import ObjectStore
 from shared.topics import topic_for
-from services.notify.adapters.pacs_store import STORED_STATUSES, PacsStoreError, describe, store_instances
+from shared.dicom_vocabulary import STORED_STATUSES
+from services.notify.adapters.pacs_store import PacsStoreError, describe, store_instances
 from services.notify.mosaic import LIGHT_LABELS, Slot, display_view, render_mosaic, view_slot
 
 log = logging.getLogger("mdd.notify.pacs")

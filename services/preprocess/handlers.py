@@ -12,15 +12,12 @@ from pydicom import dcmread
 
 from services.preprocess.pipeline import PreprocessedView, derived_files, npy_bytes, preprocess_view
 from services.preprocess.segmentation import Segmenter, build_segmenter
+from shared.dicom_vocabulary import STANDARD_VIEWS, has_standard_views
 from shared.events import DerivedView, StudyCompleted, StudyPreprocessed, ViewRef, follow_up
 from shared.runtime import ServiceContext
 
 log = logging.getLogger("mdd.preprocess")
 SERVICE = "preprocess"
-#: The four views of a screening study: R-CC, L-CC, R-MLO, L-MLO.
-STANDARD_VIEWS: Final[frozenset[tuple[str, str]]] = frozenset(
-    {("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO")}
-)
 STANDARD_VIEW_COUNT: Final[int] = len(STANDARD_VIEWS)
 
 
@@ -32,8 +29,7 @@ def study_flags(views: Iterable[DerivedView]) -> list[str]:
     """
     views = list(views)
     flags = {flag for view in views for flag in view.flags}
-    present = {(view.laterality, view.view_position) for view in views}
-    if not STANDARD_VIEWS <= present:
+    if not has_standard_views((view.laterality, view.view_position) for view in views):
         flags.add("fewer_than_four_views")
     return sorted(flags)
 

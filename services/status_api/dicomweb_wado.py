@@ -29,6 +29,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from shared.dicom_display import to_display, to_uint8
+
 NATIVE: Final[str] = ExplicitVRLittleEndian
 OCTET_STREAM: Final[str] = "application/octet-stream"
 DICOM: Final[str] = "application/dicom"
@@ -234,11 +236,7 @@ def render(data: bytes, media_type: str) -> bytes:
     """The instance's first frame for display (VOI window applied, breast bright), 8 bits."""
     from PIL import Image
 
-    from services.preprocess.decoding import to_display
-
     image = to_display(pydicom.dcmread(io.BytesIO(data)))
     buffer = io.BytesIO()
-    Image.fromarray(np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)).save(
-        buffer, format=RENDERED_TYPES[media_type]
-    )
+    Image.fromarray(to_uint8(image)).save(buffer, format=RENDERED_TYPES[media_type])
     return buffer.getvalue()

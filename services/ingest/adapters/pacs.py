@@ -13,11 +13,12 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelGet,
 )
 
+from shared.dicom_vocabulary import DimseStatus
 from services.ingest.adapters.scp import TRANSFER_SYNTAXES, ReceivedInstance, received_instance
 from services.ingest.sop_classes import STORAGE_SOP_CLASSES
 
 log = logging.getLogger("mdd.ingest.pacs")
-PENDING = (0xFF00, 0xFF01)
+PENDING = (DimseStatus.PENDING, DimseStatus.PENDING_WITH_WARNINGS)
 
 
 class PacsError(RuntimeError):
@@ -54,7 +55,7 @@ def find_studies(host: str, port: int, called_ae: str, calling_ae: str, modality
     studies: list[PacsStudy] = []
     try:
         for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
-            if not status or status.Status not in PENDING + (0x0000,):
+            if not status or status.Status not in (*PENDING, DimseStatus.SUCCESS):
                 raise PacsError(f"C-FIND falló / failed: 0x{int(status.Status) if status else 0xFFFF:04X}")
             if status.Status in PENDING and identifier is not None:
                 studies.append(
@@ -95,7 +96,7 @@ def get_study(
     assoc = _associate(ae, host, port, called_ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, handle_store)])
     try:
         for status, _ in assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet):
-            if status and status.Status not in PENDING + (0x0000, 0xB000):
+            if status and status.Status not in (*PENDING, DimseStatus.SUCCESS, DimseStatus.SUB_OPERATIONS_COMPLETE_WITH_FAILURES):
                 raise PacsError(f"C-GET falló / failed: 0x{int(status.Status):04X}")
     finally:
         assoc.release()

@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from shared.dicom_vocabulary import DimseStatus
 from services.ingest.intake import Ingest, read_header
 from services.ingest.stow import (
     PROCESSING_FAILURE,
@@ -25,8 +26,8 @@ from services.ingest.uploads import UploadReport, ingest_zip
 DICOM_JSON = "application/dicom+json"
 STOW_CALLING_AE = "STOW-RS"
 UPLOAD_CALLING_AE = "ZIP-UPLOAD"
-DATASET_DOES_NOT_MATCH = 0xA900
-CANNOT_UNDERSTAND = 0xC000
+DATASET_DOES_NOT_MATCH = DimseStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS
+CANNOT_UNDERSTAND = DimseStatus.CANNOT_UNDERSTAND
 CHUNK_BYTES = 1024 * 1024
 
 router = APIRouter()

@@ -8,11 +8,10 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
+from shared.dicom_vocabulary import STORED_STATUSES
 from shared.settings import DicomDestination
 
 log = logging.getLogger("mdd.notify.pacs")
-#: Success, and the warnings a PACS gives for a stored instance (coercion, elements discarded).
-STORED_STATUSES = frozenset({0x0000, 0xB000, 0xB006, 0xB007})
 TIMEOUT_SECONDS = 30.0
 
 
