@@ -9,6 +9,7 @@ Lists and maps are given as JSON, e.g. ``MDD_NOTIFY_EMAILS='["radiologia@hospita
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.dicom_uids import DEFAULT_INSTANCE_UID_ROOT
 
 Transport = Literal["memory", "kafka"]
 StoreBackend = Literal["local", "minio"]
@@ -200,6 +203,12 @@ class Settings(BaseSettings):
         '{"HGE-ENSENADA": {"host": "10.1.2.4", "port": 104, "ae_title": "KPACS"}}',
     )
 
+    uid_root: str = Field(
+        DEFAULT_INSTANCE_UID_ROOT,
+        description="Raíz de los UID que crea el sistema (resultados, mosaico), terminada en punto; el hospital puede "
+        "usar la suya / root of the UIDs we create, ending in a dot",
+    )
+
     api_host: str = Field("127.0.0.1", description="Interfaz de la API y el tablero / API host")
     api_port: int = Field(8000, description="Puerto de la API / API port")
     api_reuse_port: bool = Field(
@@ -308,6 +317,16 @@ class Settings(BaseSettings):
     def resolved_spool_dir(self) -> Path:
         """Folder where incoming instances are spooled before they reach the store."""
         return self.spool_dir or self.data_dir / "spool"
+
+    @field_validator("uid_root")
+    @classmethod
+    def _uid_root_is_a_root(cls, value: str) -> str:
+        if not re.fullmatch(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*\.", value) or len(value) > 54:
+            raise ValueError(
+                "MDD_UID_ROOT debe ser una raíz de UID (números separados por puntos, terminada en punto, máx. 54) / "
+                "must be a UID root: dot-separated numbers ending in a dot, at most 54 characters"
+            )
+        return value
 
     def hospital_for_calling_ae(self, calling_ae: str) -> str:
         """Hospital a sending modality belongs to (falls back to ``hospital_id``)."""

@@ -17,6 +17,8 @@ percentile window; MONOCHROME1 inverted) and resized into its tile.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Final
@@ -58,8 +60,29 @@ def view_slot(header: Dataset) -> Slot | None:
     return slot_from_dataset(header)
 
 
-def display_view(header: Dataset, raw: bytes, slot: Slot) -> np.ndarray:
-    """One stored view as an 8-bit image hung for ``slot``, fitted inside a tile (rows, cols)."""
+@dataclass(frozen=True)
+class ViewTile:
+    """A view fitted into its tile, and how stored-image coordinates land on it."""
+
+    image: np.ndarray  # uint8 (rows, cols), at most TILE_ROWS x TILE_COLS
+    source_rows: int
+    source_columns: int
+    flip_lr: bool
+    flip_ud: bool
+
+    def to_tile(self, points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+        """Stored-image (column, row) coordinates (SCOORD convention) as tile pixel coordinates (x, y)."""
+        rows, cols = self.image.shape
+        scale_x, scale_y = cols / self.source_columns, rows / self.source_rows
+        mapped = []
+        for column, row in points:
+            x, y = column * scale_x, row * scale_y
+            mapped.append((cols - x if self.flip_lr else x, rows - y if self.flip_ud else y))
+        return mapped
+
+
+def view_tile(header: Dataset, raw: bytes, slot: Slot) -> ViewTile:
+    """One stored view as an 8-bit image hung for ``slot``, fitted inside a tile."""
     pixels = first_grey_frame(header, pixel_array(io.BytesIO(raw), index=0))
     step = max(1, min(pixels.shape[0] // (2 * TILE_ROWS), pixels.shape[1] // (2 * TILE_COLS)))
     image = to_uint8(display_values(header, np.ascontiguousarray(pixels[::step, ::step])))
@@ -71,7 +94,12 @@ def display_view(header: Dataset, raw: bytes, slot: Slot) -> np.ndarray:
         image = image[:, ::-1]
     if flip_ud:
         image = image[::-1, :]
-    return _fit(np.ascontiguousarray(image))
+    return ViewTile(_fit(np.ascontiguousarray(image)), pixels.shape[0], pixels.shape[1], flip_lr, flip_ud)
+
+
+def display_view(header: Dataset, raw: bytes, slot: Slot) -> np.ndarray:
+    """One stored view as an 8-bit image hung for ``slot``, fitted inside a tile (rows, cols)."""
+    return view_tile(header, raw, slot).image
 
 
 def _fit(image: np.ndarray) -> np.ndarray:
@@ -102,13 +130,21 @@ def _draw_fitted(
     draw.text(xy, text, font=_font(size, bold), fill=fill)
 
 
+MARK_RGB: Final[tuple[int, int, int]] = (255, 200, 0)
+
+
 def render_mosaic(
-    views: dict[Slot, np.ndarray], light: str, model_label: str, footer_lines: list[str]
+    views: dict[Slot, np.ndarray],
+    light: str,
+    model_label: str,
+    footer_lines: list[str],
+    marks: dict[Slot, list[list[tuple[float, float]]]] | None = None,
 ) -> np.ndarray:
     """The RGB mosaic (``MOSAIC_ROWS`` x ``MOSAIC_COLS`` x 3, uint8) of up to four fitted views.
 
     ``views`` maps a slot to the output of :func:`display_view`; a missing slot shows a grey
-    "sin imagen / no image" tile. ``model_label`` is the line under the light's name.
+    "sin imagen / no image" tile. ``model_label`` is the line under the light's name. ``marks``
+    are closed outlines in tile coordinates (:meth:`ViewTile.to_tile`), drawn over their view.
     """
     canvas = Image.new("RGB", (MOSAIC_COLS, MOSAIC_ROWS), (0, 0, 0))
     draw = ImageDraw.Draw(canvas)
@@ -127,7 +163,10 @@ def render_mosaic(
             rows, cols = image.shape
             # Chest walls meet in the middle: R tiles hug the right edge of their cell, L tiles the left.
             x = left + (TILE_COLS - cols if slot[0] == Laterality.RIGHT else 0)
-            canvas.paste(Image.fromarray(image).convert("RGB"), (x, top + (TILE_ROWS - rows) // 2))
+            y = top + (TILE_ROWS - rows) // 2
+            canvas.paste(Image.fromarray(image).convert("RGB"), (x, y))
+            for outline in (marks or {}).get(slot, []):
+                draw.line([(x + px, y + py) for px, py in outline], fill=MARK_RGB, width=2, joint="curve")
         label = f"{slot[0].value} {slot[1].value}"
         label_x = left + 8 if slot[0] == Laterality.RIGHT else left + TILE_COLS - 8 - int(draw.textlength(label, font=_font(18, True)))
         draw.text((label_x, top + 6), label, font=_font(18, True), fill=(255, 255, 255))
