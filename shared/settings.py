@@ -34,11 +34,12 @@ class Sender(BaseModel):
 
 
 class DicomDestination(BaseModel):
-    """A DICOM node we send to (C-STORE): host, port and its AE title."""
+    """A DICOM node we open associations to: host, port, its AE title, and whether it speaks DICOM TLS."""
 
     host: str
     port: int = Field(104, ge=1, le=65535)
     ae_title: str = Field(min_length=1, max_length=16)
+    tls: bool = False
 
 
 class Settings(BaseSettings):
@@ -110,7 +111,20 @@ class Settings(BaseSettings):
     spool_dir: Path | None = Field(None, description="Carpeta temporal de recepción (por omisión DATA_DIR/spool)")
     dicom_tls_cert: Path | None = Field(None, description="Certificado PEM para DICOM TLS / TLS certificate")
     dicom_tls_key: Path | None = Field(None, description="Llave PEM para DICOM TLS / TLS private key")
-    dicom_tls_ca: Path | None = Field(None, description="CA para exigir certificado del cliente / client CA (mutual TLS)")
+    dicom_tls_ca: Path | None = Field(
+        None,
+        description="CA de los certificados de los pares: se exige a los clientes (TLS mutuo) y verifica a los servidores "
+        "a los que nos conectamos / CA of peer certificates: required from clients, verifies servers we connect to",
+    )
+    dicom_max_pdu: int = Field(
+        4194304, ge=4096, le=2**32 - 1, description="PDU máximo que recibimos (bytes), entrante y saliente / maximum PDU we receive"
+    )
+    dicom_destinations: dict[str, DicomDestination] = Field(
+        default_factory=dict,
+        description='Nodos DICOM por AE title, JSON: destinos de C-MOVE y de reportes de compromiso de almacenamiento / '
+        'DICOM nodes by AE title (C-MOVE destinations, storage commitment reports): '
+        '{"KPACS_SALA1": {"host": "10.1.2.5", "port": 104, "ae_title": "KPACS_SALA1", "tls": false}}',
+    )
     pacs_host: str | None = Field(None, description="PACS a consultar (C-FIND/C-GET); vacío = sin sondeo / PACS to poll")
     pacs_port: int = Field(4242, description="Puerto DICOM del PACS / PACS port")
     pacs_ae_title: str = Field("ORTHANC", description="AE title del PACS / PACS AE title")
@@ -118,6 +132,10 @@ class Settings(BaseSettings):
     pacs_modality: str = Field("MG", description="Modalidad a buscar / modality to find")
     pacs_poll_seconds: float = Field(60.0, gt=0, description="Intervalo de sondeo / poll interval")
     pacs_lookback_days: int = Field(1, ge=0, description="Días que cubre el primer sondeo / days the first poll covers")
+    pacs_retrieve: Literal["C-GET", "C-MOVE"] = Field(
+        "C-GET", description="Cómo se traen los estudios: C-GET, o C-MOVE hacia nuestro AE / how studies are retrieved"
+    )
+    pacs_tls: bool = Field(False, description="DICOM TLS hacia el PACS sondeado / DICOM TLS to the polled PACS")
     ingest_http_host: str = Field("127.0.0.1", description="Interfaz de STOW-RS y carga ZIP / STOW-RS and ZIP host")
     ingest_http_port: int = Field(8100, description="Puerto de STOW-RS y carga ZIP / STOW-RS and ZIP port")
     study_quiet_seconds: float = Field(30.0, gt=0, description="Silencio que completa un estudio / quiet period")
@@ -197,6 +215,7 @@ class Settings(BaseSettings):
     results_pacs_port: int = Field(104, ge=1, le=65535, description="Puerto DICOM del PACS de resultados / results PACS port")
     results_pacs_ae_title: str = Field("PACS", description="AE title del PACS de resultados / results PACS called AE")
     results_calling_ae_title: str = Field("MDD", description="Nuestro AE al enviar resultados / our calling AE for results")
+    results_pacs_tls: bool = Field(False, description="DICOM TLS hacia el PACS de resultados / DICOM TLS to the results PACS")
     results_pacs: dict[str, DicomDestination] = Field(
         default_factory=dict,
         description='PACS de resultados por hospital, JSON / per hospital: '
@@ -329,9 +348,14 @@ class Settings(BaseSettings):
         return value
 
     def hospital_for_calling_ae(self, calling_ae: str) -> str:
-        """Hospital a sending modality belongs to (falls back to ``hospital_id``)."""
+        """Hospital a sending modality belongs to (falls back to ``hospital_id``); the polled PACS sending by
+        C-MOVE belongs to ``MDD_PACS_HOSPITAL_ID``."""
         sender = self.senders.get(calling_ae.strip())
-        return sender.hospital_id if sender else self.hospital_id
+        if sender:
+            return sender.hospital_id
+        if self.pacs_host and self.pacs_hospital_id and calling_ae.strip() == self.pacs_ae_title:
+            return self.pacs_hospital_id
+        return self.hospital_id
 
 
 def settings_table() -> str:

@@ -151,7 +151,10 @@ def destination_for(settings: Settings, hospital_id: str) -> DicomDestination | 
     if hospital_id in settings.results_pacs:
         return settings.results_pacs[hospital_id]
     if settings.results_pacs_host:
-        return DicomDestination(host=settings.results_pacs_host, port=settings.results_pacs_port, ae_title=settings.results_pacs_ae_title)
+        return DicomDestination(
+            host=settings.results_pacs_host, port=settings.results_pacs_port, ae_title=settings.results_pacs_ae_title,
+            tls=settings.results_pacs_tls,
+        )
     return None
 
 
@@ -446,7 +449,7 @@ class PacsResults:
     def send(self, event: StudyInferred, destination: DicomDestination, built: dict[str, Dataset]) -> None:
         """C-STORE the objects, record each one the PACS stored, raise if any was not stored."""
         kinds = list(built)
-        statuses = store_instances(destination, self.ctx.settings.results_calling_ae_title, [built[k] for k in kinds])
+        statuses = store_instances(destination, self.ctx.settings.results_calling_ae_title, [built[k] for k in kinds], self.ctx.settings)
         failed: list[str] = []
         for kind in kinds:
             status = statuses.get(str(built[kind].SOPInstanceUID), 0xFFFF)

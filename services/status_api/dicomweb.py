@@ -36,7 +36,7 @@ from shared.runtime import ServiceContext
 from shared.store import ObjectNotFound
 from services.status_api import dicomweb_openapi as api_doc
 from services.status_api import dicomweb_wado as wado
-from services.status_api.dicomweb_index import RELATIVE_BULK_PREFIX, InstanceIndexRow
+from shared.instance_index import RELATIVE_BULK_PREFIX, InstanceIndexRow
 from services.status_api.dicomweb_qido import Level, QueryError, parse_query, search
 from services.status_api.security import Principal, audit, current_principal
 

@@ -12,19 +12,21 @@ match on are ignored and named in a ``Warning: 299`` header, as the standard ask
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from pydicom import Dataset
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.datadict import tag_for_keyword
 from sqlalchemy import func
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from services.status_api.dicomweb_index import PIXEL_DATA_TAG, InstanceIndexRow
+from shared.instance_index import PIXEL_DATA_TAG, InstanceIndexRow
+from shared.instance_query import MATCHING_KEYS, QueryError, condition_for, integer_value, keyword_of, tag_key, uid_values
+
+__all__ = ["Level", "Query", "QueryError", "parse_query", "search"]
 
 Level = Literal["study", "series", "instance"]
 Row = InstanceIndexRow
@@ -32,31 +34,6 @@ Row = InstanceIndexRow
 DEFAULT_LIMIT: Final[int] = 100
 MAX_LIMIT: Final[int] = 1000
 CONTROL_KEYS: Final[frozenset[str]] = frozenset({"limit", "offset", "includefield", "fuzzymatching"})
-
-_UID_LIST: Final[dict[str, Any]] = {
-    "StudyInstanceUID": Row.study_uid,
-    "SeriesInstanceUID": Row.series_uid,
-    "SOPInstanceUID": Row.sop_instance_uid,
-    "SOPClassUID": Row.sop_class_uid,
-    "ModalitiesInStudy": Row.modality,
-    "Modality": Row.modality,
-    "ImageLaterality": Row.laterality,
-    "ViewPosition": Row.view_position,
-}
-_WILDCARD: Final[dict[str, tuple[Any, bool]]] = {  # column, ignore case
-    "PatientName": (Row.patient_name, True),
-    "PatientID": (Row.patient_id, False),
-    "AccessionNumber": (Row.accession_number, False),
-    "StudyDescription": (Row.study_description, True),
-    "StudyID": (Row.study_id, False),
-    "ReferringPhysicianName": (Row.referring_physician_name, True),
-}
-_RANGE: Final[dict[str, tuple[Any, str]]] = {  # column, pattern of one side
-    "StudyDate": (Row.study_date, r"\d{8}"),
-    "StudyTime": (Row.study_time, r"\d{2,6}(\.\d{1,6})?"),
-}
-_NUMBER: Final[dict[str, Any]] = {"SeriesNumber": Row.series_number, "InstanceNumber": Row.instance_number}
-MATCHING_KEYS: Final[frozenset[str]] = frozenset({*_UID_LIST, *_WILDCARD, *_RANGE, *_NUMBER})
 
 _STUDY_ALL: Final[tuple[str, ...]] = (
     "IssuerOfPatientID",
@@ -75,10 +52,6 @@ _SERIES_ALL: Final[tuple[str, ...]] = (
 )
 
 
-class QueryError(ValueError):
-    """A query key has a value that cannot be matched (answered 400)."""
-
-
 @dataclass
 class Query:
     """A parsed QIDO-RS request: SQL conditions, paging, extra return keys, ignored keys."""
@@ -91,87 +64,17 @@ class Query:
     ignored: list[str] = field(default_factory=list)
 
 
-def tag_key(name: str) -> str | None:
-    """The 8-hex-digit tag of a keyword or tag string, None when it is neither."""
-    if re.fullmatch(r"[0-9A-Fa-f]{8}", name):
-        return name.upper()
-    tag = tag_for_keyword(name)
-    return None if tag is None else f"{tag:08X}"
-
-
-def _keyword(name: str) -> str:
-    tag = tag_key(name)
-    return (keyword_for_tag(int(tag, 16)) or name) if tag else name
-
-
-def _values(raw: str) -> list[str]:
-    return [value.strip() for value in re.split(r"[,\\]", raw) if value.strip()]
-
-
-def _like(column: Any, pattern: str, ignore_case: bool) -> ColumnElement[bool]:
-    escaped = pattern.replace("!", "!!").replace("%", "!%").replace("_", "!_")
-    like = escaped.replace("*", "%").replace("?", "_")
-    if ignore_case:
-        return func.lower(column).like(like.lower(), escape="!")
-    return column.like(like, escape="!")
-
-
-def _range(column: Any, raw: str, side: str, keyword: str) -> ColumnElement[bool]:
-    low, dash, high = raw.partition("-")
-    for part in (low, high):
-        if part and not re.fullmatch(side, part):
-            raise QueryError(f"Valor inválido de {keyword} / invalid {keyword} value: {raw!r}")
-    if not dash:
-        return column == low
-    if not low and not high:
-        raise QueryError(f"Rango vacío de {keyword} / empty {keyword} range")
-    condition = column != ""
-    if low:
-        condition = condition & (column >= low)
-    if high:
-        if keyword == "StudyTime" and "." not in high:
-            # Inclusive end (PS3.4 C.2.2.2.5): "1300" reaches 13:00:59.999999.
-            high = high.ljust(6, "9") + ".999999"
-        condition = condition & (column <= high)
-    return condition
-
-
-def _integer(raw: str, name: str, minimum: int, maximum: int | None = None) -> int:
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise QueryError(f"{name} debe ser un entero / {name} must be an integer: {raw!r}") from exc
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-        raise QueryError(f"{name} fuera de rango / {name} out of range ({bounds}): {value}")
-    return value
-
-
-def _condition(keyword: str, raw: str) -> ColumnElement[bool]:
-    if keyword in _UID_LIST:
-        return col(_UID_LIST[keyword]).in_(_values(raw))
-    if keyword in _WILDCARD:
-        column, ignore_case = _WILDCARD[keyword]
-        if "*" in raw or "?" in raw:
-            return _like(column, raw, ignore_case)
-        return (func.lower(column) == raw.lower()) if ignore_case else (column == raw)
-    if keyword in _RANGE:
-        column, side = _RANGE[keyword]
-        return _range(column, raw, side, keyword)
-    return _NUMBER[keyword] == _integer(raw, keyword, 0)
-
-
 def parse_query(params: Iterable[tuple[str, str]]) -> Query:
     """A QIDO-RS query from the request's (key, value) pairs; raises ``QueryError`` on bad values."""
     query = Query()
     for name, raw in params:
         value = raw.strip()
         if name == "limit":
-            query.limit = _integer(value, "limit", 1, MAX_LIMIT)
+            query.limit = integer_value(value, "limit", 1, MAX_LIMIT)
         elif name == "offset":
-            query.offset = _integer(value, "offset", 0)
+            query.offset = integer_value(value, "offset", 0)
         elif name == "includefield":
-            for item in _values(value):
+            for item in uid_values(value):
                 if item.lower() == "all":
                     query.include_all = True
                 elif (tag := tag_key(item)) is not None:
@@ -180,9 +83,9 @@ def parse_query(params: Iterable[tuple[str, str]]) -> Query:
                     query.ignored.append(f"includefield={item}")
         elif name in CONTROL_KEYS:
             continue
-        elif (keyword := _keyword(name)) in MATCHING_KEYS:
+        elif (keyword := keyword_of(name)) in MATCHING_KEYS:
             if value:
-                query.conditions.append(_condition(keyword, value))
+                query.conditions.append(condition_for(keyword, value))
             elif (tag := tag_key(name)) is not None:
                 query.include_tags.append(tag)  # an empty key asks for the attribute to be returned
         else:
