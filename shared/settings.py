@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     pacs_tls: bool = Field(False, description="DICOM TLS hacia el PACS sondeado / DICOM TLS to the polled PACS")
     ingest_http_host: str = Field("127.0.0.1", description="Interfaz de STOW-RS y carga ZIP / STOW-RS and ZIP host")
     ingest_http_port: int = Field(8100, description="Puerto de STOW-RS y carga ZIP / STOW-RS and ZIP port")
+    ingest_url: str | None = Field(
+        None,
+        description="URL con la que la API llega a la ingesta (STOW-RS en /dicomweb de la API); vacío = "
+        "http://INGEST_HTTP_HOST:INGEST_HTTP_PORT / URL the status API reaches ingest at (e.g. http://ingest:8100)",
+    )
     study_quiet_seconds: float = Field(30.0, gt=0, description="Silencio que completa un estudio / quiet period")
     publish_timeout_seconds: float = Field(15.0, gt=0, description="Espera máxima del broker por evento / broker ack timeout")
     watchdog_interval_seconds: float = Field(
@@ -346,6 +351,14 @@ class Settings(BaseSettings):
                 "must be a UID root: dot-separated numbers ending in a dot, at most 54 characters"
             )
         return value
+
+    @property
+    def resolved_ingest_url(self) -> str:
+        """Where the status API forwards STOW-RS: ``MDD_INGEST_URL``, else the ingest's own HTTP address."""
+        if self.ingest_url:
+            return self.ingest_url.rstrip("/")
+        host = "127.0.0.1" if self.ingest_http_host in ("0.0.0.0", "::", "") else self.ingest_http_host
+        return f"http://{host}:{self.ingest_http_port}"
 
     def hospital_for_calling_ae(self, calling_ae: str) -> str:
         """Hospital a sending modality belongs to (falls back to ``hospital_id``); the polled PACS sending by

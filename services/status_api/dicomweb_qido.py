@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 from shared.instance_index import PIXEL_DATA_TAG, InstanceIndexRow
 from shared.instance_query import MATCHING_KEYS, QueryError, condition_for, integer_value, keyword_of, tag_key, uid_values
 
-__all__ = ["Level", "Query", "QueryError", "parse_query", "search"]
+__all__ = ["FUZZY_WARNING", "Level", "Query", "QueryError", "StudySummary", "parse_query", "search"]
 
 Level = Literal["study", "series", "instance"]
 Row = InstanceIndexRow
@@ -35,21 +35,32 @@ DEFAULT_LIMIT: Final[int] = 100
 MAX_LIMIT: Final[int] = 1000
 CONTROL_KEYS: Final[frozenset[str]] = frozenset({"limit", "offset", "includefield", "fuzzymatching"})
 
-_STUDY_ALL: Final[tuple[str, ...]] = (
-    "IssuerOfPatientID",
-    "PatientAge",
-    "InstitutionName",
-    "StudyDescription",
-    "ReferringPhysicianName",
+#: Attributes of the study level (Patient, General Study and Patient Study modules): the only ones a
+#: study-level answer may carry, whatever ``includefield`` asks (PS3.18 10.6.3.3.1).
+STUDY_LEVEL: Final[frozenset[str]] = frozenset(
+    f"{tag:08X}"
+    for keyword in (
+        "PatientName", "PatientID", "IssuerOfPatientID", "OtherPatientIDsSequence", "PatientBirthDate", "PatientSex",
+        "PatientAge", "PatientSize", "PatientWeight", "EthnicGroup", "PatientComments", "StudyInstanceUID", "StudyDate",
+        "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber", "IssuerOfAccessionNumberSequence",
+        "StudyDescription", "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy", "ProcedureCodeSequence",
+        "AdmittingDiagnosesDescription", "ReasonForPerformedProcedureCodeSequence",
+    )
+    if (tag := tag_for_keyword(keyword)) is not None
 )
-_SERIES_ALL: Final[tuple[str, ...]] = (
-    "SeriesDate",
-    "SeriesTime",
-    "BodyPartExamined",
-    "Manufacturer",
-    "PresentationIntentType",
-    "ImageLaterality",
+#: Attributes of the series level (General Series, General Equipment, Frame of Reference, Series of DX/MG).
+SERIES_LEVEL: Final[frozenset[str]] = frozenset(
+    f"{tag:08X}"
+    for keyword in (
+        "Modality", "SeriesInstanceUID", "SeriesNumber", "Laterality", "SeriesDate", "SeriesTime", "SeriesDescription",
+        "PerformingPhysicianName", "ProtocolName", "OperatorsName", "BodyPartExamined", "PatientPosition",
+        "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime", "RequestAttributesSequence",
+        "Manufacturer", "InstitutionName", "StationName", "ManufacturerModelName", "SoftwareVersions",
+        "FrameOfReferenceUID", "PresentationIntentType",
+    )
+    if (tag := tag_for_keyword(keyword)) is not None
 )
+FUZZY_WARNING: Final[str] = "The fuzzymatching parameter is not supported. Only literal matching has been performed."
 
 
 @dataclass
@@ -62,6 +73,7 @@ class Query:
     include_all: bool = False
     include_tags: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    fuzzy_refused: bool = False
 
 
 def parse_query(params: Iterable[tuple[str, str]]) -> Query:
@@ -81,6 +93,8 @@ def parse_query(params: Iterable[tuple[str, str]]) -> Query:
                     query.include_tags.append(tag)
                 else:
                     query.ignored.append(f"includefield={item}")
+        elif name == "fuzzymatching":
+            query.fuzzy_refused = value.lower() == "true"  # we match literally, and say so (PS3.18 8.3.4.5)
         elif name in CONTROL_KEYS:
             continue
         elif (keyword := keyword_of(name)) in MATCHING_KEYS:
@@ -139,18 +153,48 @@ def _study_attributes(ds: Dataset, rows: Sequence[Row]) -> None:
     ds.StudyDescription = first.study_description
 
 
-def _extra(result: dict[str, Any], metadata: dict[str, Any], tags: Iterable[str]) -> None:
+def _extra(result: dict[str, Any], metadata: dict[str, Any], tags: Iterable[str], allowed: frozenset[str] | None = None) -> None:
+    """Add the requested attributes the stored header has; only those of ``allowed`` levels when given."""
     for tag in tags:
-        if tag not in result and tag in metadata and tag != PIXEL_DATA_TAG:
+        if tag not in result and tag in metadata and tag != PIXEL_DATA_TAG and (allowed is None or tag in allowed):
             result[tag] = metadata[tag]
+
+
+def _study_summary(ds: Dataset, summary: StudySummary | None) -> None:
+    """The study's own counts and modalities, on a series or instance answer of a search across studies."""
+    if summary is not None:
+        ds.ModalitiesInStudy = summary.modalities
+        ds.NumberOfStudyRelatedSeries = summary.series
+        ds.NumberOfStudyRelatedInstances = summary.instances
 
 
 def _sorted(result: dict[str, Any]) -> dict[str, Any]:
     return {tag: result[tag] for tag in sorted(result)}
 
 
-def _tags(keywords: Iterable[str]) -> list[str]:
-    return [f"{tag:08X}" for keyword in keywords if (tag := tag_for_keyword(keyword)) is not None]
+@dataclass(frozen=True)
+class StudySummary:
+    """What a study holds in all: its modalities, series and instances."""
+
+    modalities: list[str]
+    series: int
+    instances: int
+
+
+def study_summaries(session: Session, study_uids: Iterable[str], scope: Sequence[ColumnElement[bool]]) -> dict[str, StudySummary]:
+    """The summary of each study, in one query."""
+    rows = session.exec(
+        select(Row.study_uid, Row.series_uid, Row.modality).where(col(Row.study_uid).in_(sorted(set(study_uids))), *scope)
+    ).all()
+    series: dict[str, set[str]] = defaultdict(set)
+    modalities: dict[str, set[str]] = defaultdict(set)
+    counts: dict[str, int] = defaultdict(int)
+    for study_uid, series_uid, modality in rows:
+        series[study_uid].add(series_uid)
+        counts[study_uid] += 1
+        if modality:
+            modalities[study_uid].add(modality)
+    return {uid: StudySummary(sorted(modalities[uid]), len(series[uid]), counts[uid]) for uid in counts}
 
 
 def study_result(rows: Sequence[Row], base_url: str, query: Query) -> dict[str, Any]:
@@ -163,18 +207,19 @@ def study_result(rows: Sequence[Row], base_url: str, query: Query) -> dict[str, 
     ds.NumberOfStudyRelatedSeries = len({row.series_uid for row in rows})
     ds.NumberOfStudyRelatedInstances = len(rows)
     result = _json(ds)
-    _extra(
-        result, rows[0].metadata_json, query.include_tags + (_tags(_STUDY_ALL) if query.include_all else [])
-    )
+    _extra(result, rows[0].metadata_json, sorted(STUDY_LEVEL) if query.include_all else query.include_tags, STUDY_LEVEL)
     return _sorted(result)
 
 
-def series_result(rows: Sequence[Row], base_url: str, query: Query, with_study: bool) -> dict[str, Any]:
+def series_result(
+    rows: Sequence[Row], base_url: str, query: Query, with_study: bool, summary: StudySummary | None = None
+) -> dict[str, Any]:
     """The QIDO-RS series-level answer for every indexed instance of one series."""
     first = rows[0]
     ds = Dataset()
     if with_study:
         _study_attributes(ds, rows)
+        _study_summary(ds, summary)
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.StudyInstanceUID = first.study_uid
     ds.Modality = first.modality
@@ -185,17 +230,19 @@ def series_result(rows: Sequence[Row], base_url: str, query: Query, with_study: 
     ds.RetrieveURL = f"{base_url}/studies/{first.study_uid}/series/{first.series_uid}"
     ds.NumberOfSeriesRelatedInstances = len(rows)
     result = _json(ds)
-    _extra(
-        result, first.metadata_json, query.include_tags + (_tags(_SERIES_ALL) if query.include_all else [])
-    )
+    levels = SERIES_LEVEL | STUDY_LEVEL
+    _extra(result, first.metadata_json, sorted(SERIES_LEVEL) if query.include_all else query.include_tags, levels)
     return _sorted(result)
 
 
-def instance_result(row: Row, base_url: str, query: Query, with_study: bool) -> dict[str, Any]:
+def instance_result(
+    row: Row, base_url: str, query: Query, with_study: bool, summary: StudySummary | None = None
+) -> dict[str, Any]:
     """The QIDO-RS instance-level answer for one indexed instance."""
     ds = Dataset()
     if with_study:
         _study_attributes(ds, [row])
+        _study_summary(ds, summary)
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.StudyInstanceUID, ds.SeriesInstanceUID = row.study_uid, row.series_uid
     ds.Modality = row.modality
@@ -235,7 +282,12 @@ def search(
     if level == "instance":
         found = session.exec(select(Row).where(col(Row.sop_instance_uid).in_(keys), *scope)).all()
         by_uid = {row.sop_instance_uid: row for row in found}
-        return [instance_result(by_uid[key], base_url, query, with_study) for key in keys if key in by_uid]
+        summaries = study_summaries(session, (row.study_uid for row in found), scope) if with_study else {}
+        return [
+            instance_result(by_uid[key], base_url, query, with_study, summaries.get(by_uid[key].study_uid))
+            for key in keys
+            if key in by_uid
+        ]
     key_column = Row.study_uid if level == "study" else Row.series_uid
     groups: dict[str, list[Row]] = defaultdict(list)
     ordered = (
@@ -245,4 +297,9 @@ def search(
         groups[row.study_uid if level == "study" else row.series_uid].append(row)
     if level == "study":
         return [study_result(groups[key], base_url, query) for key in keys if groups.get(key)]
-    return [series_result(groups[key], base_url, query, with_study) for key in keys if groups.get(key)]
+    summaries = study_summaries(session, (rows[0].study_uid for rows in groups.values()), scope) if with_study else {}
+    return [
+        series_result(groups[key], base_url, query, with_study, summaries.get(groups[key][0].study_uid))
+        for key in keys
+        if groups.get(key)
+    ]

@@ -1,6 +1,6 @@
 """OHIF reads our DICOMweb: the prebuilt OHIF 3.13 viewer (npm ``@ohif/app``) in a real headless Chromium.
 
-A four-view study goes in through the ingest's STOW-RS; the status API serves DICOMweb on one origin and
+A four-view study goes in by STOW-RS to the API's ``/dicomweb``, the base URL OHIF reads; the status API serves DICOMweb on one origin and
 OHIF is served on another with the ``app-config.js`` of docs/dicomweb.md (the API allows OHIF's origin,
 MDD_CORS_ALLOW_ORIGINS). A doctor sees the study in OHIF's study list and the mammogram in its viewer,
 and the API answers every DICOMweb request OHIF makes with 2xx; a doctor of another hospital, or a bad
@@ -108,8 +108,9 @@ def not_2xx(found: list[Exchange]) -> list[str]:
             if not (e.status and 200 <= e.status < 300)]
 
 
-def stow(settings: Settings, study: SyntheticStudy) -> None:
-    client = DICOMwebClient(url=f"http://127.0.0.1:{settings.ingest_http_port}/dicomweb")
+def stow(settings: Settings, study: SyntheticStudy, key: str) -> None:
+    """STOW-RS to the API's /dicomweb, the base URL OHIF reads from (a doctor of the study's hospital)."""
+    client = DICOMwebClient(url=f"http://127.0.0.1:{settings.api_port}/dicomweb", headers={"Authorization": f"Bearer {key}"})
     client.store_instances([pydicom.dcmread(io.BytesIO(view.to_bytes())) for view in study.views])
 
 
@@ -135,11 +136,12 @@ async def in_thread(manager: contextlib.AbstractContextManager[T]) -> AsyncItera
 
 @contextlib.asynccontextmanager
 async def dicomweb_with(settings: Settings, study: SyntheticStudy) -> AsyncIterator[ServiceContext]:
-    """Ingest and the status API running, with ``study`` stored through the ingest's STOW-RS."""
+    """Ingest and the status API running, with ``study`` stored by STOW-RS at the API's DICOMweb root."""
     ctx = build_context(settings)
+    uploader = create_api_key(ctx.engine, "carga-dicomweb", "doctor", [HOSPITAL])
     try:
         async with started(ctx.bus, IngestComponent(ctx), register_status_api(ctx)):
-            await browse(lambda: stow(settings, study))
+            await browse(lambda: stow(settings, study, uploader))
             await ctx.bus.drain()  # type: ignore[attr-defined]
             yield ctx
     finally:
