@@ -1,10 +1,12 @@
-"""Delivery through apprise: every channel is an apprise URL.
+"""Delivery through apprise, HL7 MLLP or FHIR: every channel is a URL.
 
 A recipient's channel is written either as an apprise URL (``mailto://``, ``twilio://``,
 ``twiliogws://``, ``jsons://``, ``tgram://``, ``slack://``…) or as a shorthand: an e-mail address
 goes through the SMTP server of the settings, a phone number (``+52…``) through the rules file's
-SMS gateway. Each channel has a kind (email, sms, webhook, chat) that picks its message template,
-and a target that names it in logs and events without its secrets.
+SMS gateway. A RIS is ``mllp://host:port`` (HL7 v2.5 ORU^R01) and a HIS's FHIR server
+``fhir+https://host/base`` (a transaction Bundle). Each channel has a kind (email, sms, webhook,
+chat, hl7, fhir) that picks its message, and a target that names it in logs and events without
+its secrets.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from urllib.parse import urlencode, urlsplit
 import apprise
 
 from shared.settings import Settings
-from services.notify.adapters import twilio_gateway
+from services.notify.adapters import fhir_server, mllp, twilio_gateway
 
-ChannelKind = Literal["email", "sms", "webhook", "chat"]
-CHANNEL_KINDS: tuple[ChannelKind, ...] = ("email", "sms", "webhook", "chat")
+ChannelKind = Literal["email", "sms", "webhook", "chat", "hl7", "fhir"]
+CHANNEL_KINDS: tuple[ChannelKind, ...] = ("email", "sms", "webhook", "chat", "hl7", "fhir")
+#: Kinds whose message is a structured result for a hospital system, not a rendered template.
+RESULT_KINDS: frozenset[str] = frozenset({"hl7", "fhir"})
+HL7_SCHEMES = frozenset({"mllp"})
+FHIR_SCHEMES = frozenset({"fhir+http", "fhir+https"})
 EMAIL_SCHEMES = frozenset({"mailto", "mailtos"})
 WEBHOOK_SCHEMES = frozenset({"json", "jsons", "form", "forms", "xml", "xmls"})
 # Apprise plugins that deliver to a phone number: they get the short SMS message, never identities.
@@ -59,6 +65,10 @@ def email_url(settings: Settings, recipient: str) -> str:
 def kind_of(url: str) -> ChannelKind:
     """The kind of an apprise URL, by its scheme."""
     scheme = url.split("://", 1)[0].lower()
+    if scheme in HL7_SCHEMES:
+        return "hl7"
+    if scheme in FHIR_SCHEMES:
+        return "fhir"
     if scheme in EMAIL_SCHEMES:
         return "email"
     if scheme in SMS_SCHEMES:
@@ -94,6 +104,12 @@ def resolve_channel(spec: str, settings: Settings, sms_gateway: str | None) -> C
     Raises ``ValueError`` with a Spanish / English message when it cannot be used.
     """
     spec = spec.strip()
+    if "://" in spec and kind_of(spec) == "hl7":
+        host, port = mllp.endpoint(spec)
+        return Channel("hl7", spec, f"mllp://{host}:{port}")
+    if "://" in spec and kind_of(spec) == "fhir":
+        base = urlsplit(fhir_server.base_url(spec))
+        return Channel("fhir", spec, f"{base.scheme}://{base.hostname}{f':{base.port}' if base.port else ''}{base.path}")
     if "://" in spec:
         _check_url(spec)
         return Channel(kind_of(spec), spec, _printable(spec))
@@ -117,7 +133,17 @@ def resolve_channel(spec: str, settings: Settings, sms_gateway: str | None) -> C
 
 
 def send(url: str, subject: str, body: str) -> None:
-    """Send one message to one apprise URL; raises ``DeliveryError`` (with apprise's reason) when refused."""
+    """Send one message to one channel URL; raises ``DeliveryError`` (with the channel's reason) when refused.
+
+    ``body`` is the HL7 message for an MLLP channel, the Bundle JSON for a FHIR one.
+    """
+    kind = kind_of(url)
+    if kind in RESULT_KINDS:
+        try:
+            mllp.send_hl7(url, body) if kind == "hl7" else fhir_server.post_bundle(url, body)
+        except (mllp.MllpError, fhir_server.FhirServerError) as exc:
+            raise DeliveryError(str(exc)) from exc
+        return
     sender = apprise.Apprise()
     if not sender.add(url):
         raise DeliveryError("URL de canal inválida / invalid channel URL")
