@@ -272,7 +272,11 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
-    log_json: bool = Field(True, description="Un objeto JSON por línea / JSON lines")
+    log_json: bool | None = Field(
+        None,
+        description="Un objeto JSON por línea (true) o líneas legibles (false); vacío = JSON salvo en una terminal / "
+        "JSON lines (true) or readable lines (false); empty = JSON unless writing to a terminal",
+    )
 
     @field_validator("minio_public_url")
     @classmethod
