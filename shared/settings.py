@@ -233,6 +233,13 @@ class Settings(BaseSettings):
         "usar la suya / root of the UIDs we create, ending in a dot",
     )
 
+    result_deadline_minutes: float = Field(
+        60.0, gt=0, description="Plazo para tener resultados desde la adquisición (tablero) / deadline for results since acquisition (board)"
+    )
+    hospital_result_deadlines: dict[str, float] = Field(
+        default_factory=dict,
+        description='Plazo de resultados por hospital en minutos, JSON / per hospital: {"HGE-ENSENADA": 30}',
+    )
     api_host: str = Field("127.0.0.1", description="Interfaz de la API y el tablero / API host")
     api_port: int = Field(8000, description="Puerto de la API / API port")
     api_reuse_port: bool = Field(

@@ -461,12 +461,17 @@ class PacsResults:
             raise PacsStoreError(f"El PACS {describe(destination)} no guardó / did not store: {', '.join(failed)}")
 
     async def on_inferred(self, event: StudyInferred) -> list[NotificationSent]:
-        """Send the SR and the SC of a study not yet sent to its hospital's results PACS."""
+        """Build the results of a study (kept for the board and Query/Retrieve) and send those not yet
+        sent to its hospital's results PACS."""
         destination = destination_for(self.ctx.settings, event.hospital_id)
         if destination is None:
             if event.hospital_id not in self._unconfigured:
                 self._unconfigured.add(event.hospital_id)
-                log.info("Sin PACS de resultados para %s: no se envían / no results PACS, not sent", event.hospital_id)
+                log.info("Sin PACS de resultados para %s: se guardan, no se envían / no results PACS: kept, not sent", event.hospital_id)
+            try:
+                await asyncio.to_thread(self.build, event, list(KINDS))
+            except SourceImagesMissing as exc:
+                log.warning("%s", exc)
             return []
         pending = await asyncio.to_thread(self._pending, event, destination)
         if not pending:
@@ -521,9 +526,9 @@ def _configured(settings: Settings) -> bool:
 
 
 def register_pacs_results(ctx: ServiceContext) -> None:
-    """Subscribe the results sender in its own consumer group; without any results PACS, log once and stay off."""
+    """Subscribe the results builder and sender in its own consumer group. Without any results PACS the
+    results are still built and kept in the results bucket (the board's mosaic, Query/Retrieve)."""
     if not _configured(ctx.settings):
-        log.info("Envío de resultados al PACS desactivado (sin MDD_RESULTS_PACS_HOST) / results to PACS off")
-        return
+        log.info("Sin MDD_RESULTS_PACS_HOST: los resultados se guardan, no se envían / results kept, not sent")
     init_db(ctx.engine, [PacsResultRecord])
     ctx.bus.subscribe(StudyInferred, PacsResults(ctx).on_inferred, service=SERVICE, group=GROUP)

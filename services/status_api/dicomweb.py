@@ -216,6 +216,10 @@ def create_dicomweb_router(principal_dependency: AllowedHospitals | None = None)
         study: str, request: Request, hospital: str | None = None, allowed: set[str] | None = allowed_dependency
     ) -> Response:
         """STOW-RS a un estudio / store instances of one study (others fail with 0xA900)."""
+        with Session(_ctx(request).engine) as session:
+            holders = set(session.exec(select(Row.hospital_id).where(Row.study_uid == study).distinct()).all())
+        if allowed is not None and holders and not holders & allowed:
+            raise HTTPException(404, "No encontrado / not found")  # another hospital's study, as if it did not exist
         return await stow.forward_stow(request, _ctx(request), _base_url(request), study, stow.stow_hospital(allowed, hospital))
 
     @router.get("/studies", response_class=api_doc.DicomJSONResponse, responses=api_doc.QIDO)

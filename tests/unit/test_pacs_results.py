@@ -287,10 +287,19 @@ def test_a_hospital_destination_overrides_the_default_results_pacs() -> None:
     assert parsed.results_pacs["H"].port == 4242
 
 
-def test_without_a_results_pacs_nothing_subscribes(settings: Settings) -> None:
+async def test_without_a_results_pacs_the_results_are_kept_and_nothing_is_sent(settings: Settings, study: SyntheticStudy) -> None:
     ctx = build_context(settings)
+    store_study(ctx, study)
     register_pacs_results(ctx)
-    assert ctx.bus.subscriptions == []
+    await ctx.bus.start()
+    try:
+        await ctx.bus.publish(inferred(study))
+        await ctx.bus.drain()
+    finally:
+        await ctx.bus.stop()
+    assert sorted(ctx.store.list_keys(settings.bucket_results, f"{study.study_uid}/")) == [
+        f"{study.study_uid}/cad-sr.dcm", f"{study.study_uid}/overlay.dcm", f"{study.study_uid}/sr.dcm"]
+    assert [t for t, _ in ctx.bus.sent if t == "mdd.notification.sent"] == []  # nothing was sent anywhere
 
 
 async def test_a_hospital_without_destination_is_skipped_and_logged_once(settings: Settings, study: SyntheticStudy, caplog: pytest.LogCaptureFixture) -> None:
