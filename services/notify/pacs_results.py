@@ -45,7 +45,7 @@ from sqlmodel import Field, Session, SQLModel
 
 from shared import __version__
 from shared.db import init_db
-from shared.dicom_uids import DEFAULT_INSTANCE_UID_ROOT, derived_uid
+from shared.dicom_uids import DEFAULT_INSTANCE_UID_ROOT, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, derived_uid
 from shared.dicom_vocabulary import STORED_STATUSES, slot_from_dataset
 from shared.events import BreastResult, DeadLetter, NotificationSent, StudyInferred, follow_up, utc_now
 from shared.runtime import ServiceContext
@@ -389,6 +389,11 @@ def _source_reference(header: Dataset) -> Dataset:
 
 
 def _part10(dataset: Dataset) -> bytes:
+    """The object as a Part 10 file whose File Meta Information names our implementation, not pydicom's."""
+    meta = getattr(dataset, "file_meta", None)
+    if meta is not None:
+        meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+        meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()

@@ -15,7 +15,7 @@ from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage
 from sqlmodel import Session, select
 
 from shared.dicom_uids import PROJECT_UID_ROOT
-from shared.events import BreastResult, ImageRegion, StudyInferred, producer
+from shared.events import BreastResult, StudyInferred, producer
 from shared.runtime import ServiceContext, build_context
 from shared.settings import DicomDestination, Settings
 from shared.synth import SyntheticStudy, make_study
@@ -351,3 +351,14 @@ def test_a_view_whose_pixels_cannot_be_decoded_leaves_only_its_tile_out(settings
     pixels = build_sc(inferred(study), sources).pixel_array
     empty_tile = pixels[HEADER_ROWS + TILE_ROWS + 40 : HEADER_ROWS + 2 * TILE_ROWS - 40, TILE_COLS + 40 : -40]
     assert np.all(empty_tile == np.array(MISSING_RGB, dtype=np.uint8), axis=-1).mean() > 0.9  # "sin imagen / no image"
+
+
+def test_kept_results_name_our_implementation_in_their_file_meta(settings: Settings, study: SyntheticStudy) -> None:
+    from shared.dicom_uids import IMPLEMENTATION_CLASS_UID
+
+    ctx = build_context(settings)
+    store_study(ctx, study)
+    PacsResults(ctx).build(inferred(study), ["cad", "sr", "sc"])
+    for name in ("cad-sr.dcm", "sr.dcm", "overlay.dcm"):
+        kept = dcmread(io.BytesIO(ctx.store.get_bytes(settings.bucket_results, f"{study.study_uid}/{name}")))
+        assert kept.file_meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID
