@@ -291,6 +291,43 @@ async def test_ohif_lists_and_shows_a_study_from_our_dicomweb(
         await browse(lambda: page.shot("04-token-invalido"))
 
 
+async def test_ohif_uploads_a_study_to_the_same_dicomweb_root_and_opens_it(
+    settings: Settings, four_view_study: SyntheticStudy, tmp_path: Path
+) -> None:
+    """OHIF's own "Upload" (STOW-RS to its wadoRoot, our /dicomweb) stores a study under the doctor's hospital."""
+    from shared.synth import make_study
+
+    dist = await browse(ohif_dist)
+    [ohif_port] = free_ports()
+    ohif_url = f"http://127.0.0.1:{ohif_port}"
+    api_url = f"http://127.0.0.1:{settings.api_port}"
+    settings = settings.model_copy(update={"cors_allow_origins": [ohif_url]})
+    ohif = WebComponent(ohif_site(dist, documented_config(api_url)), "127.0.0.1", ohif_port)
+    uploaded = make_study(seed=16_030, hospital_id=HOSPITAL)
+    files = uploaded.save(tmp_path / "para-subir")
+    async with (
+        dicomweb_with(settings, four_view_study) as ctx,
+        started(ohif),
+        ohif_in_chromium(f"{api_url}/dicomweb", artefacts_dir(tmp_path), "ohif-upload") as page,
+    ):
+        doctor = create_api_key(ctx.engine, "radiologia-carga", "doctor", [HOSPITAL])
+        await browse(lambda: page.study_list(f"{ohif_url}/?token={doctor}", four_view_study))
+        await browse(lambda: page.browser.find_element(By.XPATH, "//button[normalize-space()='Upload']").click())
+        chooser = "//button[normalize-space()='Add files']//input[@type='file']"
+        await browse(lambda: page.wait(lambda b: b.find_elements(By.XPATH, chooser)))
+        await browse(lambda: page.browser.find_element(By.XPATH, chooser).send_keys("\n".join(str(f) for f in files)))
+
+        def stored() -> bool:
+            return len(ctx.store.list_keys(ctx.settings.bucket_dicom, f"{HOSPITAL}/{uploaded.study_uid}/")) == 4
+
+        await browse(lambda: page.wait(lambda b: stored()))
+        await browse(lambda: page.shot("01-subido"))
+        stows = [e for e in page.network.read() if e.method == "POST"]
+        assert stows and all(e.url.startswith(f"{api_url}/dicomweb/studies") and e.status == 200 for e in stows)
+        await ctx.bus.drain()  # type: ignore[attr-defined]
+        await browse(lambda: page.study_list(f"{ohif_url}/?token={doctor}&accession={uploaded.accession_number}", uploaded))
+
+
 def sign_in_service() -> Starlette:
     """The hospital's sign-in as nginx's ``auth_request`` asks it: 204 for a signed-in browser, else 401."""
 
