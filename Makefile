@@ -24,11 +24,12 @@ run: setup
 demo: setup
 	$(BIN)/mdd demo
 
-## servers: Debian packages (PostgreSQL, dcmtk, Orthanc, Chromium, nginx, npm), the Kafka jars, MinIO, the Compose plugin, MLServer,
+## servers: Debian packages (PostgreSQL, dcmtk, Orthanc, Chromium, nginx, npm), the Kafka and HAPI FHIR validator jars, MinIO, the Compose plugin, MLServer,
 ## the OHIF viewer (npm); cached
 servers:
 	bash infra/setup-debian.sh
 	bash infra/kafka/fetch.sh
+	bash infra/fhir/fetch.sh
 	bash infra/ohif/fetch.sh
 	bash infra/minio/fetch.sh
 	bash infra/compose/fetch.sh

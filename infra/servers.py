@@ -293,6 +293,11 @@ def kafka_libs() -> Path:
     return _run_fetch_script(INFRA_DIR / "kafka" / "fetch.sh")
 
 
+def hapi_fhir_libs() -> Path:
+    """The folder of HAPI FHIR's validator jars (fetched with Maven on first use, then cached)."""
+    return _run_fetch_script(INFRA_DIR / "fhir" / "fetch.sh")
+
+
 def ohif_dist() -> Path:
     """Folder with the prebuilt OHIF viewer (``index.html``, ``app-config.js``), fetched with npm on first use."""
     return _run_fetch_script(INFRA_DIR / "ohif" / "fetch.sh")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib
+import logging
 import os
 import secrets
+import sys
 import time
 from enum import Enum
 from pathlib import Path
@@ -205,5 +208,25 @@ def demo(
     raise typer.Exit(1)
 
 
+def main() -> None:
+    """The ``mdd`` command. It leaves through ``os._exit`` once its work, the ``atexit`` handlers and the
+    flush of its output are done: the interpreter's teardown would only add the "leaked functions"
+    report of Triton's nanobind bindings, which torch loads and which keep those objects on purpose
+    for the life of the process."""
+    code: int = 0
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        atexit._run_exitfuncs()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -1,10 +1,12 @@
-"""The DICOM vocabulary of mammography, in one place: laterality, views, view modifiers, DIMSE statuses.
+"""The DICOM vocabulary of mammography, in one place: laterality, views, view modifiers, display
+window, orientation and DIMSE statuses.
 
 Every service reads views and laterality through this module, so that an ``LM`` view (or a view
 given only by its View Code Sequence) lands in the same slot at ingest, in preprocessing, in the
 results and in the viewer. Codes come from pydicom's copy of the DICOM content mapping resources
 (CID 244 Laterality, CID 4014 View for Mammography, CID 4015 View Modifier for Mammography);
-statuses from pynetdicom's :class:`~pynetdicom.status.Status` and PS3.4.
+statuses from pynetdicom's :class:`~pynetdicom.status.Status` and PS3.4. How pixels become a
+display image lives next door, in :mod:`shared.dicom_display`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import Final
 
+import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sr.coding import Code
 from pydicom.sr.codedict import codes
 from pynetdicom.status import Status
@@ -199,6 +203,100 @@ def has_standard_views(views: Iterable[tuple[str | Laterality | None, str | View
     present = {(laterality_of(str(lat.value if isinstance(lat, Laterality) else lat or "")),
                 view_of(str(v.value if isinstance(v, View) else v or ""))) for lat, v in views}
     return STANDARD_VIEWS <= present  # type: ignore[operator]
+
+
+Slot = tuple[Laterality, View]
+"""Where an image hangs among the four screening views, e.g. (Laterality.LEFT, View.MLO)."""
+
+
+def slot_from_dataset(ds: Dataset) -> Slot | None:
+    """The slot of an image from its laterality and projection (ViewPosition or View Code Sequence)."""
+    laterality, projection = laterality_from_dataset(ds), projection_from_dataset(ds)
+    if laterality is None or projection is None:
+        return None
+    return laterality, projection.view
+
+
+def view_label(laterality: str | Laterality | None, view_position: str | View | None) -> str:
+    """A compact label of a view, e.g. ``L-MLO`` for an ``L`` ``LM`` image (``?`` for what is missing)."""
+    side = laterality_of(str(laterality.value if isinstance(laterality, Laterality) else laterality or ""))
+    position = str(view_position.value if isinstance(view_position, View) else view_position or "")
+    view = view_of(position)
+    return f"{side.value if side else '?'}-{view.value if view else (position.strip().upper() or '?')}"
+
+
+def parse_view_label(label: str) -> tuple[str | None, str | None]:
+    """The (laterality, view) of a label made by :func:`view_label`."""
+    laterality, _, view = label.partition("-")
+    return (None if laterality == "?" else laterality), (None if view == "?" else view)
+
+
+# --- Orientation (Patient Orientation, PS3.3 C.7.6.1.1.1) and the hanging of mammograms.
+
+#: Patient Orientation (row direction, column direction) of each view as radiologists hang it: right
+#: breast on the left of the screen and left breast on the right, chest walls back to back, and the
+#: head up for the MLO views (the IHE Mammography Image profile's convention).
+HANGING_ORIENTATION: Final[dict[Slot, tuple[str, str]]] = {
+    (Laterality.RIGHT, View.CC): ("P", "L"),
+    (Laterality.LEFT, View.CC): ("A", "R"),
+    (Laterality.RIGHT, View.MLO): ("P", "F"),
+    (Laterality.LEFT, View.MLO): ("A", "F"),
+}
+_OPPOSITE_DIRECTION: Final[dict[str, str]] = {"A": "P", "P": "A", "L": "R", "R": "L", "H": "F", "F": "H"}
+
+
+def patient_orientation(ds: Dataset) -> tuple[str, str] | None:
+    """The first letter of each Patient Orientation value (row, column), or ``None`` when it is not given."""
+    values = ds.get("PatientOrientation", None)
+    parts = [str(part).strip().upper() for part in (values if isinstance(values, (list, MultiValue)) else [values or ""])]
+    if len(parts) != 2 or not all(parts) or any(part[0] not in _OPPOSITE_DIRECTION for part in parts):
+        return None
+    return parts[0][0], parts[1][0]
+
+
+def hanging_flips(ds: Dataset, slot: Slot) -> tuple[bool, bool] | None:
+    """Whether an image must be mirrored (left-right, top-bottom) to hang as ``slot``; ``None``
+    when its Patient Orientation does not say (see :func:`chest_wall_on_left`)."""
+    orientation = patient_orientation(ds)
+    if orientation is None:
+        return None
+    wanted_row, wanted_col = HANGING_ORIENTATION[slot]
+    return orientation[0] == _OPPOSITE_DIRECTION[wanted_row], orientation[1] == _OPPOSITE_DIRECTION[wanted_col]
+
+
+def chest_wall_on_left(display: np.ndarray) -> bool:
+    """Guess from a display image (breast bright) whether the chest wall is on its left edge.
+
+    The breast rests against the chest wall, so the half of the image holding more tissue is the
+    chest wall's side.
+    """
+    half = display.shape[1] // 2
+    data = display.astype(np.float32, copy=False)
+    return float(data[:, :half].mean()) >= float(data[:, display.shape[1] - half :].mean())
+
+
+# --- Display: what the grey levels of an image mean (PS3.3 C.11.2 VOI LUT, C.7.6.3.1.2 photometric).
+
+#: Digital Mammography X-Ray Image Storage - For Processing, and its Digital X-Ray sibling.
+FOR_PROCESSING_SOP_CLASSES: Final[frozenset[str]] = frozenset(
+    {"1.2.840.10008.5.1.4.1.1.1.2.1", "1.2.840.10008.5.1.4.1.1.1.1.1"}
+)
+
+
+def is_for_processing(ds: Dataset) -> bool:
+    """Whether the image is a raw For Processing image (SOP class or Presentation Intent Type)."""
+    intent = str(ds.get("PresentationIntentType", "") or "").strip().upper()
+    return str(ds.get("SOPClassUID", "") or "") in FOR_PROCESSING_SOP_CLASSES or intent == "FOR PROCESSING"
+
+
+def is_inverted(ds: Dataset) -> bool:
+    """MONOCHROME1: the lowest value is white, so the display must be inverted for the breast to be bright."""
+    return str(ds.get("PhotometricInterpretation", "") or "").strip().upper() == "MONOCHROME1"
+
+
+def has_voi(ds: Dataset) -> bool:
+    """Whether the image offers a VOI LUT or a window (Window Center and Width)."""
+    return bool(ds.get("VOILUTSequence")) or ("WindowCenter" in ds and "WindowWidth" in ds)
 
 
 class DimseStatus(IntEnum):

@@ -82,6 +82,23 @@ class StudyCompleted(Event):
     views: list[ViewRef]
 
 
+class ViewGeometry(BaseModel):
+    """Where the model input of a view came from in the stored image, so that a point of the input
+    can be mapped back onto the image (results marks).
+
+    The input is the crop ``[top:bottom, left:right]`` of the image after it was mirrored left-right
+    when ``mirrored`` (chest wall on the left), resized to the model's input size.
+    """
+
+    rows: int = Field(gt=0)
+    columns: int = Field(gt=0)
+    top: int = Field(ge=0)
+    bottom: int = Field(gt=0)
+    left: int = Field(ge=0)
+    right: int = Field(gt=0)
+    mirrored: bool
+
+
 class DerivedView(BaseModel):
     """Preprocessing outputs of one view, as object-store keys in the derived bucket."""
 
@@ -94,6 +111,7 @@ class DerivedView(BaseModel):
     input_key: str
     breast_area_fraction: float
     flags: list[str] = Field(default_factory=list)
+    geometry: ViewGeometry | None = None
 
 
 class StudyPreprocessed(Event):
@@ -115,6 +133,21 @@ class BreastResult(BaseModel):
     views_used: list[str]
 
 
+class ImageRegion(BaseModel):
+    """A region of one stored image that drove the model's malignancy output (its class activation).
+
+    Coordinates are those of DICOM SCOORD on the stored image: (column, row), (0, 0) the top-left
+    corner of the top-left pixel. ``outline`` is closed (its last point is its first).
+    """
+
+    sop_instance_uid: str
+    laterality: Laterality
+    view: Literal["CC", "MLO"]
+    center: tuple[float, float]
+    outline: list[tuple[float, float]] = Field(min_length=4)
+    activation: float = Field(ge=0, le=1, description="Peak of the normalised activation map inside the region")
+
+
 class StudyInferred(Event):
     """Model outputs and the triage light (published by infer)."""
 
@@ -127,6 +160,9 @@ class StudyInferred(Event):
     model_trained: bool
     model_trained_on: str
     disclaimer: str
+    regions: list[ImageRegion] = Field(
+        default_factory=list, description="Where the model looked, for breasts it does not call low suspicion"
+    )
 
 
 class StudyFailed(Event):

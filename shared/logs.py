@@ -1,4 +1,5 @@
-"""Structured logging: one JSON object a line, with the study UID and correlation id.
+"""Structured logging: one JSON object a line, with the study UID and correlation id; readable lines
+on a terminal.
 
 ``bind_study(...)`` sets the study context for the current task or thread; every log line written
 inside it carries ``study_uid`` and ``correlation_id``.
@@ -76,10 +77,41 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
-    """Send every logger's output to stderr in the chosen format (idempotent)."""
-    handler = StderrHandler()
-    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
+class StudyContextFilter(logging.Filter):
+    """Adds the study context to the message of readable lines (JSON lines carry it as fields)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        study = getattr(record, "study_uid", None) or _study_uid.get()
+        if study and not getattr(record, "_mdd_context", False):
+            correlation = getattr(record, "correlation_id", None) or _correlation_id.get()
+            record.msg = f"{record.getMessage()} [study={study} corr={correlation}]"
+            record.args = None
+            record._mdd_context = True
+        return True
+
+
+def _terminal_handler() -> logging.Handler:
+    """Coloured, aligned lines for a person at a terminal (rich)."""
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False, rich_tracebacks=False,
+                          log_time_format="%H:%M:%S")
+    handler.addFilter(StudyContextFilter())
+    return handler
+
+
+def configure_logging(level: str = "INFO", json_lines: bool | None = True) -> None:
+    """Send every logger's output to stderr in the chosen format (idempotent).
+
+    ``json_lines=None`` chooses: readable lines when stderr is a terminal, JSON lines otherwise
+    (a file, a pipe, a log collector).
+    """
+    if json_lines is None and sys.stderr.isatty():
+        handler: logging.Handler = _terminal_handler()
+    else:
+        handler = StderrHandler()
+        handler.setFormatter(JsonFormatter() if json_lines is not False else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

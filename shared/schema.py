@@ -26,7 +26,7 @@ TABLE_MODULES: Final[tuple[str, ...]] = (
     "services.notify.providers.registry",
     "services.status_api.tables",
     "services.status_api.auth_tables",
-    "services.status_api.dicomweb_index",
+    "shared.instance_index",
     "services.status_api.watchdog",
 )
 

@@ -9,6 +9,7 @@ Lists and maps are given as JSON, e.g. ``MDD_NOTIFY_EMAILS='["radiologia@hospita
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.dicom_uids import DEFAULT_INSTANCE_UID_ROOT
 
 Transport = Literal["memory", "kafka"]
 StoreBackend = Literal["local", "minio"]
@@ -31,11 +34,12 @@ class Sender(BaseModel):
 
 
 class DicomDestination(BaseModel):
-    """A DICOM node we send to (C-STORE): host, port and its AE title."""
+    """A DICOM node we open associations to: host, port, its AE title, and whether it speaks DICOM TLS."""
 
     host: str
     port: int = Field(104, ge=1, le=65535)
     ae_title: str = Field(min_length=1, max_length=16)
+    tls: bool = False
 
 
 class Settings(BaseSettings):
@@ -123,7 +127,20 @@ class Settings(BaseSettings):
     spool_dir: Path | None = Field(None, description="Carpeta temporal de recepción (por omisión DATA_DIR/spool)")
     dicom_tls_cert: Path | None = Field(None, description="Certificado PEM para DICOM TLS / TLS certificate")
     dicom_tls_key: Path | None = Field(None, description="Llave PEM para DICOM TLS / TLS private key")
-    dicom_tls_ca: Path | None = Field(None, description="CA para exigir certificado del cliente / client CA (mutual TLS)")
+    dicom_tls_ca: Path | None = Field(
+        None,
+        description="CA de los certificados de los pares: se exige a los clientes (TLS mutuo) y verifica a los servidores "
+        "a los que nos conectamos / CA of peer certificates: required from clients, verifies servers we connect to",
+    )
+    dicom_max_pdu: int = Field(
+        4194304, ge=4096, le=2**32 - 1, description="PDU máximo que recibimos (bytes), entrante y saliente / maximum PDU we receive"
+    )
+    dicom_destinations: dict[str, DicomDestination] = Field(
+        default_factory=dict,
+        description='Nodos DICOM por AE title, JSON: destinos de C-MOVE y de reportes de compromiso de almacenamiento / '
+        'DICOM nodes by AE title (C-MOVE destinations, storage commitment reports): '
+        '{"KPACS_SALA1": {"host": "10.1.2.5", "port": 104, "ae_title": "KPACS_SALA1", "tls": false}}',
+    )
     pacs_host: str | None = Field(None, description="PACS a consultar (C-FIND/C-GET); vacío = sin sondeo / PACS to poll")
     pacs_port: int = Field(4242, description="Puerto DICOM del PACS / PACS port")
     pacs_ae_title: str = Field("ORTHANC", description="AE title del PACS / PACS AE title")
@@ -131,8 +148,17 @@ class Settings(BaseSettings):
     pacs_modality: str = Field("MG", description="Modalidad a buscar / modality to find")
     pacs_poll_seconds: float = Field(60.0, gt=0, description="Intervalo de sondeo / poll interval")
     pacs_lookback_days: int = Field(1, ge=0, description="Días que cubre el primer sondeo / days the first poll covers")
+    pacs_retrieve: Literal["C-GET", "C-MOVE"] = Field(
+        "C-GET", description="Cómo se traen los estudios: C-GET, o C-MOVE hacia nuestro AE / how studies are retrieved"
+    )
+    pacs_tls: bool = Field(False, description="DICOM TLS hacia el PACS sondeado / DICOM TLS to the polled PACS")
     ingest_http_host: str = Field("127.0.0.1", description="Interfaz de STOW-RS y carga ZIP / STOW-RS and ZIP host")
     ingest_http_port: int = Field(8100, description="Puerto de STOW-RS y carga ZIP / STOW-RS and ZIP port")
+    ingest_url: str | None = Field(
+        None,
+        description="URL con la que la API llega a la ingesta (STOW-RS en /dicomweb de la API); vacío = "
+        "http://INGEST_HTTP_HOST:INGEST_HTTP_PORT / URL the status API reaches ingest at (e.g. http://ingest:8100)",
+    )
     study_quiet_seconds: float = Field(30.0, gt=0, description="Silencio que completa un estudio / quiet period")
     publish_timeout_seconds: float = Field(15.0, gt=0, description="Espera máxima del broker por evento / broker ack timeout")
     watchdog_interval_seconds: float = Field(
@@ -223,12 +249,26 @@ class Settings(BaseSettings):
     results_pacs_port: int = Field(104, ge=1, le=65535, description="Puerto DICOM del PACS de resultados / results PACS port")
     results_pacs_ae_title: str = Field("PACS", description="AE title del PACS de resultados / results PACS called AE")
     results_calling_ae_title: str = Field("MDD", description="Nuestro AE al enviar resultados / our calling AE for results")
+    results_pacs_tls: bool = Field(False, description="DICOM TLS hacia el PACS de resultados / DICOM TLS to the results PACS")
     results_pacs: dict[str, DicomDestination] = Field(
         default_factory=dict,
         description='PACS de resultados por hospital, JSON / per hospital: '
         '{"HGE-ENSENADA": {"host": "10.1.2.4", "port": 104, "ae_title": "KPACS"}}',
     )
 
+    uid_root: str = Field(
+        DEFAULT_INSTANCE_UID_ROOT,
+        description="Raíz de los UID que crea el sistema (resultados, mosaico), terminada en punto; el hospital puede "
+        "usar la suya / root of the UIDs we create, ending in a dot",
+    )
+
+    result_deadline_minutes: float = Field(
+        60.0, gt=0, description="Plazo para tener resultados desde la adquisición (tablero) / deadline for results since acquisition (board)"
+    )
+    hospital_result_deadlines: dict[str, float] = Field(
+        default_factory=dict,
+        description='Plazo de resultados por hospital en minutos, JSON / per hospital: {"HGE-ENSENADA": 30}',
+    )
     api_host: str = Field("127.0.0.1", description="Interfaz de la API y el tablero / API host")
     api_port: int = Field(8000, description="Puerto de la API / API port")
     api_reuse_port: bool = Field(
@@ -268,7 +308,11 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
-    log_json: bool = Field(True, description="Un objeto JSON por línea / JSON lines")
+    log_json: bool | None = Field(
+        None,
+        description="Un objeto JSON por línea (true) o líneas legibles (false); vacío = JSON salvo en una terminal / "
+        "JSON lines (true) or readable lines (false); empty = JSON unless writing to a terminal",
+    )
 
     @field_validator("minio_public_url")
     @classmethod
@@ -338,10 +382,33 @@ class Settings(BaseSettings):
         """Folder where incoming instances are spooled before they reach the store."""
         return self.spool_dir or self.data_dir / "spool"
 
+    @field_validator("uid_root")
+    @classmethod
+    def _uid_root_is_a_root(cls, value: str) -> str:
+        if not re.fullmatch(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*\.", value) or len(value) > 54:
+            raise ValueError(
+                "MDD_UID_ROOT debe ser una raíz de UID (números separados por puntos, terminada en punto, máx. 54) / "
+                "must be a UID root: dot-separated numbers ending in a dot, at most 54 characters"
+            )
+        return value
+
+    @property
+    def resolved_ingest_url(self) -> str:
+        """Where the status API forwards STOW-RS: ``MDD_INGEST_URL``, else the ingest's own HTTP address."""
+        if self.ingest_url:
+            return self.ingest_url.rstrip("/")
+        host = "127.0.0.1" if self.ingest_http_host in ("0.0.0.0", "::", "") else self.ingest_http_host
+        return f"http://{host}:{self.ingest_http_port}"
+
     def hospital_for_calling_ae(self, calling_ae: str) -> str:
-        """Hospital a sending modality belongs to (falls back to ``hospital_id``)."""
+        """Hospital a sending modality belongs to (falls back to ``hospital_id``); the polled PACS sending by
+        C-MOVE belongs to ``MDD_PACS_HOSPITAL_ID``."""
         sender = self.senders.get(calling_ae.strip())
-        return sender.hospital_id if sender else self.hospital_id
+        if sender:
+            return sender.hospital_id
+        if self.pacs_host and self.pacs_hospital_id and calling_ae.strip() == self.pacs_ae_title:
+            return self.pacs_hospital_id
+        return self.hospital_id
 
 
 def settings_table() -> str:

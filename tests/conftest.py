@@ -20,6 +20,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture(autouse=True)
+def _no_outage_left_over() -> Iterator[None]:
+    """Each test starts with no dependency marked down by an earlier one (the registry is per process)."""
+    from shared.reliability.health import HEALTH
+
+    HEALTH.clear()
+    yield
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Embedded-mode settings on a temporary data folder and free ports."""

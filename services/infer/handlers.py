@@ -8,10 +8,12 @@ import logging
 
 import numpy as np
 
-from shared.events import BreastResult, StudyInferred, StudyPreprocessed, follow_up
+from shared.events import BreastResult, ImageRegion, StudyInferred, StudyPreprocessed, follow_up
 from shared.runtime import ServiceContext
 from services.infer.backends import ModelBackend, build_backend
 from services.infer.batching import BreastBatcher
+from services.infer.localisation import Localiser, ViewInput
+from services.infer.model import TwoViewNet
 from services.infer.predictor import BreastInputs, BreastPrediction, TorchPredictor
 from services.infer.thresholds import resolve_thresholds
 from services.infer.triage import TriageThresholds, triage_light
@@ -52,6 +54,9 @@ class InferHandlers:
         # Calibrated thresholds of the checkpoint unless the hospital sets its own (services/infer/thresholds.py).
         self.calibrated_thresholds: tuple[float, float] | None = getattr(predictor, "calibrated_thresholds", None)
         self.thresholds = self.thresholds_for(ctx.settings.hospital_id)
+        # Marks come from the network itself, so only an in-process torch model can give them.
+        model = getattr(predictor, "model", None)
+        self.localiser = Localiser(model) if isinstance(model, TwoViewNet) and predictor.trained else None
 
     def thresholds_for(self, hospital_id: str | None) -> TriageThresholds:
         """The triage thresholds in force for a study of ``hospital_id``."""
@@ -71,6 +76,30 @@ class InferHandlers:
             for side in ("R", "L")
             if (side, "CC") in images or (side, "MLO") in images
         ]
+
+    def _regions(
+        self, event: StudyPreprocessed, breasts: list[BreastInputs], predictions: list[BreastPrediction]
+    ) -> list[ImageRegion]:
+        """Where the model looked, for each breast whose score is not low suspicion."""
+        if self.localiser is None:
+            return []
+        low = self.thresholds_for(event.hospital_id).low
+        first: dict[tuple[str, str], object] = {}
+        for view in event.views:
+            first.setdefault((str(view.laterality), str(view.view_position)), view)
+        regions: list[ImageRegion] = []
+        for breast, prediction in zip(breasts, predictions):
+            if prediction.malignancy_score < low:
+                continue
+            inputs = [
+                ViewInput(view.sop_instance_uid, name, image, view.geometry)  # type: ignore[attr-defined]
+                for name, image in (("CC", breast.cc), ("MLO", breast.mlo))
+                if image is not None
+                and (view := first.get((breast.laterality, name))) is not None
+                and view.geometry is not None  # type: ignore[attr-defined]
+            ]
+            regions += self.localiser.regions(breast.laterality, inputs)
+        return regions
 
     def _inferred(self, event: StudyPreprocessed, predictions: list[BreastPrediction]) -> StudyInferred:
         complete = len(predictions) == 2 and all(len(p.views_used) == 2 for p in predictions)
@@ -106,5 +135,7 @@ class InferHandlers:
         breasts = await asyncio.to_thread(self._breast_inputs, event)
         predictions = await self.batcher.predict(breasts) if breasts else []
         inferred = self._inferred(event, predictions)
+        if predictions and (regions := await asyncio.to_thread(self._regions, event, breasts, predictions)):
+            inferred = inferred.model_copy(update={"regions": regions})
         log.info("Semáforo de triaje / triage light %s: %s", inferred.triage_light, inferred.triage_reason)
         return inferred

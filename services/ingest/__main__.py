@@ -5,12 +5,22 @@ from __future__ import annotations
 import asyncio
 
 from shared.db import init_db
+from shared.instance_index import register_index
 from shared.runtime import ServiceContext, WebComponent
 from pynetdicom import evt
 
 from services.ingest.adapters.scp import start_scp, tls_context
 from services.ingest.adapters.web import create_ingest_app
-from services.ingest.handlers import handle_echo, make_request_handler, make_store_handler
+from services.ingest.handlers import (
+    handle_echo,
+    make_commitment_scp,
+    make_find_handler,
+    make_get_handler,
+    make_move_handler,
+    make_request_handler,
+    make_store_handler,
+)
+from services.ingest.query import Holdings
 from services.ingest.intake import Ingest
 from services.ingest.poller import PacsPoll, PacsPoller
 from services.ingest.tables import AssemblingStudy, StoredInstance
@@ -35,16 +45,18 @@ class IngestComponent:
         context = None
         if settings.dicom_tls_cert and settings.dicom_tls_key:
             context = tls_context(settings.dicom_tls_cert, settings.dicom_tls_key, settings.dicom_tls_ca)
+        holdings = Holdings(self.ctx.engine, self.ctx.store, settings.bucket_dicom, settings.bucket_results)
         self._server = start_scp(
-            settings.ae_title,
-            settings.dicom_host,
-            settings.dicom_port,
+            settings,
             [
                 (evt.EVT_REQUESTED, make_request_handler(settings)),
                 (evt.EVT_C_ECHO, handle_echo),
                 (evt.EVT_C_STORE, make_store_handler(self.ingest)),
+                (evt.EVT_C_FIND, make_find_handler(settings, holdings)),
+                (evt.EVT_C_MOVE, make_move_handler(settings, holdings)),
+                (evt.EVT_C_GET, make_get_handler(settings, holdings)),
+                *make_commitment_scp(settings, holdings).handlers(),
             ],
-            max_associations=settings.max_associations,
             spool_dir=settings.resolved_spool_dir,
             ssl_context=context,
             early_upload=self.ingest.start_upload,
@@ -64,7 +76,8 @@ class IngestComponent:
 
 
 def register(ctx: ServiceContext) -> IngestComponent:
-    """Ingest has no subscriptions; it is a producer only."""
+    """Ingest produces; it subscribes only to keep the index of stored instances its Query/Retrieve SCP searches."""
+    register_index(ctx, SERVICE)
     return IngestComponent(ctx)
 
 

@@ -1,34 +1,29 @@
-"""Study assembly rules, pure: when is a study complete?"""
+"""Study assembly rules, pure: when is a study complete?
+
+Views are read through :mod:`shared.dicom_vocabulary`: an ``XCCL`` fills the CC slot and an ``LM``
+or ``ML`` the MLO slot, as in every other service.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
-STANDARD_VIEWS: frozenset[tuple[str, str]] = frozenset({("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO")})
-_VIEW_ALIASES = {"ML": "MLO", "MLO": "MLO", "CC": "CC", "XCCL": "CC", "XCCM": "CC"}
+from shared import dicom_vocabulary as vocabulary
+from shared.dicom_vocabulary import parse_view_label, view_label
+
+__all__ = ["as_utc", "has_standard_views", "normalise_view", "parse_view_label", "quiet_since", "view_label"]
 
 
 def normalise_view(view_position: str | None) -> str | None:
-    """Map a ViewPosition value to CC or MLO (``None`` for other or missing views)."""
-    return _VIEW_ALIASES.get((view_position or "").strip().upper())
+    """The slot (``CC`` or ``MLO``) a ViewPosition value fills; ``None`` for other or missing views."""
+    view = vocabulary.view_of(view_position)
+    return None if view is None else view.value
 
 
 def has_standard_views(views: Iterable[tuple[str | None, str | None]]) -> bool:
-    """True when R-CC, L-CC, R-MLO and L-MLO are all present."""
-    present = {((laterality or "").upper(), normalise_view(view)) for laterality, view in views}
-    return STANDARD_VIEWS <= present
-
-
-def view_label(laterality: str | None, view_position: str | None) -> str:
-    """A compact label of a view, e.g. ``L-MLO`` (``?`` for what is missing)."""
-    return f"{(laterality or '?').upper()}-{normalise_view(view_position) or (view_position or '?').upper()}"
-
-
-def parse_view_label(label: str) -> tuple[str | None, str | None]:
-    """The (laterality, view) of a label made by ``view_label``."""
-    laterality, _, view = label.partition("-")
-    return (None if laterality == "?" else laterality), (None if view == "?" else view)
+    """True when R-CC, L-CC, R-MLO and L-MLO are all present (any projection of each slot)."""
+    return vocabulary.has_standard_views(views)
 
 
 def quiet_since(last_instance_at: datetime, now: datetime, quiet_seconds: float) -> bool:

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from shared.bus import Bus
+from shared.dicom_vocabulary import DimseStatus
 from shared.events import InstanceStored, StudyCompleted, ViewRef, producer, utc_now
 from shared.logs import bind_study
 from shared.reliability.crashpoints import crash_point
@@ -43,11 +44,11 @@ from services.ingest.validation import inspect_structure
 log = logging.getLogger("mdd.ingest")
 SERVICE = "ingest"
 
-SUCCESS = 0x0000
-SOP_CLASS_NOT_SUPPORTED = 0x0122
-OUT_OF_RESOURCES = 0xA700
-DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
-CANNOT_UNDERSTAND = 0xC000
+SUCCESS = DimseStatus.SUCCESS
+SOP_CLASS_NOT_SUPPORTED = DimseStatus.SOP_CLASS_NOT_SUPPORTED
+OUT_OF_RESOURCES = DimseStatus.OUT_OF_RESOURCES
+DATASET_DOES_NOT_MATCH_SOP_CLASS = DimseStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS
+CANNOT_UNDERSTAND = DimseStatus.CANNOT_UNDERSTAND
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from sqlmodel import Field, Session, SQLModel
 from shared.events import utc_now
 from shared.reliability.lease import LeaderLease
 from shared.reliability.periodic import PeriodicTask
-from services.ingest.adapters.pacs import find_studies, get_study
+from shared.settings import DicomDestination
+from services.ingest.adapters.pacs import find_studies, get_study, move_study
 from services.ingest.adapters.scp import ReceivedInstance
 from services.ingest.intake import Ingest
 from services.ingest.tables import AssemblingStudy
@@ -63,20 +64,17 @@ class PacsPoller:
         """
         started = utc_now().strftime("%Y%m%d")
         settings = self.ingest.settings
-        studies = find_studies(self.host, self.port, self.called_ae, settings.ae_title, settings.pacs_modality, self._since())
+        pacs = DicomDestination(host=self.host, port=self.port, ae_title=self.called_ae, tls=settings.pacs_tls)
+        studies = find_studies(settings, pacs, settings.pacs_modality, self._since())
         retrieved = 0
         for study in studies:
             if self._known(study.study_uid):
                 continue
-            log.info("Trayendo estudio del PACS / retrieving from PACS: %s", study.study_uid)
-            retrieved += get_study(
-                self.host,
-                self.port,
-                self.called_ae,
-                settings.ae_title,
-                study.study_uid,
-                self._store,
-            )
+            log.info("Trayendo estudio del PACS / retrieving from PACS (%s): %s", settings.pacs_retrieve, study.study_uid)
+            if settings.pacs_retrieve == "C-MOVE":
+                retrieved += move_study(settings, pacs, study.study_uid)
+            else:
+                retrieved += get_study(settings, pacs, study.study_uid, self._store)
         # The next poll starts at the date this one started: StudyDate has day granularity.
         self._remember(started)
         return retrieved

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SUCCESS = 0x0000
-PROCESSING_FAILURE = 0x0110
+from shared.dicom_vocabulary import DimseStatus
+
+SUCCESS = DimseStatus.SUCCESS
+PROCESSING_FAILURE = DimseStatus.PROCESSING_FAILURE
 
 
 class MultipartError(ValueError):

@@ -12,6 +12,7 @@ from services.notify.delivery import SERVICE, Deliverer
 from services.notify.digest import DailyDigest
 from services.notify.handlers import NotifyHandlers
 from services.notify.pacs_results import register_pacs_results
+from services.notify.ris import register_ris
 from services.notify.providers.subscriber import register_providers
 from services.notify.scheduler import NotifyScheduler
 from services.notify.tables import GreenStudy, NotificationRecord
@@ -37,6 +38,7 @@ def register(ctx: ServiceContext) -> ComponentGroup:
     """Every notify subscriber, one line each; the components that run their sweeps and the digests."""
     scheduler = register_rules(ctx)  # rules per hospital: e-mail, SMS, webhooks, chat; daily digest
     register_pacs_results(ctx)  # SR and mosaic back to the hospital's PACS, when one is configured
+    register_ris(ctx)  # HL7 ORU^R01 and FHIR results to the hospital's RIS and HIS, when rules name them
     providers = register_providers(ctx)  # external providers: signed webhooks and their own topics
     return ComponentGroup([scheduler, providers])
 

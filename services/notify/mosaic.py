@@ -4,18 +4,21 @@ Layout (``MOSAIC_ROWS`` x ``MOSAIC_COLS`` RGB pixels): a header band in the colo
 light with its name and the model label, then R-CC | L-CC over R-MLO | L-MLO, then a dark footer
 with the per-breast results. Views hang as radiologists read them: right breast in the left
 column, left breast in the right column, chest walls back to back in the middle. Images stored in
-the IHE mammography convention (:data:`HANGING_ORIENTATION`) already hang that way; a view whose
+the IHE mammography convention (:data:`shared.dicom_vocabulary.HANGING_ORIENTATION`) already hang that way; a view whose
 Patient Orientation (0020,0020) says otherwise is mirrored (left-right and/or top-bottom), and a
 view without Patient Orientation is mirrored when its tissue lies on the outer side.
 
 Each view is decoded once (first frame only), subsampled to about twice the tile size before any
-arithmetic, windowed with its own VOI window (Window Center/Width, else the 1st-99th percentile),
-turned to display polarity (MONOCHROME1 inverted) and resized into its tile.
+arithmetic, turned into a display image exactly as preprocessing and WADO-RS ``/rendered`` do
+(:func:`shared.dicom_display.display_values`: modality LUT, its own VOI LUT or window, else a
+percentile window; MONOCHROME1 inverted) and resized into its tile.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Final
@@ -23,10 +26,10 @@ from typing import Final
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
-from pydicom.pixels import apply_modality_lut, pixel_array
+from pydicom.pixels import pixel_array
 
-Slot = tuple[str, str]  # (laterality R/L, view CC/MLO)
+from shared.dicom_display import display_values, first_grey_frame, to_uint8
+from shared.dicom_vocabulary import Laterality, Slot, View, chest_wall_on_left, hanging_flips, slot_from_dataset
 
 TILE_ROWS: Final[int] = 384
 TILE_COLS: Final[int] = 320
@@ -36,17 +39,12 @@ MOSAIC_ROWS: Final[int] = HEADER_ROWS + 2 * TILE_ROWS + FOOTER_ROWS
 MOSAIC_COLS: Final[int] = 2 * TILE_COLS
 
 #: Grid position (row, column) of each view in the mosaic.
-SLOTS: Final[dict[Slot, tuple[int, int]]] = {("R", "CC"): (0, 0), ("L", "CC"): (0, 1), ("R", "MLO"): (1, 0), ("L", "MLO"): (1, 1)}
-#: Patient Orientation (row direction, column direction) of a view that hangs as displayed.
-HANGING_ORIENTATION: Final[dict[Slot, tuple[str, str]]] = {
-    ("R", "CC"): ("P", "L"),
-    ("L", "CC"): ("A", "R"),
-    ("R", "MLO"): ("P", "F"),
-    ("L", "MLO"): ("A", "F"),
+SLOTS: Final[dict[Slot, tuple[int, int]]] = {
+    (Laterality.RIGHT, View.CC): (0, 0),
+    (Laterality.LEFT, View.CC): (0, 1),
+    (Laterality.RIGHT, View.MLO): (1, 0),
+    (Laterality.LEFT, View.MLO): (1, 1),
 }
-_VIEW_KIND: Final[dict[str, str]] = {"CC": "CC", "MLO": "MLO", "ML": "MLO", "LM": "MLO", "LMO": "MLO"}
-_OPPOSITE: Final[dict[str, str]] = {"A": "P", "P": "A", "L": "R", "R": "L", "H": "F", "F": "H"}
-
 LIGHT_RGB: Final[dict[str, tuple[int, int, int]]] = {"RED": (200, 30, 30), "YELLOW": (245, 200, 0), "GREEN": (30, 140, 60)}
 LIGHT_LABELS: Final[dict[str, str]] = {
     "RED": "SEMÁFORO ROJO / RED",
@@ -58,65 +56,50 @@ MISSING_RGB: Final[tuple[int, int, int]] = (60, 60, 60)
 
 
 def view_slot(header: Dataset) -> Slot | None:
-    """The mosaic slot of an image from its laterality and view position, or ``None``."""
-    laterality = str(header.get("ImageLaterality") or header.get("Laterality") or "").strip().upper()
-    view = _VIEW_KIND.get(str(header.get("ViewPosition") or "").strip().upper())
-    if laterality not in ("R", "L") or view is None:
-        return None
-    return laterality, view
+    """The mosaic slot of an image from its laterality and projection (any CID 4014 view), or ``None``."""
+    return slot_from_dataset(header)
 
 
-def display_view(header: Dataset, raw: bytes, slot: Slot) -> np.ndarray:
-    """One stored view as an 8-bit image hung for ``slot``, fitted inside a tile (rows, cols)."""
-    pixels = pixel_array(io.BytesIO(raw), index=0)
-    if pixels.ndim == 3:  # a colour image: its luminance is enough for a thumbnail
-        pixels = pixels.mean(axis=2)
+@dataclass(frozen=True)
+class ViewTile:
+    """A view fitted into its tile, and how stored-image coordinates land on it."""
+
+    image: np.ndarray  # uint8 (rows, cols), at most TILE_ROWS x TILE_COLS
+    source_rows: int
+    source_columns: int
+    flip_lr: bool
+    flip_ud: bool
+
+    def to_tile(self, points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+        """Stored-image (column, row) coordinates (SCOORD convention) as tile pixel coordinates (x, y)."""
+        rows, cols = self.image.shape
+        scale_x, scale_y = cols / self.source_columns, rows / self.source_rows
+        mapped = []
+        for column, row in points:
+            x, y = column * scale_x, row * scale_y
+            mapped.append((cols - x if self.flip_lr else x, rows - y if self.flip_ud else y))
+        return mapped
+
+
+def view_tile(header: Dataset, raw: bytes, slot: Slot) -> ViewTile:
+    """One stored view as an 8-bit image hung for ``slot``, fitted inside a tile."""
+    pixels = first_grey_frame(header, pixel_array(io.BytesIO(raw), index=0))
     step = max(1, min(pixels.shape[0] // (2 * TILE_ROWS), pixels.shape[1] // (2 * TILE_COLS)))
-    pixels = np.ascontiguousarray(pixels[::step, ::step])
-    values = np.asarray(apply_modality_lut(pixels, header), dtype=np.float32)
-    low, high = _window(header, values)
-    scaled = np.clip((values - low) / max(high - low, 1e-6), 0.0, 1.0)
-    if str(header.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
-        scaled = 1.0 - scaled
-    image = (scaled * 255.0).round().astype(np.uint8)
-    flip_lr, flip_ud = _flips(header, image, slot)
+    image = to_uint8(display_values(header, np.ascontiguousarray(pixels[::step, ::step])))
+    flips = hanging_flips(header, slot)
+    if flips is None:  # no Patient Orientation: the chest wall must face the middle of the mosaic
+        flips = (chest_wall_on_left(image) == (slot[0] == Laterality.RIGHT), False)
+    flip_lr, flip_ud = flips
     if flip_lr:
         image = image[:, ::-1]
     if flip_ud:
         image = image[::-1, :]
-    return _fit(image)
+    return ViewTile(_fit(np.ascontiguousarray(image)), pixels.shape[0], pixels.shape[1], flip_lr, flip_ud)
 
 
-def _window(header: Dataset, values: np.ndarray) -> tuple[float, float]:
-    """Lower and upper bound of the VOI window (first Window Center/Width, else percentiles)."""
-    center, width = _first(header.get("WindowCenter")), _first(header.get("WindowWidth"))
-    if center is not None and width is not None and width > 0:
-        return center - width / 2.0, center + width / 2.0
-    low, high = np.percentile(values, [1.0, 99.0])
-    return float(low), float(high)
-
-
-def _first(value: object) -> float | None:
-    """First number of a possibly multi-valued DS element (several windows may be offered)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, MultiValue):
-        return float(value[0]) if len(value) else None
-    return float(value)  # type: ignore[arg-type]
-
-
-def _flips(header: Dataset, image: np.ndarray, slot: Slot) -> tuple[bool, bool]:
-    """Whether the view must be mirrored left-right and top-bottom to hang as ``slot``."""
-    wanted_row, wanted_col = HANGING_ORIENTATION[slot]
-    orientation = [str(part).strip().upper() for part in (header.get("PatientOrientation") or [])]
-    if len(orientation) == 2 and all(orientation):
-        return orientation[0][0] == _OPPOSITE[wanted_row], orientation[1][0] == _OPPOSITE[wanted_col]
-    # No orientation: the breast rests against the chest wall, so the brighter edge is the chest wall,
-    # which must face the middle of the mosaic (right edge for R, left edge for L).
-    edge = max(1, image.shape[1] // 10)
-    left, right = float(image[:, :edge].mean()), float(image[:, -edge:].mean())
-    chest_wall_right = right >= left
-    return chest_wall_right != (slot[0] == "R"), False
+def display_view(header: Dataset, raw: bytes, slot: Slot) -> np.ndarray:
+    """One stored view as an 8-bit image hung for ``slot``, fitted inside a tile (rows, cols)."""
+    return view_tile(header, raw, slot).image
 
 
 def _fit(image: np.ndarray) -> np.ndarray:
@@ -147,13 +130,21 @@ def _draw_fitted(
     draw.text(xy, text, font=_font(size, bold), fill=fill)
 
 
+MARK_RGB: Final[tuple[int, int, int]] = (255, 200, 0)
+
+
 def render_mosaic(
-    views: dict[Slot, np.ndarray], light: str, model_label: str, footer_lines: list[str]
+    views: dict[Slot, np.ndarray],
+    light: str,
+    model_label: str,
+    footer_lines: list[str],
+    marks: dict[Slot, list[list[tuple[float, float]]]] | None = None,
 ) -> np.ndarray:
     """The RGB mosaic (``MOSAIC_ROWS`` x ``MOSAIC_COLS`` x 3, uint8) of up to four fitted views.
 
     ``views`` maps a slot to the output of :func:`display_view`; a missing slot shows a grey
-    "sin imagen / no image" tile. ``model_label`` is the line under the light's name.
+    "sin imagen / no image" tile. ``model_label`` is the line under the light's name. ``marks``
+    are closed outlines in tile coordinates (:meth:`ViewTile.to_tile`), drawn over their view.
     """
     canvas = Image.new("RGB", (MOSAIC_COLS, MOSAIC_ROWS), (0, 0, 0))
     draw = ImageDraw.Draw(canvas)
@@ -171,10 +162,14 @@ def render_mosaic(
         else:
             rows, cols = image.shape
             # Chest walls meet in the middle: R tiles hug the right edge of their cell, L tiles the left.
-            x = left + (TILE_COLS - cols if slot[0] == "R" else 0)
-            canvas.paste(Image.fromarray(image).convert("RGB"), (x, top + (TILE_ROWS - rows) // 2))
-        label_x = left + 8 if slot[0] == "R" else left + TILE_COLS - 8 - int(draw.textlength(f"{slot[0]} {slot[1]}", font=_font(18, True)))
-        draw.text((label_x, top + 6), f"{slot[0]} {slot[1]}", font=_font(18, True), fill=(255, 255, 255))
+            x = left + (TILE_COLS - cols if slot[0] == Laterality.RIGHT else 0)
+            y = top + (TILE_ROWS - rows) // 2
+            canvas.paste(Image.fromarray(image).convert("RGB"), (x, y))
+            for outline in (marks or {}).get(slot, []):
+                draw.line([(x + px, y + py) for px, py in outline], fill=MARK_RGB, width=2, joint="curve")
+        label = f"{slot[0].value} {slot[1].value}"
+        label_x = left + 8 if slot[0] == Laterality.RIGHT else left + TILE_COLS - 8 - int(draw.textlength(label, font=_font(18, True)))
+        draw.text((label_x, top + 6), label, font=_font(18, True), fill=(255, 255, 255))
     footer_top = HEADER_ROWS + 2 * TILE_ROWS
     draw.rectangle([0, footer_top, MOSAIC_COLS - 1, MOSAIC_ROWS - 1], fill=FOOTER_RGB)
     for index, line in enumerate(footer_lines[:3]):

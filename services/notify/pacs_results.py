@@ -1,26 +1,33 @@
-"""AI results back to the hospital's PACS: a DICOM SR and a Secondary Capture mosaic per study.
+"""AI results back to the hospital's PACS: two DICOM SRs and a Secondary Capture mosaic per study.
 
 For each ``study.inferred`` event whose hospital has a results PACS (``MDD_RESULTS_PACS_HOST`` or
-``MDD_RESULTS_PACS``), the original instances are read from the object store and two objects
+``MDD_RESULTS_PACS``), the original instances are read from the object store and three objects
 are built in the same study:
 
-- an SR (Comprehensive SR, TID 1500 Measurement Report): one measurement group (TID 1501) per
-  breast with the malignancy score, BI-RADS category and ACR density, the model as algorithm
-  (TID 4019), the source images, and a "Qualitative Evaluations" container with both lights, the
-  training data and the disclaimer;
-- a Secondary Capture image: the four views as a 2x2 mosaic under the triage light
-  (:mod:`services.notify.mosaic`).
+- a Mammography CAD SR (TID 4000, :mod:`services.notify.cad_sr`), what mammography review
+  workstations read: BI-RADS and probability of cancer per breast, the regions where the model
+  looked as outlined single image findings, the breast composition, the algorithm;
+- a Comprehensive SR (TID 1500 Measurement Report), for IHE AI Results consumers: one measurement
+  group (TID 1501) per breast with the malignancy score, BI-RADS category and ACR density, the
+  model as algorithm (TID 4019), the source images, and a "Qualitative Evaluations" container with
+  the coded triage light and the model's coded standing;
+- a Secondary Capture image: the four views as a 2x2 mosaic under the triage light, with the
+  model's regions drawn on them (:mod:`services.notify.mosaic`).
 
-Both are sent by C-STORE. Their UIDs derive from (study, model, version, kind), so a redelivered
-event rebuilds the same instances; each sent instance is recorded per destination and never sent
-twice. A PACS that fails is retried with exponential backoff (``MDD_NOTIFY_SEND_ATTEMPTS``,
-``MDD_NOTIFY_BACKOFF_SECONDS``); after the last attempt a failed ``notification.sent`` is published
-and the event goes to the dead-letter topic. The study itself does not fail: its results exist.
+Both SRs say in codes that the model is a demonstration trained on synthetic images, not for
+clinical use and not clinically validated (:mod:`services.notify.result_codes`). Their UIDs are
+under ``MDD_UID_ROOT`` and derive from the result's content: a redelivered event rebuilds the same
+instances, a changed result (other scores, light, regions, model) gets new SOP Instance UIDs and is
+sent again. Each sent instance is recorded per destination and never sent twice. A PACS that fails
+is retried with exponential backoff (``MDD_NOTIFY_SEND_ATTEMPTS``, ``MDD_NOTIFY_BACKOFF_SECONDS``);
+after the last attempt a failed ``notification.sent`` is published and the event goes to the
+dead-letter topic. The study itself does not fail: its results exist.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import logging
 from dataclasses import dataclass, field
@@ -29,72 +36,62 @@ from typing import Final
 
 import highdicom as hd
 import numpy as np
-from highdicom.coding_schemes import CodingSchemeIdentificationItem
 from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 from pydicom.sr.codedict import codes
-from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import ComprehensiveSRStorage, MammographyCADSRStorage, SecondaryCaptureImageStorage
 from sqlmodel import Field, Session, SQLModel
 
+from shared import __version__
 from shared.db import init_db
+from shared.dicom_uids import DEFAULT_INSTANCE_UID_ROOT, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, derived_uid
+from shared.dicom_vocabulary import STORED_STATUSES, slot_from_dataset
 from shared.events import BreastResult, DeadLetter, NotificationSent, StudyInferred, follow_up, utc_now
 from shared.runtime import ServiceContext
 from shared.settings import DicomDestination, Settings
 from shared.store import ObjectStore
 from shared.topics import topic_for
 from services.notify.adapters.pacs_store import (
-    STORED_STATUSES, UNAVAILABLE_STATUSES, PacsStoreError, PacsUnavailable, describe, store_instances,
+    UNAVAILABLE_STATUSES, PacsStoreError, PacsUnavailable, describe, store_instances,
 )
 from shared.reliability.errors import is_transient
-from services.notify.mosaic import LIGHT_LABELS, Slot, display_view, render_mosaic, view_slot
+from services.notify.cad_sr import CadOptions, build_cad_sr
+from services.notify.mosaic import LIGHT_LABELS, Slot, ViewTile, render_mosaic, view_tile
+from services.notify.result_codes import (
+    BIRADS_CODES,
+    BREAST_NAMES,
+    DENSITY_CODES,
+    DISCLAIMER,
+    LIGHT_CODES,
+    NOT_VALIDATED,
+    RESULTS_AVAILABLE,
+    RESULTS_MANUFACTURER,
+    STATUS_LIGHT,
+    SYNTHETIC_LABEL,
+    TRIAGE_LIGHT,
+    TRIAGE_REASON,
+    mdd_coding_scheme,
+    model_label,
+    standing_statements,
+)
+
+__all__ = [
+    "KINDS", "NOT_VALIDATED", "SYNTHETIC_LABEL", "PacsResultRecord", "PacsResults", "SourceImagesMissing",
+    "build_cad", "build_sc", "build_sr", "destination_for", "load_sources", "register_pacs_results", "result_uids",
+]
 
 log = logging.getLogger("mdd.notify.pacs")
 SERVICE = "notify"
 GROUP = "notify-pacs"
-KINDS: Final[tuple[str, ...]] = ("sr", "sc")
-RESULTS_MANUFACTURER: Final[str] = "Mexican Deep DICOM"
-SR_SERIES_NUMBER, SC_SERIES_NUMBER = 9901, 9902
-RESULT_KEYS: Final[dict[str, str]] = {"sr": "sr.dcm", "sc": "overlay.dcm"}
-
-NOT_VALIDATED: Final[str] = (
-    "Resultado de IA no validado clínicamente; no sustituye la interpretación del radiólogo. / "
-    "AI result, not clinically validated; no substitute for the radiologist's reading."
-)
-SYNTHETIC_LABEL: Final[str] = "Modelo de demostración con datos sintéticos / synthetic-data demonstration model"
-UNTRAINED_LABEL: Final[str] = "Modelo SIN ENTRENAR: solo demostración / UNTRAINED model: demonstration only"
-UNVALIDATED_LABEL: Final[str] = "Modelo de IA no validado clínicamente / AI model, not clinically validated"
-STATUS_LIGHT_TEXT: Final[str] = "VERDE / GREEN: resultados de IA disponibles / AI results available"
-
-# Local codes (private coding scheme "99MDD", declared in each SR) for what no standard code names.
-MDD_SCHEME: Final[str] = "99MDD"
-TRIAGE_LIGHT = hd.sr.CodedConcept("TRIAGE_LIGHT", MDD_SCHEME, "Semáforo de triaje / triage light")
-TRIAGE_REASON = hd.sr.CodedConcept("TRIAGE_REASON", MDD_SCHEME, "Motivo del semáforo / triage reason")
-STATUS_LIGHT = hd.sr.CodedConcept("STATUS_LIGHT", MDD_SCHEME, "Semáforo de estado / status light")
-TRAINED_ON = hd.sr.CodedConcept("TRAINED_ON", MDD_SCHEME, "Datos de entrenamiento / training data")
-DISCLAIMER = hd.sr.CodedConcept("DISCLAIMER", MDD_SCHEME, "Aviso / disclaimer")
+KINDS: Final[tuple[str, ...]] = ("cad", "sr", "sc")
+SR_SERIES_NUMBER, SC_SERIES_NUMBER, CAD_SERIES_NUMBER = 9901, 9902, 9903
+RESULT_KEYS: Final[dict[str, str]] = {"sr": "sr.dcm", "sc": "overlay.dcm", "cad": "cad-sr.dcm"}
+OUR_SOP_CLASSES: Final[frozenset[str]] = frozenset({ComprehensiveSRStorage, MammographyCADSRStorage, SecondaryCaptureImageStorage})
 QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
 BREAST_COMPOSITION = hd.sr.CodedConcept("129715009", "SCT", "Breast composition")
-
-#: BI-RADS category -> CID 6026 Mammography Assessment.
-BIRADS_CODES: Final[dict[int, hd.sr.CodedConcept]] = {
-    0: hd.sr.CodedConcept("397138000", "SCT", "BI-RADS 0 - Need additional imaging evaluation"),
-    1: hd.sr.CodedConcept("397140005", "SCT", "BI-RADS 1 - Negative"),
-    2: hd.sr.CodedConcept("397141009", "SCT", "BI-RADS 2 - Benign finding"),
-    3: hd.sr.CodedConcept("397143007", "SCT", "BI-RADS 3 - Probably benign finding"),
-    4: hd.sr.CodedConcept("397144001", "SCT", "BI-RADS 4 - Suspicious abnormality"),
-    5: hd.sr.CodedConcept("397145000", "SCT", "BI-RADS 5 - Highly suggestive of malignancy"),
-    6: hd.sr.CodedConcept("111125", "DCM", "BI-RADS 6 - Known biopsy proven malignancy"),
-}
-#: ACR density -> CID 6000 Overall Breast Composition.
-DENSITY_CODES: Final[dict[str, hd.sr.CodedConcept]] = {
-    "A": hd.sr.CodedConcept("129716005", "SCT", "Almost entirely fat"),
-    "B": hd.sr.CodedConcept("129717001", "SCT", "Scattered fibroglandular densities"),
-    "C": hd.sr.CodedConcept("129718006", "SCT", "Heterogeneously dense"),
-    "D": hd.sr.CodedConcept("129719003", "SCT", "Extremely dense"),
-}
-_BREAST_NAMES: Final[dict[str, str]] = {"R": "Mama derecha / right breast", "L": "Mama izquierda / left breast"}
-_LIGHT_WORDS: Final[dict[str, str]] = {"RED": "ROJO / RED", "YELLOW": "AMARILLO / YELLOW", "GREEN": "VERDE / GREEN"}
+#: Purpose of reference of the mosaic's source images (CID 7202).
+SOURCE_FOR_PROCESSING = hd.sr.CodedConcept("121322", "DCM", "Source image for image processing operation")
 
 
 class SourceImagesMissing(RuntimeError):
@@ -130,12 +127,26 @@ class StudySources:
 
     headers: list[Dataset] = field(default_factory=list)
     views: dict[Slot, np.ndarray] = field(default_factory=dict)
+    tiles: dict[Slot, ViewTile] = field(default_factory=dict)
+    tile_sources: dict[Slot, str] = field(default_factory=dict)  # slot -> SOP Instance UID shown there
 
 
-def result_uids(event: StudyInferred, kind: str) -> ResultUids:
-    """Deterministic UIDs of a result object: the same event always yields the same instance."""
-    key = ["mdd-pacs-results", event.study_uid, event.model_name, event.model_version, kind]
-    return ResultUids(series_uid=generate_uid(entropy_srcs=[*key, "series"]), sop_uid=generate_uid(entropy_srcs=[*key, "sop"]))
+def content_fingerprint(event: StudyInferred) -> str:
+    """A digest of everything the results say; it changes whenever their content would."""
+    content = event.model_dump_json(
+        include={"study_uid", "breasts", "triage_light", "triage_reason", "model_name", "model_version",
+                 "model_trained", "model_trained_on", "disclaimer", "regions"}
+    )
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def result_uids(event: StudyInferred, kind: str, root: str = DEFAULT_INSTANCE_UID_ROOT) -> ResultUids:
+    """UIDs of a result object under ``root``: the same content always yields the same instance, new
+    content a new SOP Instance UID (in the same series)."""
+    return ResultUids(
+        series_uid=derived_uid(root, "mdd-pacs-results", event.study_uid, kind, "series"),
+        sop_uid=derived_uid(root, "mdd-pacs-results", content_fingerprint(event), kind, "sop"),
+    )
 
 
 def destination_for(settings: Settings, hospital_id: str) -> DicomDestination | None:
@@ -143,25 +154,15 @@ def destination_for(settings: Settings, hospital_id: str) -> DicomDestination | 
     if hospital_id in settings.results_pacs:
         return settings.results_pacs[hospital_id]
     if settings.results_pacs_host:
-        return DicomDestination(host=settings.results_pacs_host, port=settings.results_pacs_port, ae_title=settings.results_pacs_ae_title)
+        return DicomDestination(
+            host=settings.results_pacs_host, port=settings.results_pacs_port, ae_title=settings.results_pacs_ae_title,
+            tls=settings.results_pacs_tls,
+        )
     return None
 
 
-def model_label(event: StudyInferred) -> str:
-    """The line that says what kind of model produced the result (shown on the mosaic)."""
-    if not event.model_trained:
-        return UNTRAINED_LABEL
-    trained_on = event.model_trained_on.lower()
-    if "sintétic" in trained_on or "synthetic" in trained_on:
-        return SYNTHETIC_LABEL
-    return UNVALIDATED_LABEL
-
-
 def _is_our_result(header: Dataset) -> bool:
-    return str(header.get("Manufacturer", "")) == RESULTS_MANUFACTURER and str(header.get("SOPClassUID", "")) in (
-        ComprehensiveSRStorage,
-        SecondaryCaptureImageStorage,
-    )
+    return str(header.get("Manufacturer", "")) == RESULTS_MANUFACTURER and str(header.get("SOPClassUID", "")) in OUR_SOP_CLASSES
 
 
 def load_sources(store: ObjectStore, bucket: str, event: StudyInferred, with_views: bool) -> StudySources:
@@ -180,12 +181,15 @@ def load_sources(store: ObjectStore, bucket: str, event: StudyInferred, with_vie
         if "Rows" not in header or _is_our_result(header) or str(header.get("StudyInstanceUID", "")) != event.study_uid:
             continue
         sources.headers.append(header)
-        slot = view_slot(header)
+        slot = slot_from_dataset(header)
         if with_views and slot is not None and slot not in sources.views:
             try:
-                sources.views[slot] = display_view(header, raw, slot)
-            except Exception as exc:  # an undecodable image only costs its tile; the SR still goes out
+                tile = view_tile(header, raw, slot)
+            except Exception as exc:  # an undecodable image only costs its tile; the SRs still go out
                 log.warning("Vista sin miniatura / view left out of the mosaic: %s (%r)", key, exc)
+                continue
+            sources.views[slot], sources.tiles[slot] = tile.image, tile
+            sources.tile_sources[slot] = str(header.SOPInstanceUID)
     if not sources.headers:
         raise SourceImagesMissing(
             f"No hay imágenes del estudio {event.study_uid} en el almacén / no stored images for study {event.study_uid}"
@@ -193,13 +197,28 @@ def load_sources(store: ObjectStore, bucket: str, event: StudyInferred, with_vie
     return sources
 
 
-def _breast_group(event: StudyInferred, breast: BreastResult, headers: list[Dataset], algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+@dataclass(frozen=True)
+class Equipment:
+    """General Equipment of the results objects: who made them, with which model and versions."""
+
+    model_name: str
+    software_versions: list[str]
+
+    @classmethod
+    def of(cls, event: StudyInferred) -> "Equipment":
+        return cls(
+            model_name=f"{RESULTS_MANUFACTURER} {event.model_name}"[:64],
+            software_versions=[f"mdd {__version__}", f"{event.model_name} {event.model_version}"[:64]],
+        )
+
+
+def _breast_group(event: StudyInferred, breast: BreastResult, headers: list[Dataset], algorithm: hd.sr.AlgorithmIdentification, root: str) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     laterality = codes.SCT.Right if breast.laterality == "R" else codes.SCT.Left
-    images = [h for h in headers if (slot := view_slot(h)) is not None and slot[0] == breast.laterality]
+    images = [h for h in headers if (slot := slot_from_dataset(h)) is not None and slot[0] == breast.laterality]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=generate_uid(entropy_srcs=["mdd-pacs-results", event.study_uid, event.model_version, breast.laterality]),
-            identifier=_BREAST_NAMES[breast.laterality],
+            uid=derived_uid(root, "mdd-pacs-results", event.study_uid, event.model_version, breast.laterality),
+            identifier=BREAST_NAMES[breast.laterality],
         ),
         finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.Breast, laterality=laterality)],
         algorithm_id=algorithm,
@@ -220,41 +239,42 @@ def _breast_group(event: StudyInferred, breast: BreastResult, headers: list[Data
 
 
 def _evaluations(event: StudyInferred) -> hd.sr.ContainerContentItem:
-    """TID 1500 row 12: the lights, the training data and the disclaimer, as text."""
-    container = hd.sr.ContainerContentItem(name=QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
-    texts = [
-        (TRIAGE_LIGHT, f"SEMÁFORO {_LIGHT_WORDS[event.triage_light]}"),
-        (TRIAGE_REASON, event.triage_reason),
-        (STATUS_LIGHT, STATUS_LIGHT_TEXT),
-        (TRAINED_ON, event.model_trained_on),
-        (DISCLAIMER, event.disclaimer),
-        (DISCLAIMER, NOT_VALIDATED),
+    """TID 1500 row 12: the coded lights and standing of the model, the reason and disclaimer as text."""
+    contains = hd.sr.RelationshipTypeValues.CONTAINS
+    container = hd.sr.ContainerContentItem(name=QUALITATIVE_EVALUATIONS, relationship_type=contains)
+    coded_items = [
+        (TRIAGE_LIGHT, LIGHT_CODES[event.triage_light]),
+        (STATUS_LIGHT, RESULTS_AVAILABLE),
+        *standing_statements(event),
     ]
+    texts = [(TRIAGE_REASON, event.triage_reason), (DISCLAIMER, event.disclaimer), (DISCLAIMER, NOT_VALIDATED)]
     container.ContentSequence = hd.sr.ContentSequence(
-        [hd.sr.TextContentItem(name=name, value=value, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS) for name, value in texts if value]
+        [hd.sr.CodeContentItem(name=name, value=value, relationship_type=contains) for name, value in coded_items]
+        + [hd.sr.TextContentItem(name=name, value=value, relationship_type=contains) for name, value in texts if value]
     )
     return container
 
 
-def build_sr(event: StudyInferred, headers: list[Dataset]) -> hd.sr.ComprehensiveSR:
-    """The SR of the study's AI results (TID 1500), in the study of ``headers``, referencing them."""
-    uids = result_uids(event, "sr")
+def build_sr(event: StudyInferred, headers: list[Dataset], root: str = DEFAULT_INSTANCE_UID_ROOT) -> hd.sr.ComprehensiveSR:
+    """The TID 1500 SR of the study's AI results, in the study of ``headers``, referencing them."""
+    uids = result_uids(event, "sr", root)
+    equipment = Equipment.of(event)
     algorithm = hd.sr.AlgorithmIdentification(name=event.model_name, version=event.model_version)
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=generate_uid(entropy_srcs=["mdd-device", event.model_name, event.model_version]),
+            uid=derived_uid(root, "mdd-device", event.model_name, event.model_version),
             name=event.model_name,
             manufacturer_name=RESULTS_MANUFACTURER,
             model_name=f"{event.model_name} {event.model_version}"[:64],
         ),
     )
-    groups = [_breast_group(event, breast, headers, algorithm) for breast in event.breasts]
+    groups = [_breast_group(event, breast, headers, algorithm, root) for breast in event.breasts]
     if not groups:  # no breast could be assessed: the report still carries the light and the reason
         groups = [
             hd.sr.MeasurementsAndQualitativeEvaluations(
                 tracking_identifier=hd.sr.TrackingIdentifier(
-                    uid=generate_uid(entropy_srcs=["mdd-pacs-results", event.study_uid, event.model_version, "study"]),
+                    uid=derived_uid(root, "mdd-pacs-results", event.study_uid, event.model_version, "study"),
                     identifier="Estudio / study",
                 ),
                 finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.BothBreasts)],
@@ -278,33 +298,60 @@ def build_sr(event: StudyInferred, headers: list[Dataset]) -> hd.sr.Comprehensiv
         sop_instance_uid=uids.sop_uid,
         instance_number=1,
         manufacturer=RESULTS_MANUFACTURER,
+        manufacturer_model_name=equipment.model_name,
+        software_versions=equipment.software_versions,
         is_complete=True,
         is_final=False,
         series_description="Resultados de IA (no diagnóstico) / AI results (not diagnostic)",
         institution_name=headers[0].get("InstitutionName") or None,
         specific_character_set="ISO_IR 192",
-        coding_schemes=[
-            CodingSchemeIdentificationItem(
-                designator=MDD_SCHEME, name="Mexican Deep DICOM", responsible_organization=RESULTS_MANUFACTURER
-            )
-        ],
+        coding_schemes=[mdd_coding_scheme()],
+    )
+
+
+def build_cad(event: StudyInferred, headers: list[Dataset], root: str = DEFAULT_INSTANCE_UID_ROOT) -> Dataset:
+    """The Mammography CAD SR of the study's AI results (TID 4000)."""
+    uids = result_uids(event, "cad", root)
+    equipment = Equipment.of(event)
+    return build_cad_sr(
+        event,
+        headers,
+        CadOptions(
+            series_uid=uids.series_uid,
+            sop_uid=uids.sop_uid,
+            series_number=CAD_SERIES_NUMBER,
+            manufacturer_model_name=equipment.model_name,
+            software_versions=equipment.software_versions,
+            series_description="CAD de mastografía, IA no diagnóstica / AI mammography CAD",
+        ),
     )
 
 
 def _footer_lines(event: StudyInferred) -> list[str]:
     """One line per breast (right first), then the model and its standing."""
     breasts = [
-        f"{_BREAST_NAMES[b.laterality]}: puntuación / score {b.malignancy_score:.2f} · BI-RADS {b.birads} · densidad / density {b.density}"
+        f"{BREAST_NAMES[b.laterality]}: puntuación / score {b.malignancy_score:.2f} · BI-RADS {b.birads} · densidad / density {b.density}"
         for b in sorted(event.breasts, key=lambda b: b.laterality != "R")
     ]
     model = f"{event.model_name} {event.model_version} · IA no validada clínicamente / AI not clinically validated"
     return [*(breasts or ["Sin resultados por mama / no per-breast results"]), model]
 
 
-def build_sc(event: StudyInferred, sources: StudySources) -> hd.sc.SCImage:
-    """The Secondary Capture mosaic (four views under the triage light) in the same study."""
-    uids = result_uids(event, "sc")
-    mosaic = render_mosaic(sources.views, event.triage_light, model_label(event), _footer_lines(event))
+def _marks(event: StudyInferred, sources: StudySources) -> dict[Slot, list[list[tuple[float, float]]]]:
+    """The model's regions on the images the mosaic shows, in tile coordinates."""
+    marks: dict[Slot, list[list[tuple[float, float]]]] = {}
+    for slot, sop_uid in sources.tile_sources.items():
+        outlines = [region.outline for region in event.regions if region.sop_instance_uid == sop_uid]
+        if outlines:
+            marks[slot] = [sources.tiles[slot].to_tile(outline) for outline in outlines]
+    return marks
+
+
+def build_sc(event: StudyInferred, sources: StudySources, root: str = DEFAULT_INSTANCE_UID_ROOT) -> hd.sc.SCImage:
+    """The Secondary Capture mosaic (four views under the triage light, the model's regions drawn) in the same study."""
+    uids = result_uids(event, "sc", root)
+    equipment = Equipment.of(event)
+    mosaic = render_mosaic(sources.views, event.triage_light, model_label(event), _footer_lines(event), _marks(event, sources))
     reference = sources.headers[0]
     image = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=reference,
@@ -317,26 +364,46 @@ def build_sc(event: StudyInferred, sources: StudySources) -> hd.sc.SCImage:
         sop_instance_uid=uids.sop_uid,
         instance_number=1,
         manufacturer=RESULTS_MANUFACTURER,
+        manufacturer_model_name=equipment.model_name,
+        software_versions=equipment.software_versions,
         patient_orientation=("P", "F"),
         transfer_syntax_uid="1.2.840.10008.1.2.1",
         series_description=f"{LIGHT_LABELS[event.triage_light]} — IA / AI",
         specific_character_set="ISO_IR 192",
     )
-    # A mosaic of both breasts has no single orientation (Patient Orientation is type 2: empty).
+    # A mosaic of both breasts has no single orientation (Type 2: present, empty); its image shows both sides.
     image.PatientOrientation = ""
-    image.BurnedInAnnotation = "YES"
+    image.ImageLaterality = "B"
+    # The burned-in text names the light, the model and the views, never the patient (PS3.3 C.7.6.1.1.6).
+    image.BurnedInAnnotation = "NO"
+    image.ConversionType = "WSD"  # made by a workstation (our software) from the stored images
+    image.DerivationDescription = "Mosaico de las cuatro vistas con las regiones del modelo / four views with the model's regions"
+    image.SourceImageSequence = [_source_reference(header) for header in sources.headers]
     image.ImageComments = f"{model_label(event)}. {event.disclaimer}"[:10240]
     return image
 
 
+def _source_reference(header: Dataset) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = header.SOPClassUID
+    item.ReferencedSOPInstanceUID = header.SOPInstanceUID
+    item.PurposeOfReferenceCodeSequence = [SOURCE_FOR_PROCESSING]
+    return item
+
+
 def _part10(dataset: Dataset) -> bytes:
+    """The object as a Part 10 file whose File Meta Information names our implementation, not pydicom's."""
+    meta = getattr(dataset, "file_meta", None)
+    if meta is not None:
+        meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+        meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
 
 
 class PacsResults:
-    """Builds the SR and the SC of an inferred study and sends each to the PACS at most once."""
+    """Builds the CAD SR, the SR and the SC of an inferred study and sends each to the PACS at most once."""
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -350,7 +417,7 @@ class PacsResults:
             return [
                 kind
                 for kind in KINDS
-                if session.get(PacsResultRecord, self._record_key(result_uids(event, kind).sop_uid, destination)) is None
+                if session.get(PacsResultRecord, self._record_key(result_uids(event, kind, self.ctx.settings.uid_root).sop_uid, destination)) is None
             ]
 
     def _record(self, event: StudyInferred, kind: str, dataset: Dataset, destination: DicomDestination, status: int) -> None:
@@ -375,11 +442,14 @@ class PacsResults:
         """The result objects of ``kinds`` for the event, also kept in the results bucket."""
         settings = self.ctx.settings
         sources = load_sources(self.ctx.store, settings.bucket_dicom, event, with_views="sc" in kinds)
+        root = settings.uid_root
         built: dict[str, Dataset] = {}
+        if "cad" in kinds:
+            built["cad"] = build_cad(event, sources.headers, root)
         if "sr" in kinds:
-            built["sr"] = build_sr(event, sources.headers)
+            built["sr"] = build_sr(event, sources.headers, root)
         if "sc" in kinds:
-            built["sc"] = build_sc(event, sources)
+            built["sc"] = build_sc(event, sources, root)
         for kind, dataset in built.items():
             self.ctx.store.put_bytes(settings.bucket_results, f"{event.study_uid}/{RESULT_KEYS[kind]}", _part10(dataset), "application/dicom")
         return built
@@ -387,7 +457,7 @@ class PacsResults:
     def send(self, event: StudyInferred, destination: DicomDestination, built: dict[str, Dataset]) -> None:
         """C-STORE the objects, record each one the PACS stored, raise if any was not stored."""
         kinds = list(built)
-        statuses = store_instances(destination, self.ctx.settings.results_calling_ae_title, [built[k] for k in kinds])
+        statuses = store_instances(destination, self.ctx.settings.results_calling_ae_title, [built[k] for k in kinds], self.ctx.settings)
         failed: dict[str, int] = {}
         for kind in kinds:
             status = statuses.get(str(built[kind].SOPInstanceUID), 0xFFFF)
@@ -404,12 +474,17 @@ class PacsResults:
             raise PacsStoreError(message)
 
     async def on_inferred(self, event: StudyInferred) -> list[NotificationSent]:
-        """Send the SR and the SC of a study not yet sent to its hospital's results PACS."""
+        """Build the results of a study (kept for the board and Query/Retrieve) and send those not yet
+        sent to its hospital's results PACS."""
         destination = destination_for(self.ctx.settings, event.hospital_id)
         if destination is None:
             if event.hospital_id not in self._unconfigured:
                 self._unconfigured.add(event.hospital_id)
-                log.info("Sin PACS de resultados para %s: no se envían / no results PACS, not sent", event.hospital_id)
+                log.info("Sin PACS de resultados para %s: se guardan, no se envían / no results PACS: kept, not sent", event.hospital_id)
+            try:
+                await asyncio.to_thread(self.build, event, list(KINDS))
+            except SourceImagesMissing as exc:
+                log.warning("%s", exc)
             return []
         pending = await asyncio.to_thread(self._pending, event, destination)
         if not pending:
@@ -466,9 +541,9 @@ def _configured(settings: Settings) -> bool:
 
 
 def register_pacs_results(ctx: ServiceContext) -> None:
-    """Subscribe the results sender in its own consumer group; without any results PACS, log once and stay off."""
+    """Subscribe the results builder and sender in its own consumer group. Without any results PACS the
+    results are still built and kept in the results bucket (the board's mosaic, Query/Retrieve)."""
     if not _configured(ctx.settings):
-        log.info("Envío de resultados al PACS desactivado (sin MDD_RESULTS_PACS_HOST) / results to PACS off")
-        return
+        log.info("Sin MDD_RESULTS_PACS_HOST: los resultados se guardan, no se envían / results kept, not sent")
     init_db(ctx.engine, [PacsResultRecord])
     ctx.bus.subscribe(StudyInferred, PacsResults(ctx).on_inferred, service=SERVICE, group=GROUP)

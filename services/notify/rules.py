@@ -7,6 +7,7 @@ from typing import Any
 
 from shared.events import Event, StudyFailed, StudyInferred, StudyOverdue
 from shared.settings import Settings
+from services.notify.adapters.channels import RESULT_KINDS
 from services.notify.config import Recipient, Rule, RuleBook, rules_from_settings
 from services.notify.messages import failed_context, inferred_context, overdue_context, render
 
@@ -60,6 +61,8 @@ def messages_for(rule: Rule, recipient: Recipient, template: str, context: dict[
     """One message per channel of the recipient that the rule uses, in the recipient's language."""
     planned = []
     for channel in rule.channels_of(recipient):
+        if channel.kind in RESULT_KINDS:
+            continue  # results for a RIS or HIS are built by services.notify.ris
         rendered = render(template, channel.kind, recipient.language, context)
         planned.append(
             Notification(rule.id, channel.kind, recipient.id, channel.target, rendered.subject, rendered.body, channel.url)

@@ -8,19 +8,17 @@ import logging
 from collections.abc import Iterable
 from typing import Final
 
+import numpy as np
 from pydicom import dcmread
 
-from services.preprocess.pipeline import PreprocessedView, derived_files, npy_bytes, preprocess_view
+from services.preprocess.pipeline import PreprocessedView, derived_files, npy_bytes, orient, preprocess_view
 from services.preprocess.segmentation import Segmenter, build_segmenter
-from shared.events import DerivedView, StudyCompleted, StudyPreprocessed, ViewRef, follow_up
+from shared.dicom_vocabulary import STANDARD_VIEWS, has_standard_views
+from shared.events import DerivedView, StudyCompleted, StudyPreprocessed, ViewGeometry, ViewRef, follow_up
 from shared.runtime import ServiceContext
 
 log = logging.getLogger("mdd.preprocess")
 SERVICE = "preprocess"
-#: The four views of a screening study: R-CC, L-CC, R-MLO, L-MLO.
-STANDARD_VIEWS: Final[frozenset[tuple[str, str]]] = frozenset(
-    {("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO")}
-)
 STANDARD_VIEW_COUNT: Final[int] = len(STANDARD_VIEWS)
 
 
@@ -32,10 +30,20 @@ def study_flags(views: Iterable[DerivedView]) -> list[str]:
     """
     views = list(views)
     flags = {flag for view in views for flag in view.flags}
-    present = {(view.laterality, view.view_position) for view in views}
-    if not STANDARD_VIEWS <= present:
+    if not has_standard_views((view.laterality, view.view_position) for view in views):
         flags.add("fewer_than_four_views")
     return sorted(flags)
+
+
+def view_geometry(result: PreprocessedView) -> ViewGeometry | None:
+    """Where the view's model input lies in its stored image; ``None`` when its laterality is unknown."""
+    if result.laterality is None:
+        return None
+    # Ask the pipeline's own orientation rule whether it mirrored this breast: a two-pixel probe.
+    mirrored = bool(orient(np.array([[1, 0]], dtype=np.uint8), result.laterality)[0, 0] == 0)
+    rows, columns = result.mask.shape[:2]
+    top, bottom, left, right = (int(edge) for edge in result.bbox)
+    return ViewGeometry(rows=rows, columns=columns, top=top, bottom=bottom, left=left, right=right, mirrored=mirrored)
 
 
 class PreprocessHandlers:
@@ -66,6 +74,7 @@ class PreprocessHandlers:
             input_key=f"{prefix}/input.npy",
             breast_area_fraction=float(result.breast_area_fraction),
             flags=list(result.flags),
+            geometry=view_geometry(result),
         )
 
     async def on_study_completed(self, event: StudyCompleted) -> StudyPreprocessed:

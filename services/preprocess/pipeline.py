@@ -27,6 +27,7 @@ from services.preprocess.decoding import (
     view_of,
 )
 from services.preprocess.segmentation import ClassicSegmenter, Segmenter, segment_breast
+from shared.dicom_vocabulary import chest_wall_on_left
 from shared.synth import STORED_CHEST_WALL_SIDE
 
 MODEL_INPUT_ROWS: Final[int] = 336
@@ -85,13 +86,6 @@ class PreprocessedView:
     laterality_from_image: bool = False
     view_from_image: bool = False
     segmentation_backend: str = "classic"
-
-
-def chest_wall_on_left(image: np.ndarray) -> bool:
-    """Guess from the image whether the chest wall is on the left edge (tissue mass there)."""
-    half = image.shape[1] // 2
-    data = image.astype(np.float32, copy=False)
-    return float(data[:, :half].mean()) >= float(data[:, image.shape[1] - half :].mean())
 
 
 def laterality_from_image(image: np.ndarray) -> Laterality:

@@ -41,9 +41,10 @@ def healthz(request: Request) -> HealthReport:
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def board() -> str:
-    """El tablero: pide el token y luego lee la API con él / the board: asks for a token, then reads the API."""
-    return render_login()
+def board(request: Request) -> str:
+    """El tablero: pide usuario y contraseña (o una llave) y luego lee la API / the board: asks for a sign-in, then reads the API."""
+    settings = request.app.state.ctx.settings
+    return render_login(settings.result_deadline_minutes, settings.hospital_result_deadlines)
 
 
 def create_app(ctx: ServiceContext) -> FastAPI:

@@ -6,6 +6,7 @@ once (kept in ``sessionStorage``) and read the API with it. Templates and static
 
 from __future__ import annotations
 
+import json
 from html import escape
 from pathlib import Path
 
@@ -68,10 +69,14 @@ td,th{{border-bottom:1px solid #ddd;padding:.4em;text-align:left}}
 </tbody></table></body></html>"""
 
 
-def render_login() -> str:
-    """The live board's shell: sign-in form, filters and the table the script fills (nothing about studies)."""
+def render_login(deadline_minutes: float = 60.0, hospital_deadlines: dict[str, float] | None = None) -> str:
+    """The live board's shell: sign-in form, filters and the table the script fills (nothing about studies).
+
+    The hospitals' result deadlines (minutes since acquisition) go into the page for its waiting column.
+    """
     states = [(value, f"{label} ({value})") for value, label in STATUS_LABELS.items()]
-    return _templates.get_template("board.html.j2").render(notice=MODEL_NOTICE, states=states)
+    deadlines = json.dumps({"default": deadline_minutes, "hospitals": hospital_deadlines or {}})
+    return _templates.get_template("board.html.j2").render(notice=MODEL_NOTICE, states=states, deadlines=deadlines)
 
 
 def render_study_page(study_uid: str, viewer_template: str) -> str:

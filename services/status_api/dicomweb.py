@@ -1,4 +1,7 @@
-"""DICOMweb para visores / DICOMweb for viewers (OHIF): QIDO-RS and WADO-RS under ``/dicomweb``.
+"""DICOMweb para visores / DICOMweb for viewers (OHIF): STOW-RS, QIDO-RS and WADO-RS under ``/dicomweb``.
+
+STOW-RS is forwarded to the ingest service (``dicomweb_stow``), so that a client stores, searches
+and retrieves at one base URL.
 
 Searches run on the DICOMweb index (``dicomweb_index``, filled from ``instance.stored``);
 retrievals read the stored objects from the object store (bucket ``MDD_BUCKET_DICOM``), which are
@@ -35,9 +38,10 @@ from sqlmodel import Session, col, select
 from shared.runtime import ServiceContext
 from shared.store import ObjectNotFound
 from services.status_api import dicomweb_openapi as api_doc
+from services.status_api import dicomweb_stow as stow
 from services.status_api import dicomweb_wado as wado
-from services.status_api.dicomweb_index import RELATIVE_BULK_PREFIX, InstanceIndexRow
-from services.status_api.dicomweb_qido import Level, QueryError, parse_query, search
+from shared.instance_index import RELATIVE_BULK_PREFIX, InstanceIndexRow
+from services.status_api.dicomweb_qido import FUZZY_WARNING, Level, QueryError, parse_query, search
 from services.status_api.security import Principal, audit, current_principal
 
 PREFIX = "/dicomweb"
@@ -92,13 +96,13 @@ def _qido(request: Request, level: Level, scope: list[ColumnElement[bool]], with
         raise HTTPException(400, str(exc)) from exc
     with Session(_ctx(request).engine) as session:
         found = search(session, level, query, _base_url(request), scope, with_study)
-    headers = None
+    warnings = []
     if query.ignored:
         names = ", ".join(query.ignored).replace('"', "'")
-        headers = {
-            "Warning": f'299 mdd "No soportados / the following parameters were not supported: {names}"'
-        }
-    return _dicom_json(found, headers)
+        warnings.append(f'299 mdd "No soportados / the following parameters were not supported: {names}"')
+    if query.fuzzy_refused:
+        warnings.append(f'299 mdd "{FUZZY_WARNING}"')
+    return _dicom_json(found, {"Warning": ", ".join(warnings)} if warnings else None)
 
 
 def _instances(request: Request, scope: Sequence[ColumnElement[bool]]) -> list[Row]:
@@ -163,18 +167,21 @@ def _metadata(request: Request, rows: Sequence[Row]) -> JSONResponse:
 
 
 def _retrieve(request: Request, rows: Sequence[Row]) -> StreamingResponse:
-    """The stored instances, one part each, read from the store one at a time while streaming."""
-    for row in rows:
-        try:
-            wado.accepts_stored_instance(request.headers.get("accept"), row.transfer_syntax_uid)
-        except wado.NotAcceptable as exc:
-            raise HTTPException(406, str(exc)) from exc
+    """The instances, one part each, read from the store one at a time while streaming, each in the
+    transfer syntax the client accepts (transcoded when that is not the stored one)."""
+    try:
+        syntaxes = [wado.instance_syntax(request.headers.get("accept"), row.transfer_syntax_uid) for row in rows]
+    except wado.NotAcceptable as exc:
+        raise HTTPException(406, str(exc)) from exc
     boundary = wado.new_boundary()
 
     def body() -> Iterator[bytes]:
-        for row in rows:
-            content_type = f"{wado.DICOM}; transfer-syntax={row.transfer_syntax_uid}"
-            yield wado.part(boundary, content_type, _read(request, row), _instance_url(request, row))
+        for row, syntax in zip(rows, syntaxes):
+            content_type = f"{wado.DICOM}; transfer-syntax={syntax}"
+            data = _read(request, row)
+            if syntax != row.transfer_syntax_uid:
+                data = wado.transcode(data, syntax)
+            yield wado.part(boundary, content_type, data, _instance_url(request, row))
         yield wado.closing(boundary)
 
     return StreamingResponse(body(), media_type=wado.multipart_content_type(wado.DICOM, boundary))
@@ -193,9 +200,27 @@ def _frame_numbers(raw: str, available: int) -> list[int]:
 
 
 def create_dicomweb_router(principal_dependency: AllowedHospitals | None = None) -> APIRouter:
-    """The DICOMweb routes (QIDO-RS, WADO-RS) under ``/dicomweb``, restricted by ``principal_dependency``."""
+    """The DICOMweb routes (STOW-RS, QIDO-RS, WADO-RS) under ``/dicomweb``, restricted by ``principal_dependency``."""
     allowed_dependency = Depends(principal_dependency or no_restriction)
     router = APIRouter(prefix=PREFIX, tags=["DICOMweb"])
+
+    @router.post("/studies", response_class=api_doc.DicomJSONResponse, responses=api_doc.STOW)
+    async def store_instances(
+        request: Request, hospital: str | None = None, allowed: set[str] | None = allowed_dependency
+    ) -> Response:
+        """STOW-RS: almacenar instancias / store instances (multipart/related; type="application/dicom")."""
+        return await stow.forward_stow(request, _ctx(request), _base_url(request), None, stow.stow_hospital(allowed, hospital))
+
+    @router.post("/studies/{study}", response_class=api_doc.DicomJSONResponse, responses=api_doc.STOW)
+    async def store_study_instances(
+        study: str, request: Request, hospital: str | None = None, allowed: set[str] | None = allowed_dependency
+    ) -> Response:
+        """STOW-RS a un estudio / store instances of one study (others fail with 0xA900)."""
+        with Session(_ctx(request).engine) as session:
+            holders = set(session.exec(select(Row.hospital_id).where(Row.study_uid == study).distinct()).all())
+        if allowed is not None and holders and not holders & allowed:
+            raise HTTPException(404, "No encontrado / not found")  # another hospital's study, as if it did not exist
+        return await stow.forward_stow(request, _ctx(request), _base_url(request), study, stow.stow_hospital(allowed, hospital))
 
     @router.get("/studies", response_class=api_doc.DicomJSONResponse, responses=api_doc.QIDO)
     def search_studies(request: Request, allowed: set[str] | None = allowed_dependency) -> JSONResponse:

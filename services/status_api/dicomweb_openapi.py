@@ -123,3 +123,15 @@ RENDERED: Final[dict[int | str, dict[str, Any]]] = {
     **_NOT_ACCEPTABLE,
     **_ACCESS,
 }
+_STORE_RESPONSE: Final[dict[str, Any]] = {
+    "schema": {"type": "object", "additionalProperties": _ATTRIBUTE, "description": "Store Instances Response (PS3.18 10.5.3)"}
+}
+STOW: Final[dict[int | str, dict[str, Any]]] = {
+    200: {"description": "Todas almacenadas / all stored", "content": {DICOM_JSON: _STORE_RESPONSE}},
+    202: {"description": "Algunas fallaron / some failed (Failed SOP Sequence)", "content": {DICOM_JSON: _STORE_RESPONSE}},
+    409: {"description": "Ninguna almacenada / none stored", "content": {DICOM_JSON: _STORE_RESPONSE}},
+    400: _error("Cuerpo multipart inválido u hospital sin indicar / invalid multipart body or hospital not named"),
+    415: _error('Se espera multipart/related; type="application/dicom" / expected multipart/related'),
+    503: _error("Ingesta no disponible; reintente / ingest unavailable, retry"),
+    **_ACCESS,
+}

@@ -12,19 +12,21 @@ match on are ignored and named in a ``Warning: 299`` header, as the standard ask
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from pydicom import Dataset
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.datadict import tag_for_keyword
 from sqlalchemy import func
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from services.status_api.dicomweb_index import PIXEL_DATA_TAG, InstanceIndexRow
+from shared.instance_index import PIXEL_DATA_TAG, InstanceIndexRow
+from shared.instance_query import MATCHING_KEYS, QueryError, condition_for, integer_value, keyword_of, tag_key, uid_values
+
+__all__ = ["FUZZY_WARNING", "Level", "Query", "QueryError", "StudySummary", "parse_query", "search"]
 
 Level = Literal["study", "series", "instance"]
 Row = InstanceIndexRow
@@ -33,50 +35,32 @@ DEFAULT_LIMIT: Final[int] = 100
 MAX_LIMIT: Final[int] = 1000
 CONTROL_KEYS: Final[frozenset[str]] = frozenset({"limit", "offset", "includefield", "fuzzymatching"})
 
-_UID_LIST: Final[dict[str, Any]] = {
-    "StudyInstanceUID": Row.study_uid,
-    "SeriesInstanceUID": Row.series_uid,
-    "SOPInstanceUID": Row.sop_instance_uid,
-    "SOPClassUID": Row.sop_class_uid,
-    "ModalitiesInStudy": Row.modality,
-    "Modality": Row.modality,
-    "ImageLaterality": Row.laterality,
-    "ViewPosition": Row.view_position,
-}
-_WILDCARD: Final[dict[str, tuple[Any, bool]]] = {  # column, ignore case
-    "PatientName": (Row.patient_name, True),
-    "PatientID": (Row.patient_id, False),
-    "AccessionNumber": (Row.accession_number, False),
-    "StudyDescription": (Row.study_description, True),
-    "StudyID": (Row.study_id, False),
-    "ReferringPhysicianName": (Row.referring_physician_name, True),
-}
-_RANGE: Final[dict[str, tuple[Any, str]]] = {  # column, pattern of one side
-    "StudyDate": (Row.study_date, r"\d{8}"),
-    "StudyTime": (Row.study_time, r"\d{2,6}(\.\d{1,6})?"),
-}
-_NUMBER: Final[dict[str, Any]] = {"SeriesNumber": Row.series_number, "InstanceNumber": Row.instance_number}
-MATCHING_KEYS: Final[frozenset[str]] = frozenset({*_UID_LIST, *_WILDCARD, *_RANGE, *_NUMBER})
-
-_STUDY_ALL: Final[tuple[str, ...]] = (
-    "IssuerOfPatientID",
-    "PatientAge",
-    "InstitutionName",
-    "StudyDescription",
-    "ReferringPhysicianName",
+#: Attributes of the study level (Patient, General Study and Patient Study modules): the only ones a
+#: study-level answer may carry, whatever ``includefield`` asks (PS3.18 10.6.3.3.1).
+STUDY_LEVEL: Final[frozenset[str]] = frozenset(
+    f"{tag:08X}"
+    for keyword in (
+        "PatientName", "PatientID", "IssuerOfPatientID", "OtherPatientIDsSequence", "PatientBirthDate", "PatientSex",
+        "PatientAge", "PatientSize", "PatientWeight", "EthnicGroup", "PatientComments", "StudyInstanceUID", "StudyDate",
+        "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber", "IssuerOfAccessionNumberSequence",
+        "StudyDescription", "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy", "ProcedureCodeSequence",
+        "AdmittingDiagnosesDescription", "ReasonForPerformedProcedureCodeSequence",
+    )
+    if (tag := tag_for_keyword(keyword)) is not None
 )
-_SERIES_ALL: Final[tuple[str, ...]] = (
-    "SeriesDate",
-    "SeriesTime",
-    "BodyPartExamined",
-    "Manufacturer",
-    "PresentationIntentType",
-    "ImageLaterality",
+#: Attributes of the series level (General Series, General Equipment, Frame of Reference, Series of DX/MG).
+SERIES_LEVEL: Final[frozenset[str]] = frozenset(
+    f"{tag:08X}"
+    for keyword in (
+        "Modality", "SeriesInstanceUID", "SeriesNumber", "Laterality", "SeriesDate", "SeriesTime", "SeriesDescription",
+        "PerformingPhysicianName", "ProtocolName", "OperatorsName", "BodyPartExamined", "PatientPosition",
+        "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime", "RequestAttributesSequence",
+        "Manufacturer", "InstitutionName", "StationName", "ManufacturerModelName", "SoftwareVersions",
+        "FrameOfReferenceUID", "PresentationIntentType",
+    )
+    if (tag := tag_for_keyword(keyword)) is not None
 )
-
-
-class QueryError(ValueError):
-    """A query key has a value that cannot be matched (answered 400)."""
+FUZZY_WARNING: Final[str] = "The fuzzymatching parameter is not supported. Only literal matching has been performed."
 
 
 @dataclass
@@ -89,76 +73,7 @@ class Query:
     include_all: bool = False
     include_tags: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
-
-
-def tag_key(name: str) -> str | None:
-    """The 8-hex-digit tag of a keyword or tag string, None when it is neither."""
-    if re.fullmatch(r"[0-9A-Fa-f]{8}", name):
-        return name.upper()
-    tag = tag_for_keyword(name)
-    return None if tag is None else f"{tag:08X}"
-
-
-def _keyword(name: str) -> str:
-    tag = tag_key(name)
-    return (keyword_for_tag(int(tag, 16)) or name) if tag else name
-
-
-def _values(raw: str) -> list[str]:
-    return [value.strip() for value in re.split(r"[,\\]", raw) if value.strip()]
-
-
-def _like(column: Any, pattern: str, ignore_case: bool) -> ColumnElement[bool]:
-    escaped = pattern.replace("!", "!!").replace("%", "!%").replace("_", "!_")
-    like = escaped.replace("*", "%").replace("?", "_")
-    if ignore_case:
-        return func.lower(column).like(like.lower(), escape="!")
-    return column.like(like, escape="!")
-
-
-def _range(column: Any, raw: str, side: str, keyword: str) -> ColumnElement[bool]:
-    low, dash, high = raw.partition("-")
-    for part in (low, high):
-        if part and not re.fullmatch(side, part):
-            raise QueryError(f"Valor inválido de {keyword} / invalid {keyword} value: {raw!r}")
-    if not dash:
-        return column == low
-    if not low and not high:
-        raise QueryError(f"Rango vacío de {keyword} / empty {keyword} range")
-    condition = column != ""
-    if low:
-        condition = condition & (column >= low)
-    if high:
-        if keyword == "StudyTime" and "." not in high:
-            # Inclusive end (PS3.4 C.2.2.2.5): "1300" reaches 13:00:59.999999.
-            high = high.ljust(6, "9") + ".999999"
-        condition = condition & (column <= high)
-    return condition
-
-
-def _integer(raw: str, name: str, minimum: int, maximum: int | None = None) -> int:
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise QueryError(f"{name} debe ser un entero / {name} must be an integer: {raw!r}") from exc
-    if value < minimum or (maximum is not None and value > maximum):
-        bounds = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-        raise QueryError(f"{name} fuera de rango / {name} out of range ({bounds}): {value}")
-    return value
-
-
-def _condition(keyword: str, raw: str) -> ColumnElement[bool]:
-    if keyword in _UID_LIST:
-        return col(_UID_LIST[keyword]).in_(_values(raw))
-    if keyword in _WILDCARD:
-        column, ignore_case = _WILDCARD[keyword]
-        if "*" in raw or "?" in raw:
-            return _like(column, raw, ignore_case)
-        return (func.lower(column) == raw.lower()) if ignore_case else (column == raw)
-    if keyword in _RANGE:
-        column, side = _RANGE[keyword]
-        return _range(column, raw, side, keyword)
-    return _NUMBER[keyword] == _integer(raw, keyword, 0)
+    fuzzy_refused: bool = False
 
 
 def parse_query(params: Iterable[tuple[str, str]]) -> Query:
@@ -167,22 +82,24 @@ def parse_query(params: Iterable[tuple[str, str]]) -> Query:
     for name, raw in params:
         value = raw.strip()
         if name == "limit":
-            query.limit = _integer(value, "limit", 1, MAX_LIMIT)
+            query.limit = integer_value(value, "limit", 1, MAX_LIMIT)
         elif name == "offset":
-            query.offset = _integer(value, "offset", 0)
+            query.offset = integer_value(value, "offset", 0)
         elif name == "includefield":
-            for item in _values(value):
+            for item in uid_values(value):
                 if item.lower() == "all":
                     query.include_all = True
                 elif (tag := tag_key(item)) is not None:
                     query.include_tags.append(tag)
                 else:
                     query.ignored.append(f"includefield={item}")
+        elif name == "fuzzymatching":
+            query.fuzzy_refused = value.lower() == "true"  # we match literally, and say so (PS3.18 8.3.4.5)
         elif name in CONTROL_KEYS:
             continue
-        elif (keyword := _keyword(name)) in MATCHING_KEYS:
+        elif (keyword := keyword_of(name)) in MATCHING_KEYS:
             if value:
-                query.conditions.append(_condition(keyword, value))
+                query.conditions.append(condition_for(keyword, value))
             elif (tag := tag_key(name)) is not None:
                 query.include_tags.append(tag)  # an empty key asks for the attribute to be returned
         else:
@@ -236,18 +153,48 @@ def _study_attributes(ds: Dataset, rows: Sequence[Row]) -> None:
     ds.StudyDescription = first.study_description
 
 
-def _extra(result: dict[str, Any], metadata: dict[str, Any], tags: Iterable[str]) -> None:
+def _extra(result: dict[str, Any], metadata: dict[str, Any], tags: Iterable[str], allowed: frozenset[str] | None = None) -> None:
+    """Add the requested attributes the stored header has; only those of ``allowed`` levels when given."""
     for tag in tags:
-        if tag not in result and tag in metadata and tag != PIXEL_DATA_TAG:
+        if tag not in result and tag in metadata and tag != PIXEL_DATA_TAG and (allowed is None or tag in allowed):
             result[tag] = metadata[tag]
+
+
+def _study_summary(ds: Dataset, summary: StudySummary | None) -> None:
+    """The study's own counts and modalities, on a series or instance answer of a search across studies."""
+    if summary is not None:
+        ds.ModalitiesInStudy = summary.modalities
+        ds.NumberOfStudyRelatedSeries = summary.series
+        ds.NumberOfStudyRelatedInstances = summary.instances
 
 
 def _sorted(result: dict[str, Any]) -> dict[str, Any]:
     return {tag: result[tag] for tag in sorted(result)}
 
 
-def _tags(keywords: Iterable[str]) -> list[str]:
-    return [f"{tag:08X}" for keyword in keywords if (tag := tag_for_keyword(keyword)) is not None]
+@dataclass(frozen=True)
+class StudySummary:
+    """What a study holds in all: its modalities, series and instances."""
+
+    modalities: list[str]
+    series: int
+    instances: int
+
+
+def study_summaries(session: Session, study_uids: Iterable[str], scope: Sequence[ColumnElement[bool]]) -> dict[str, StudySummary]:
+    """The summary of each study, in one query."""
+    rows = session.exec(
+        select(Row.study_uid, Row.series_uid, Row.modality).where(col(Row.study_uid).in_(sorted(set(study_uids))), *scope)
+    ).all()
+    series: dict[str, set[str]] = defaultdict(set)
+    modalities: dict[str, set[str]] = defaultdict(set)
+    counts: dict[str, int] = defaultdict(int)
+    for study_uid, series_uid, modality in rows:
+        series[study_uid].add(series_uid)
+        counts[study_uid] += 1
+        if modality:
+            modalities[study_uid].add(modality)
+    return {uid: StudySummary(sorted(modalities[uid]), len(series[uid]), counts[uid]) for uid in counts}
 
 
 def study_result(rows: Sequence[Row], base_url: str, query: Query) -> dict[str, Any]:
@@ -260,18 +207,19 @@ def study_result(rows: Sequence[Row], base_url: str, query: Query) -> dict[str, 
     ds.NumberOfStudyRelatedSeries = len({row.series_uid for row in rows})
     ds.NumberOfStudyRelatedInstances = len(rows)
     result = _json(ds)
-    _extra(
-        result, rows[0].metadata_json, query.include_tags + (_tags(_STUDY_ALL) if query.include_all else [])
-    )
+    _extra(result, rows[0].metadata_json, sorted(STUDY_LEVEL) if query.include_all else query.include_tags, STUDY_LEVEL)
     return _sorted(result)
 
 
-def series_result(rows: Sequence[Row], base_url: str, query: Query, with_study: bool) -> dict[str, Any]:
+def series_result(
+    rows: Sequence[Row], base_url: str, query: Query, with_study: bool, summary: StudySummary | None = None
+) -> dict[str, Any]:
     """The QIDO-RS series-level answer for every indexed instance of one series."""
     first = rows[0]
     ds = Dataset()
     if with_study:
         _study_attributes(ds, rows)
+        _study_summary(ds, summary)
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.StudyInstanceUID = first.study_uid
     ds.Modality = first.modality
@@ -282,17 +230,19 @@ def series_result(rows: Sequence[Row], base_url: str, query: Query, with_study: 
     ds.RetrieveURL = f"{base_url}/studies/{first.study_uid}/series/{first.series_uid}"
     ds.NumberOfSeriesRelatedInstances = len(rows)
     result = _json(ds)
-    _extra(
-        result, first.metadata_json, query.include_tags + (_tags(_SERIES_ALL) if query.include_all else [])
-    )
+    levels = SERIES_LEVEL | STUDY_LEVEL
+    _extra(result, first.metadata_json, sorted(SERIES_LEVEL) if query.include_all else query.include_tags, levels)
     return _sorted(result)
 
 
-def instance_result(row: Row, base_url: str, query: Query, with_study: bool) -> dict[str, Any]:
+def instance_result(
+    row: Row, base_url: str, query: Query, with_study: bool, summary: StudySummary | None = None
+) -> dict[str, Any]:
     """The QIDO-RS instance-level answer for one indexed instance."""
     ds = Dataset()
     if with_study:
         _study_attributes(ds, [row])
+        _study_summary(ds, summary)
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.StudyInstanceUID, ds.SeriesInstanceUID = row.study_uid, row.series_uid
     ds.Modality = row.modality
@@ -332,7 +282,12 @@ def search(
     if level == "instance":
         found = session.exec(select(Row).where(col(Row.sop_instance_uid).in_(keys), *scope)).all()
         by_uid = {row.sop_instance_uid: row for row in found}
-        return [instance_result(by_uid[key], base_url, query, with_study) for key in keys if key in by_uid]
+        summaries = study_summaries(session, (row.study_uid for row in found), scope) if with_study else {}
+        return [
+            instance_result(by_uid[key], base_url, query, with_study, summaries.get(by_uid[key].study_uid))
+            for key in keys
+            if key in by_uid
+        ]
     key_column = Row.study_uid if level == "study" else Row.series_uid
     groups: dict[str, list[Row]] = defaultdict(list)
     ordered = (
@@ -342,4 +297,9 @@ def search(
         groups[row.study_uid if level == "study" else row.series_uid].append(row)
     if level == "study":
         return [study_result(groups[key], base_url, query) for key in keys if groups.get(key)]
-    return [series_result(groups[key], base_url, query, with_study) for key in keys if groups.get(key)]
+    summaries = study_summaries(session, (rows[0].study_uid for rows in groups.values()), scope) if with_study else {}
+    return [
+        series_result(groups[key], base_url, query, with_study, summaries.get(groups[key][0].study_uid))
+        for key in keys
+        if groups.get(key)
+    ]

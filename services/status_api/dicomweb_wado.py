@@ -1,12 +1,14 @@
-"""WADO-RS (DICOM PS3.18 §10.4) pieces: Accept negotiation, multipart bodies, frames, rendering.
+"""WADO-RS (DICOM PS3.18 §10.4) pieces: Accept negotiation, transcoding, multipart bodies, frames, rendering.
 
-Frames are sent as stored when the client accepts that: an encapsulated (compressed) transfer
-syntax gives the frame's compressed bytes, labelled with their media type and transfer syntax
-(``image/jp2``, ``image/jls``, ``image/jpeg``, ``image/dicom-rle``; or ``application/octet-stream;
-transfer-syntax=...`` when the client asked for ``transfer-syntax=*``). When the client asks for
-``application/octet-stream`` without a transfer syntax (the standard's default, Explicit VR Little
-Endian) the frame is decoded to native little-endian pixels. Colour frames decoded this way come
-out as RGB.
+Instances go out in the transfer syntax the client accepts: as stored for ``transfer-syntax=*`` (or
+no Accept at all), Explicit VR Little Endian when ``application/dicom`` names none (the standard's
+default), otherwise transcoded to the one it names among :data:`TRANSCODE_TARGETS` (lossless
+only: Explicit VR Little Endian, RLE, JPEG-LS and JPEG 2000 lossless), decoding the stored pixels
+first. Frames likewise: as stored when the client accepts that (an encapsulated syntax gives the
+frame's compressed bytes, labelled ``image/jp2``, ``image/jls``, ``image/jpeg``, ``image/dicom-rle``
+or ``application/octet-stream; transfer-syntax=...`` for ``transfer-syntax=*``), decoded to native
+little-endian pixels for plain ``application/octet-stream``, or encoded to the lossless image type
+the client asks for. Colour frames decoded this way come out as RGB.
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
 )
+
+from shared.dicom_display import to_display, to_uint8
 
 NATIVE: Final[str] = ExplicitVRLittleEndian
 OCTET_STREAM: Final[str] = "application/octet-stream"
@@ -50,6 +57,13 @@ FRAME_MEDIA_TYPES: Final[dict[str, tuple[str, ...]]] = {
     "1.2.840.10008.1.2.4.201": ("image/jphc",),
     "1.2.840.10008.1.2.4.202": ("image/jphc",),
     "1.2.840.10008.1.2.4.203": ("image/jphc",),
+}
+#: Transfer syntaxes we can transcode any stored instance to (lossless), and their frame media types.
+TRANSCODE_TARGETS: Final[dict[str, str]] = {
+    ExplicitVRLittleEndian: OCTET_STREAM,
+    RLELossless: "image/dicom-rle",
+    JPEGLSLossless: "image/jls",
+    JPEG2000Lossless: "image/jp2",
 }
 _SLICEABLE: Final[frozenset[str]] = frozenset(
     {ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian}
@@ -100,35 +114,57 @@ def parse_accept(header: str | None) -> list[AcceptItem]:
     return sorted(items, key=lambda item: -item.quality)
 
 
-def accepts_stored_instance(accept: str | None, stored_syntax: str) -> None:
-    """Raise ``NotAcceptable`` unless the client takes instances in their stored transfer syntax."""
+def instance_syntax(accept: str | None, stored_syntax: str) -> str:
+    """The transfer syntax to send an instance in: the first the client accepts that we can produce.
+
+    Raises ``NotAcceptable`` when it accepts none of them.
+    """
     items = parse_accept(accept)
     if not items:
-        return
+        return stored_syntax
     for item in items:
-        if item.part_type in (DICOM, "application/*", "*/*") and item.transfer_syntax in (
-            None,
-            "*",
-            stored_syntax,
-        ):
-            return
+        if item.part_type not in (DICOM, "application/*", "*/*"):
+            continue
+        wanted = item.transfer_syntax
+        if wanted == "*" or (wanted is None and item.part_type == "*/*"):
+            return stored_syntax
+        wanted = wanted or ExplicitVRLittleEndian  # application/dicom without transfer-syntax (PS3.18 8.7.3.5.2)
+        if wanted == stored_syntax or wanted in TRANSCODE_TARGETS:
+            return wanted
     raise NotAcceptable(
-        "Las instancias se entregan tal como se guardaron (sintaxis de transferencia "
-        f"{stored_syntax}); pida transfer-syntax=* / instances are served as stored "
-        f"(transfer syntax {stored_syntax}); ask for transfer-syntax=*"
+        f"Las instancias se guardaron en {stored_syntax} y pueden enviarse en {', '.join(TRANSCODE_TARGETS)}; "
+        f"pida una de ellas o transfer-syntax=* / instances are stored as {stored_syntax} and can be sent as "
+        f"{', '.join(TRANSCODE_TARGETS)}; ask for one of them or transfer-syntax=*"
     )
 
 
-Representation = Literal["native", "stored"]
+def transcode(data: bytes, target: str) -> bytes:
+    """A Part 10 file in another transfer syntax: pixels decoded, then encoded losslessly for ``target``."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    if str(ds.file_meta.TransferSyntaxUID) == target:
+        return data
+    if UID(str(ds.file_meta.TransferSyntaxUID)).is_compressed:
+        ds.decompress()
+    if UID(target).is_compressed:
+        ds.compress(target)
+    else:
+        ds.file_meta.TransferSyntaxUID = target
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+Representation = Literal["native", "stored", "encoded"]
 
 
 @dataclass(frozen=True)
 class FrameChoice:
-    """How frames go out: decoded to native pixels, or as stored, and each part's Content-Type."""
+    """How frames go out: decoded to native pixels, as stored, or encoded anew, and each part's Content-Type."""
 
     representation: Representation
     part_content_type: str
     part_type: str
+    syntax: str = ExplicitVRLittleEndian
 
 
 def choose_frame_representation(accept: str | None, stored_syntax: str) -> FrameChoice:
@@ -152,14 +188,27 @@ def choose_frame_representation(accept: str | None, stored_syntax: str) -> Frame
                 return stored_as_image
             if part == "*/*" and not encapsulated:
                 return native
+        if (encoded := _encoded_choice(part, syntax)) is not None:
+            return encoded
     raise NotAcceptable(
         f"Los cuadros están guardados en {stored_syntax}; acepte {media[0]} o application/octet-stream / "
         f"frames are stored as {stored_syntax}; accept {media[0]} or application/octet-stream"
     )
 
 
+def _encoded_choice(part: str, syntax: str | None) -> FrameChoice | None:
+    """Frames encoded anew for a lossless image type the client names (``image/jp2``, ``image/jls``, RLE)."""
+    for target, media in TRANSCODE_TARGETS.items():
+        if media != OCTET_STREAM and part in FRAME_MEDIA_TYPES[target] and syntax in (None, "*", target):
+            return FrameChoice("encoded", f"{media}; transfer-syntax={target}", media, target)
+    return None
+
+
 def frames(data: bytes, numbers: Iterable[int], choice: FrameChoice) -> list[bytes]:
     """The requested frames (1-based) of a Part 10 file in the chosen representation."""
+    if choice.representation == "encoded":
+        data = transcode(data, choice.syntax)
+        choice = FrameChoice("stored", choice.part_content_type, choice.part_type, choice.syntax)
     ds = pydicom.dcmread(io.BytesIO(data))
     syntax = str(ds.file_meta.TransferSyntaxUID)
     count = int(ds.get("NumberOfFrames", 1) or 1)
@@ -234,11 +283,7 @@ def render(data: bytes, media_type: str) -> bytes:
     """The instance's first frame for display (VOI window applied, breast bright), 8 bits."""
     from PIL import Image
 
-    from services.preprocess.decoding import to_display
-
     image = to_display(pydicom.dcmread(io.BytesIO(data)))
     buffer = io.BytesIO()
-    Image.fromarray(np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)).save(
-        buffer, format=RENDERED_TYPES[media_type]
-    )
+    Image.fromarray(to_uint8(image)).save(buffer, format=RENDERED_TYPES[media_type])
     return buffer.getvalue()

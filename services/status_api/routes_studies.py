@@ -7,6 +7,7 @@ assignment) restriction is part of the SQL, and every read or write of patient d
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import mimetypes
 from datetime import datetime
@@ -14,6 +15,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse
+from PIL import Image
+from pydicom import dcmread
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -175,6 +178,29 @@ def study_image(
         raise HTTPException(404, f"Imagen no encontrada / image not found: {key}") from exc
     audit(request, principal, "study.image", study_uid, f"{sop_instance_uid} {kind}")
     return Response(data, media_type=mimetypes.guess_type(key)[0] or "application/octet-stream")
+
+
+MOSAIC_KEY = "overlay.dcm"  # kept in the results bucket by the notify service, next to the SRs it sends to the PACS
+
+
+@router.get(
+    "/studies/{study_uid}/mosaic", name="study_mosaic", tags=[STUDIES], response_class=Response,
+    responses={**NOT_FOUND, 200: {"description": "Mosaico PNG / PNG mosaic", "content": {"image/png": {}}}},
+)
+def study_mosaic(study_uid: str, request: Request, session: SessionDep, principal: PrincipalDep) -> Response:
+    """Las cuatro vistas con las marcas del modelo, el mismo mosaico que va al PACS / the four views with the
+    model's marks: the mosaic that goes to the PACS (PNG; no patient identity in it)."""
+    row = visible_study(session, principal, study_uid)
+    ctx = request.app.state.ctx
+    try:
+        data = ctx.store.get_bytes(ctx.settings.bucket_results, f"{row.study_uid}/{MOSAIC_KEY}")
+    except (KeyError, ValueError) as exc:
+        raise HTTPException(404, "Mosaico aún no disponible / mosaic not available yet") from exc
+    pixels = dcmread(io.BytesIO(data)).pixel_array
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    audit(request, principal, "study.image", study_uid, "mosaic")
+    return Response(buffer.getvalue(), media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/studies/{study_uid}/notifications", response_model=list[NotificationEntry], responses=NOT_FOUND,

@@ -1,5 +1,6 @@
-"""The traffic-light board in a real headless Chromium: sign in, see the lights, watch a RED light arrive live,
-open the study page (disclaimer, magma image, report form) and report the study.
+"""The traffic-light board in a real headless Chromium: sign in with user and password, see the lights and how
+long each study has waited against its hospital's deadline, watch a RED light arrive live and be announced,
+open the study page (disclaimer, the mosaic with the model's marks, magma image, report form) and report the study.
 
 Screenshots go to ``$MDD_TEST_ARTIFACTS`` (default: the test's tmp folder); their paths are printed.
 """
@@ -21,6 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from services.status_api.__main__ import register
+from services.status_api.security import create_user
 from tests.e2e.browser import artefacts_dir, browse, chromium
 from shared.bus import MemoryBus
 from shared.db import make_engine
@@ -66,6 +68,26 @@ def inferred(uid: str, hospital: str, light: str, score: float) -> StudyInferred
     )
 
 
+def mosaic_dicom() -> bytes:
+    """A results mosaic as the notify service keeps it (a real one, of a synthetic study, with one mark)."""
+    from shared.synth import make_study
+    from services.notify.mosaic import view_slot, view_tile
+    from services.notify.pacs_results import StudySources, build_sc
+    from tests.unit.test_cad_sr import with_region
+    from tests.unit.test_pacs_results import headers
+
+    study = make_study(seed=91, finding="mass", finding_laterality="L")
+    event, _ = with_region(study)
+    sources = StudySources(headers=headers(study))
+    for header, view in zip(sources.headers, study.views):
+        slot = view_slot(header)
+        tile = view_tile(header, view.to_bytes(), slot)
+        sources.views[slot], sources.tiles[slot], sources.tile_sources[slot] = tile.image, tile, str(header.SOPInstanceUID)
+    buffer = io.BytesIO()
+    build_sc(event, sources).save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 def magma_png() -> bytes:
     gradient = np.linspace(0, 1, 64 * 48).reshape(64, 48)
     rgba = (colormaps["magma"](gradient) * 255).astype(np.uint8)
@@ -78,10 +100,12 @@ async def test_board_shows_lights_live_and_takes_a_report(settings: Settings, tm
     artefacts = artefacts_dir(tmp_path)
     settings.bootstrap_api_key = SecretStr(ADMIN_KEY)
     settings.viewer_url_template = "http://visor.example/viewer?StudyInstanceUIDs={study_uid}"
+    settings.hospital_result_deadlines = {"HOSP-A": 45}
     engine = make_engine(settings.resolved_database_url)
     store = LocalStore(settings.resolved_store_dir)
     ctx = ServiceContext(settings, MemoryBus(settings), store, engine)
     component = register(ctx)
+    create_user(engine, "tecnica.ensenada", "contraseña-segura-1", "doctor", ["HOSP-A"])
     await ctx.bus.start()
     await component.start()
     browser = await browse(chromium)
@@ -105,6 +129,7 @@ async def test_board_shows_lights_live_and_takes_a_report(settings: Settings, tm
     try:
         suspicious, calm = "1.2.826.0.1.7", "1.2.826.0.1.8"
         store.put_bytes(settings.bucket_derived, f"{suspicious}/L-CC/magma.png", magma_png(), "image/png")
+        store.put_bytes(settings.bucket_results, f"{suspicious}/overlay.dcm", await browse(mosaic_dicom), "application/dicom")
         view = DerivedView(sop_instance_uid=f"{suspicious}.1", laterality="L", view_position="CC",
                            mask_key=f"{suspicious}/L-CC/mask.png", crop_key=f"{suspicious}/L-CC/crop.png",
                            magma_key=f"{suspicious}/L-CC/magma.png", input_key="x", breast_area_fraction=0.4)
@@ -112,18 +137,32 @@ async def test_board_shows_lights_live_and_takes_a_report(settings: Settings, tm
                       StudyPreprocessed(**envelope(suspicious, "HOSP-A"), segmentation_backend="otsu", views=[view]),
                       inferred(calm, "HOSP-A", "GREEN", 0.05))
 
-        # Sign in with the bootstrap key and see both studies with their two lights.
+        # Staff sign in with user and password (a wrong password is refused, with a reason).
         url = f"http://127.0.0.1:{settings.api_port}"
         await browse(lambda: browser.get(url + "/"))
-        await browse(lambda: browser.find_element(By.ID, "token").send_keys(ADMIN_KEY))
-        await browse(lambda: browser.find_element(By.CSS_SELECTOR, "#login button").click())
+
+        def sign_in(password: str) -> None:
+            for field, value in (("username", "tecnica.ensenada"), ("password", password)):
+                browser.find_element(By.ID, field).clear()
+                browser.find_element(By.ID, field).send_keys(value)
+            browser.find_element(By.CSS_SELECTOR, "#password-login button").click()
+
+        await browse(lambda: sign_in("equivocada"))
+        await browse(lambda: wait(lambda b: "incorrectos" in b.find_element(By.ID, "error").text))
+        await browse(lambda: sign_in("contraseña-segura-1"))
         await browse(lambda: wait(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#studies tbody tr")) == 2))
+        assert "tecnica.ensenada (doctor)" in await browse(lambda: browser.find_element(By.ID, "who").text)
         await browse(lambda: wait(lambda b: b.find_element(By.ID, "live").text.startswith("En vivo")))
         rows = await browse(lambda: browser.execute_script(ROWS_JS))  # one read: live updates re-render rows
         assert rows[0] == [calm, "Verde / green", "Verde / green"]  # triaged GREEN comes before not-yet-triaged
         assert rows[1][0] == suspicious and rows[1][1] == "Sin triaje / not triaged"
         labels = await browse(lambda: [e.get_attribute("aria-label") for e in browser.find_elements(By.CSS_SELECTOR, "[role=img]")])
         assert "Semáforo de triaje / triage light: Verde / green" in labels
+        # How long each has waited since acquisition, against the hospital's 45-minute deadline.
+        waits = await browse(lambda: {r.get_attribute("data-study-uid"): r.find_element(By.CSS_SELECTOR, ".waiting").text
+                                      for r in browser.find_elements(By.CSS_SELECTOR, "#studies tbody tr")})
+        assert waits[suspicious].endswith("/ 45 min") and waits[suspicious].startswith("0 min")
+        assert waits[calm].startswith("resultado en / results in")
         await browse(lambda: shot("01-tablero"))
 
         # A RED result arrives through the bus: it shows up first, without reloading the page.
@@ -133,7 +172,12 @@ async def test_board_shows_lights_live_and_takes_a_report(settings: Settings, tm
         await browse(lambda: wait(lambda b: b.find_elements(By.CSS_SELECTOR, first)))
         assert await browse(lambda: browser.execute_script("return window.sinRecargar === true;"))
         assert (await browse(lambda: browser.execute_script(ROWS_JS)))[0] == [suspicious, "Rojo / red", "Verde / green"]
+        # ... and is announced: a banner that names it, without a reload.
+        await browse(lambda: wait(lambda b: b.find_element(By.ID, "red-alert").is_displayed()))
+        banner = await browse(lambda: browser.find_element(By.ID, "red-alert-text").text)
+        assert "Nuevo estudio ROJO" in banner and "ACC-7" in banner and "HOSP-A" in banner
         await browse(lambda: shot("02-rojo-en-vivo"))
+        await browse(lambda: browser.find_element(By.ID, "red-alert-close").click())
 
         # Filters: only GREEN leaves the calm study.
         await browse(lambda: Select(browser.find_element(By.NAME, "triage_light")).select_by_value("GREEN"))
@@ -151,6 +195,12 @@ async def test_board_shows_lights_live_and_takes_a_report(settings: Settings, tm
         await browse(lambda: wait(lambda b: b.execute_script(
             "const i = document.querySelector('#views img'); return i && i.complete && i.naturalWidth === 48;")))
         assert len(await browse(lambda: browser.find_elements(By.CSS_SELECTOR, "#views img"))) == 1  # no broken crop
+        # The four views with the model's marks: the mosaic that went to the PACS.
+        await browse(lambda: wait(lambda b: b.execute_script(
+            "const i = document.getElementById('mosaic-image'); return i && i.complete && i.naturalWidth === 640;")))
+        await browse(lambda: browser.execute_script("document.getElementById('mosaic').scrollIntoView();"))
+        await browse(lambda: shot("03-mosaico-con-marcas"))
+        await browse(lambda: browser.execute_script("window.scrollTo(0, 0);"))
         viewer = await browse(lambda: browser.find_element(By.ID, "viewer").get_attribute("href"))
         assert viewer == f"http://visor.example/viewer?StudyInstanceUIDs={suspicious}"
         await browse(lambda: shot("03-estudio"))

@@ -1,6 +1,6 @@
 """OHIF reads our DICOMweb: the prebuilt OHIF 3.13 viewer (npm ``@ohif/app``) in a real headless Chromium.
 
-A four-view study goes in through the ingest's STOW-RS; the status API serves DICOMweb on one origin and
+A four-view study goes in by STOW-RS to the API's ``/dicomweb``, the base URL OHIF reads; the status API serves DICOMweb on one origin and
 OHIF is served on another with the ``app-config.js`` of docs/dicomweb.md (the API allows OHIF's origin,
 MDD_CORS_ALLOW_ORIGINS). A doctor sees the study in OHIF's study list and the mammogram in its viewer,
 and the API answers every DICOMweb request OHIF makes with 2xx; a doctor of another hospital, or a bad
@@ -108,8 +108,9 @@ def not_2xx(found: list[Exchange]) -> list[str]:
             if not (e.status and 200 <= e.status < 300)]
 
 
-def stow(settings: Settings, study: SyntheticStudy) -> None:
-    client = DICOMwebClient(url=f"http://127.0.0.1:{settings.ingest_http_port}/dicomweb")
+def stow(settings: Settings, study: SyntheticStudy, key: str) -> None:
+    """STOW-RS to the API's /dicomweb, the base URL OHIF reads from (a doctor of the study's hospital)."""
+    client = DICOMwebClient(url=f"http://127.0.0.1:{settings.api_port}/dicomweb", headers={"Authorization": f"Bearer {key}"})
     client.store_instances([pydicom.dcmread(io.BytesIO(view.to_bytes())) for view in study.views])
 
 
@@ -135,11 +136,12 @@ async def in_thread(manager: contextlib.AbstractContextManager[T]) -> AsyncItera
 
 @contextlib.asynccontextmanager
 async def dicomweb_with(settings: Settings, study: SyntheticStudy) -> AsyncIterator[ServiceContext]:
-    """Ingest and the status API running, with ``study`` stored through the ingest's STOW-RS."""
+    """Ingest and the status API running, with ``study`` stored by STOW-RS at the API's DICOMweb root."""
     ctx = build_context(settings)
+    uploader = create_api_key(ctx.engine, "carga-dicomweb", "doctor", [HOSPITAL])
     try:
         async with started(ctx.bus, IngestComponent(ctx), register_status_api(ctx)):
-            await browse(lambda: stow(settings, study))
+            await browse(lambda: stow(settings, study, uploader))
             await ctx.bus.drain()  # type: ignore[attr-defined]
             yield ctx
     finally:
@@ -287,6 +289,43 @@ async def test_ohif_lists_and_shows_a_study_from_our_dicomweb(
         refused = await browse(lambda: page.lists_nothing(f"{ohif_url}/?token=no-es-una-llave", accession))
         assert any(e.status == 401 for e in refused)
         await browse(lambda: page.shot("04-token-invalido"))
+
+
+async def test_ohif_uploads_a_study_to_the_same_dicomweb_root_and_opens_it(
+    settings: Settings, four_view_study: SyntheticStudy, tmp_path: Path
+) -> None:
+    """OHIF's own "Upload" (STOW-RS to its wadoRoot, our /dicomweb) stores a study under the doctor's hospital."""
+    from shared.synth import make_study
+
+    dist = await browse(ohif_dist)
+    [ohif_port] = free_ports()
+    ohif_url = f"http://127.0.0.1:{ohif_port}"
+    api_url = f"http://127.0.0.1:{settings.api_port}"
+    settings = settings.model_copy(update={"cors_allow_origins": [ohif_url]})
+    ohif = WebComponent(ohif_site(dist, documented_config(api_url)), "127.0.0.1", ohif_port)
+    uploaded = make_study(seed=16_030, hospital_id=HOSPITAL)
+    files = uploaded.save(tmp_path / "para-subir")
+    async with (
+        dicomweb_with(settings, four_view_study) as ctx,
+        started(ohif),
+        ohif_in_chromium(f"{api_url}/dicomweb", artefacts_dir(tmp_path), "ohif-upload") as page,
+    ):
+        doctor = create_api_key(ctx.engine, "radiologia-carga", "doctor", [HOSPITAL])
+        await browse(lambda: page.study_list(f"{ohif_url}/?token={doctor}", four_view_study))
+        await browse(lambda: page.browser.find_element(By.XPATH, "//button[normalize-space()='Upload']").click())
+        chooser = "//button[normalize-space()='Add files']//input[@type='file']"
+        await browse(lambda: page.wait(lambda b: b.find_elements(By.XPATH, chooser)))
+        await browse(lambda: page.browser.find_element(By.XPATH, chooser).send_keys("\n".join(str(f) for f in files)))
+
+        def stored() -> bool:
+            return len(ctx.store.list_keys(ctx.settings.bucket_dicom, f"{HOSPITAL}/{uploaded.study_uid}/")) == 4
+
+        await browse(lambda: page.wait(lambda b: stored()))
+        await browse(lambda: page.shot("01-subido"))
+        stows = [e for e in page.network.read() if e.method == "POST"]
+        assert stows and all(e.url.startswith(f"{api_url}/dicomweb/studies") and e.status == 200 for e in stows)
+        await ctx.bus.drain()  # type: ignore[attr-defined]
+        await browse(lambda: page.study_list(f"{ohif_url}/?token={doctor}&accession={uploaded.accession_number}", uploaded))
 
 
 def sign_in_service() -> Starlette:

@@ -9,14 +9,15 @@ import pytest
 
 from shared.runtime import ServiceContext, build_context
 from shared.settings import Settings
-from services.ingest.__main__ import IngestComponent
+from services.ingest.__main__ import register
 
 
 @asynccontextmanager
 async def ingest_running(settings: Settings) -> AsyncIterator[ServiceContext]:
-    """The ingest service (SCP, web front doors, quiet-study watcher) on the in-process bus."""
+    """The ingest service (SCP, web front doors, quiet-study watcher, the index its Query/Retrieve SCP
+    searches) on the in-process bus, registered as ``mdd serve ingest`` registers it."""
     ctx = build_context(settings)
-    component = IngestComponent(ctx)
+    component = register(ctx)
     await ctx.bus.start()
     await component.start()
     try:

@@ -170,9 +170,11 @@ async def test_a_viewer_searches_and_opens_studies_stored_through_stow(
         [with_field] = await call(
             client.search_for_studies,
             search_filters={"PatientID": four_view_study.patient_id},
-            fields=["InstitutionName"],
+            fields=["IssuerOfPatientID", "InstitutionName", "Rows"],
         )
-        assert tag(with_field, "InstitutionName") == str(first.InstitutionName)
+        assert tag(with_field, "IssuerOfPatientID") == str(first.IssuerOfPatientID)
+        # Series and instance attributes have no place in a study's answer (PS3.18 10.6.3.3.1).
+        assert f"{tag_for_keyword('InstitutionName'):08X}" not in with_field and f"{tag_for_keyword('Rows'):08X}" not in with_field
 
         # QIDO-RS: series and instances.
         series = await call(client.search_for_series, four_view_study.study_uid)
@@ -232,7 +234,10 @@ async def test_a_viewer_searches_and_opens_studies_stored_through_stow(
         assert bad_date.status_code == 400 and "StudyDate" in bad_date.json()["detail"]
         assert png.headers["content-type"] == "image/png"
         assert Image.open(io.BytesIO(png.content)).size == (native.Columns, native.Rows)
-        assert jp2_of_native.status_code == 406
+        # A native frame asked for as JPEG 2000 is encoded (losslessly) for the viewer.
+        [(jp2_headers, jp2_frame)] = split_parts(jp2_of_native.content, boundary_of(jp2_of_native.headers["content-type"]))
+        assert jp2_headers["content-type"] == f"image/jp2; transfer-syntax={JPEG2000Lossless}"
+        assert np.array_equal(imagecodecs.jpeg2k_decode(jp2_frame), stored.pixel_array)
         [(part_headers, ohif_frame)] = split_parts(
             as_ohif_asks.content, boundary_of(as_ohif_asks.headers["content-type"])
         )
@@ -418,3 +423,50 @@ async def test_without_allowed_origins_the_api_grants_no_other_origin(settings: 
             )
         assert answer.status_code == 200
         assert not any(name.startswith("access-control-") for name in answer.headers)
+
+
+async def test_one_base_url_stores_searches_and_retrieves_and_transcodes(settings: Settings) -> None:
+    study = make_study(seed=16_010, hospital_id=HOSPITAL)
+    async with services_running(settings.model_copy(update={"ingest_url": None})) as running:
+        client = running.client("doctor")
+        stored = await asyncio.to_thread(client.store_instances, encoded(study, {"L-CC": JPEG2000Lossless}))
+        await running.ctx.bus.drain()  # type: ignore[attr-defined]
+        urls = [str(item.RetrieveURL) for item in stored.ReferencedSOPSequence]
+        assert len(urls) == 4 and all(url.startswith(f"{running.api_url}/dicomweb/studies/{study.study_uid}/") for url in urls)
+        assert {event["hospital_id"] for event in running.stored().values()} == {HOSPITAL}  # the doctor's hospital
+        [found] = await asyncio.to_thread(client.search_for_studies, search_filters={"StudyInstanceUID": study.study_uid})
+        assert tag(found, "NumberOfStudyRelatedInstances") == 4
+
+        # Who may not see identities may not store either; a hospital the caller does not belong to is refused.
+        with pytest.raises(HTTPError) as staff:
+            await asyncio.to_thread(running.client("staff").store_instances, encoded(study, {}))
+        assert staff.value.response.status_code == 403
+        async with httpx.AsyncClient(base_url=running.api_url, headers={"Authorization": f"Bearer {running.keys['doctor']}"}) as http:
+            elsewhere = await http.post("/dicomweb/studies?hospital=HGE-OTRO", content=b"", headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=x'})
+            assert elsewhere.status_code == 403
+
+            # QIDO-RS: fuzzy matching is refused with the standard's warning; /series carries its study's attributes.
+            fuzzy = await http.get("/dicomweb/studies", params={"PatientName": "prueba*", "fuzzymatching": "true"})
+            assert fuzzy.status_code == 200 and "The fuzzymatching parameter is not supported" in fuzzy.headers["warning"]
+            all_series = (await http.get("/dicomweb/series", params={"StudyInstanceUID": study.study_uid})).json()
+            assert len(all_series) == 4
+            assert all(tag(s, "NumberOfStudyRelatedInstances") == 4 and tag(s, "ModalitiesInStudy") == "MG" for s in all_series)
+            assert all(tag(s, "PatientID") == study.patient_id and tag(s, "StudyDate") for s in all_series)
+
+            # WADO-RS transcodes: the JPEG 2000 instance as Explicit VR Little Endian, a native one as JPEG-LS.
+            j2k = next(v for v in study.views if (v.laterality, v.view) == ("L", "CC")).dataset
+            [j2k_event] = [e for e in running.stored().values() if e["transfer_syntax_uid"] == JPEG2000Lossless]
+            path = f"/dicomweb/studies/{study.study_uid}/series/{j2k.SeriesInstanceUID}/instances/{j2k_event['sop_instance_uid']}"
+            plain = await http.get(path, headers={"Accept": 'multipart/related; type="application/dicom"'})
+            [(headers, content)] = split_parts(plain.content, boundary_of(plain.headers["content-type"]))
+            assert headers["content-type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
+            decoded = pydicom.dcmread(io.BytesIO(content))
+            assert decoded.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" and np.array_equal(decoded.pixel_array, j2k.pixel_array)
+            native = next(v for v in study.views if (v.laterality, v.view) == ("R", "MLO")).dataset
+            path = f"/dicomweb/studies/{study.study_uid}/series/{native.SeriesInstanceUID}/instances/{native.SOPInstanceUID}"
+            jls = await http.get(path, headers={"Accept": f'multipart/related; type="application/dicom"; transfer-syntax={JPEGLSLossless}'})
+            [(headers, content)] = split_parts(jls.content, boundary_of(jls.headers["content-type"]))
+            as_jls = pydicom.dcmread(io.BytesIO(content))
+            assert as_jls.file_meta.TransferSyntaxUID == JPEGLSLossless and np.array_equal(as_jls.pixel_array, native.pixel_array)
+            lossy = await http.get(path, headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'})
+            assert lossy.status_code == 406  # no lossy transcoding of a mammogram

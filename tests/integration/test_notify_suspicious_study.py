@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage
+from pydicom.uid import ComprehensiveSRStorage, MammographyCADSRStorage, SecondaryCaptureImageStorage
 
 from shared.runtime import build_context
 from shared.settings import DicomDestination, Settings
@@ -64,4 +64,5 @@ async def test_a_suspicious_study_reaches_phones_mailboxes_and_the_pacs(  # type
     in_pacs = await asyncio.to_thread(orthanc_study, orthanc.http_url, study.study_uid)
     classes = sorted(str(tags["SOPClassUID"]) for tags in in_pacs.values())
     assert classes.count(ComprehensiveSRStorage) == 1 and classes.count(SecondaryCaptureImageStorage) == 1
-    assert len(in_pacs) == 6  # the four views the modality sent, the SR and the mosaic, in one study
+    assert classes.count(MammographyCADSRStorage) == 1
+    assert len(in_pacs) == 7  # the four views the modality sent, the CAD SR, the SR and the mosaic, in one study

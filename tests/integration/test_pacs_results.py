@@ -1,4 +1,5 @@
-"""AI results back to a real PACS (Orthanc): the SR and the mosaic land in the original study, once."""
+"""AI results back to a real PACS (Orthanc): the CAD SR, the SR and the mosaic land in the original study, once,
+and a changed result is sent again; what Orthanc stored passes dciodvfy and dcmtk reads its SRs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
-from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage
+from pydicom.uid import ComprehensiveSRStorage, MammographyCADSRStorage, SecondaryCaptureImageStorage
 
 from shared.events import BreastResult, StudyInferred, producer
 from shared.runtime import ServiceContext, build_context
@@ -21,6 +22,7 @@ from services.notify.mosaic import LIGHT_RGB, MOSAIC_COLS, MOSAIC_ROWS
 from services.notify.pacs_results import NOT_VALIDATED, register_pacs_results
 from tests.unit.test_pacs_results import store_study
 from tests.e2e.harness import storescu
+from tests.validators import dciodvfy, dsrdump
 
 DISCLAIMER = "Modelo de demostración entrenado con fantomas sintéticos; no es un dispositivo clínico. / Demonstration model."
 
@@ -109,14 +111,28 @@ async def test_sr_and_mosaic_reach_the_original_study_in_orthanc_once(orthanc, o
     assert [e["event_id"] for e in redelivered] == [sent["event_id"]]
 
     in_pacs = await asyncio.to_thread(orthanc_study, orthanc.http_url, study.study_uid)
-    assert len(in_pacs) == 6  # the four views, the SR and the mosaic
+    assert len(in_pacs) == 7  # the four views, the CAD SR, the SR and the mosaic
     [sr] = [t for t in in_pacs.values() if t["SOPClassUID"] == ComprehensiveSRStorage]
     [sc] = [t for t in in_pacs.values() if t["SOPClassUID"] == SecondaryCaptureImageStorage]
-    assert sr["StudyInstanceUID"] == sc["StudyInstanceUID"] == study.study_uid
-    assert sr["PatientID"] == sc["PatientID"] == study.patient_id
+    [cad] = [t for t in in_pacs.values() if t["SOPClassUID"] == MammographyCADSRStorage]
+    assert sr["StudyInstanceUID"] == sc["StudyInstanceUID"] == cad["StudyInstanceUID"] == study.study_uid
+    assert sr["PatientID"] == sc["PatientID"] == cad["PatientID"] == study.patient_id
+
+    # The independent judges read what the PACS stored: no dciodvfy error, and dcmtk renders both SRs.
+    for name, tags in (("cad", cad), ("sr", sr), ("sc", sc)):
+        stored = tmp_path / f"{name}.dcm"
+        stored.write_bytes(httpx.get(f"{orthanc.http_url}/instances/{tags['_orthanc_id']}/file").content)
+        errors, _ = await asyncio.to_thread(dciodvfy, stored)
+        assert errors == [], f"{name}: {errors}"
+    cad_text = await asyncio.to_thread(dsrdump, tmp_path / "cad.dcm")
+    assert "Mammography CAD SR Document" in cad_text and '"Mammography CAD Report"' in cad_text
+    assert "BI-RADS 5 - Highly suggestive of malignancy" in cad_text and '(123110,DCM,"Artificial Intelligence")' in cad_text
+    assert '"Probability of cancer")="93.0"' in cad_text
+    sr_text = await asyncio.to_thread(dsrdump, tmp_path / "sr.dcm")
+    assert "Comprehensive SR Document" in sr_text and "Imaging Measurement Report" in sr_text
     content = json.dumps(sr["ContentSequence"], ensure_ascii=False)
     assert "0.93" in content and "0.07" in content
-    assert "SEMÁFORO ROJO / RED" in content and DISCLAIMER in content and NOT_VALIDATED in content
+    assert "ROJO, sospechoso / RED, suspicious" in content and DISCLAIMER in content and NOT_VALIDATED in content
     assert (int(sc["Rows"]), int(sc["Columns"])) == (MOSAIC_ROWS, MOSAIC_COLS)
 
     # What a viewer shows for the mosaic: a band in the colour of the triage light on top.
@@ -127,10 +143,15 @@ async def test_sr_and_mosaic_reach_the_original_study_in_orthanc_once(orthanc, o
     # A restarted notify service (new process, same database) does not send them again either.
     restarted = build_context(configured)
     register_pacs_results(restarted)
+    # A changed result (the model re-read the study) gets new instances, and they are sent.
+    changed = red_result(study).model_copy(update={"triage_reason": "Sospechoso tras nueva lectura / suspicious on re-reading"})
     await restarted.bus.start()
     try:
         assert await handle(restarted, red_result(study)) == []
+        [resent] = await handle(restarted, changed)
     finally:
         await restarted.bus.stop()
-    assert len(await asyncio.to_thread(orthanc_study, orthanc.http_url, study.study_uid)) == 6
+    assert resent["status"] == "sent"
+    after = await asyncio.to_thread(orthanc_study, orthanc.http_url, study.study_uid)
+    assert len(after) == 10 and set(in_pacs) < set(after)
 

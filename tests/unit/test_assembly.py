@@ -16,7 +16,7 @@ def test_missing_view_or_laterality_keeps_the_study_open() -> None:
 
 
 def test_view_positions_are_normalised() -> None:
-    assert [normalise_view(v) for v in ("CC", "ML", "MLO", "XCCL", "LM", None)] == ["CC", "MLO", "MLO", "CC", None, None]
+    assert [normalise_view(v) for v in ("CC", "ML", "MLO", "XCCL", "LM", "AP", None)] == ["CC", "MLO", "MLO", "CC", "MLO", None, None]
 
 
 def test_quiet_period_works_with_naive_and_aware_times() -> None:

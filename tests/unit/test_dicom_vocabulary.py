@@ -68,3 +68,37 @@ def test_a_study_of_lm_xccl_and_ml_views_has_the_four_standard_views() -> None:
 def test_statuses_match_the_standard_codes() -> None:
     assert DimseStatus.OUT_OF_RESOURCES == 0xA700 and DimseStatus.CANNOT_UNDERSTAND == 0xC000
     assert DimseStatus.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS is DimseStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS
+
+
+def test_a_view_given_only_by_its_code_has_a_slot_and_a_label() -> None:
+    from shared.dicom_vocabulary import parse_view_label, slot_from_dataset, view_label
+
+    ds = Dataset()
+    ds.ImageLaterality = "R"
+    ds.ViewCodeSequence = [_coded("399192008", meaning="cranio-caudal exaggerated laterally")]  # XCCL
+    assert slot_from_dataset(ds) == ("R", "CC")
+    assert view_label("R", "LM") == "R-MLO" and view_label(None, "AP") == "?-AP"
+    assert parse_view_label(view_label("l", "XCCM")) == ("L", "CC")
+
+
+def test_patient_orientation_says_how_a_view_must_be_mirrored_to_hang() -> None:
+    from shared.dicom_vocabulary import hanging_flips
+
+    ds = Dataset()
+    assert hanging_flips(ds, (Laterality.RIGHT, View.CC)) is None  # nothing declared
+    ds.PatientOrientation = ["P", "L"]
+    assert hanging_flips(ds, (Laterality.RIGHT, View.CC)) == (False, False)
+    ds.PatientOrientation = ["A", "R"]  # stored as a left CC hangs: mirrored both ways for a right CC slot
+    assert hanging_flips(ds, (Laterality.RIGHT, View.CC)) == (True, True)
+    ds.PatientOrientation = ["AL", "FR"]  # oblique directions: the first letter decides
+    assert hanging_flips(ds, (Laterality.LEFT, View.MLO)) == (False, False)
+
+
+def test_the_chest_wall_is_on_the_side_with_more_tissue() -> None:
+    import numpy as np
+
+    from shared.dicom_vocabulary import chest_wall_on_left
+
+    image = np.zeros((40, 30), dtype=np.float32)
+    image[:, :12] = 0.8
+    assert chest_wall_on_left(image) and not chest_wall_on_left(image[:, ::-1])

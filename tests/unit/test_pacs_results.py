@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage
+from pydicom.uid import ComprehensiveSRStorage, MammographyCADSRStorage, SecondaryCaptureImageStorage
 from sqlmodel import Session, select
 
+from shared.dicom_uids import PROJECT_UID_ROOT
 from shared.events import BreastResult, StudyInferred, producer
 from shared.runtime import ServiceContext, build_context
 from shared.settings import DicomDestination, Settings
@@ -151,29 +152,60 @@ def test_sr_belongs_to_the_original_study_and_references_all_its_images(study: S
     assert sr.PreliminaryFlag == "PRELIMINARY" and sr.VerificationFlag == "UNVERIFIED"
 
 
-def test_sr_states_both_lights_the_training_data_and_that_it_is_not_clinically_validated(study: SyntheticStudy) -> None:
+def coded_answers(sr: Dataset) -> dict[str, str]:
+    """Every CODE item of the project's scheme: question code -> answer code."""
+    return {
+        i.ConceptNameCodeSequence[0].CodeValue: i.ConceptCodeSequence[0].CodeValue
+        for i in content_items(sr)
+        if i.ValueType == "CODE" and concept(i)[0] == "99MDD"
+    }
+
+
+def test_sr_codes_both_lights_and_that_the_model_is_a_synthetic_data_demonstration_not_clinically_validated(study: SyntheticStudy) -> None:
     sr = reread(build_sr(inferred(study), headers(study)))
-    texts = {i.ConceptNameCodeSequence[0].CodeValue: i.TextValue for i in content_items(sr) if i.ValueType == "TEXT" and concept(i)[0] == "99MDD"}
-    assert texts["TRIAGE_LIGHT"] == "SEMÁFORO ROJO / RED"
-    assert texts["TRIAGE_REASON"] == "Sospechoso: mama izquierda / suspicious: left breast"
-    assert texts["STATUS_LIGHT"].startswith("VERDE / GREEN")
-    assert texts["TRAINED_ON"] == TRAINED_ON
-    disclaimers = [i.TextValue for i in content_items(sr) if concept(i) == ("99MDD", "DISCLAIMER")]
-    assert disclaimers == [DISCLAIMER, NOT_VALIDATED]
+    answers = coded_answers(sr)
+    assert answers["MDD0010"] == "MDD0012"  # triage light: RED
+    assert answers["MDD0011"] == "MDD0015"  # status light: results available
+    assert answers["MDD0001"] == "MDD0002"  # intended use: demonstration, not for clinical use
+    assert answers["MDD0003"] == "MDD0004"  # training data: synthetic phantoms
+    assert answers["MDD0007"] == "MDD0008"  # clinical validation: none
+    texts = [i.TextValue for i in content_items(sr) if i.ValueType == "TEXT" and concept(i)[0] == "99MDD"]
+    assert texts == ["Sospechoso: mama izquierda / suspicious: left breast", DISCLAIMER, NOT_VALIDATED]
     assert "no validado clínicamente" in NOT_VALIDATED and "not clinically validated" in NOT_VALIDATED
-    assert [s.CodingSchemeDesignator for s in sr.CodingSchemeIdentificationSequence] == ["99MDD"]
+    [scheme] = sr.CodingSchemeIdentificationSequence
+    assert scheme.CodingSchemeDesignator == "99MDD" and scheme.CodingSchemeUID.startswith(PROJECT_UID_ROOT)
 
 
-def test_result_uids_are_stable_per_study_model_version_and_kind(study: SyntheticStudy) -> None:
+def test_an_untrained_model_says_so_in_codes(study: SyntheticStudy) -> None:
+    event = inferred(study).model_copy(update={"model_trained": False, "model_trained_on": "sin entrenar / untrained"})
+    assert coded_answers(reread(build_sr(event, headers(study))))["MDD0003"] == "MDD0005"
+
+
+def test_result_uids_are_stable_for_the_same_content_and_new_when_it_changes(study: SyntheticStudy) -> None:
     event = inferred(study)
-    again = inferred(study)  # a redelivery is a new object with the same content
+    again = inferred(study)  # a redelivery is a new object (new event id, new time) with the same content
     assert build_sr(event, headers(study)).SOPInstanceUID == build_sr(again, headers(study)).SOPInstanceUID
-    sr, sc = result_uids(event, "sr"), result_uids(event, "sc")
-    assert sr == result_uids(again, "sr") and sc == result_uids(again, "sc")
-    assert len({sr.sop_uid, sc.sop_uid, sr.series_uid, sc.series_uid}) == 4
-    assert result_uids(inferred(study, version="0.2.0"), "sr").sop_uid != sr.sop_uid
+    uids = {kind: result_uids(event, kind) for kind in ("cad", "sr", "sc")}
+    assert all(result_uids(again, kind) == uids[kind] for kind in uids)
+    assert len({u.sop_uid for u in uids.values()} | {u.series_uid for u in uids.values()}) == 6
+    assert result_uids(inferred(study, version="0.2.0"), "sr").sop_uid != uids["sr"].sop_uid
+    changed = event.model_copy(update={"breasts": [event.breasts[0], event.breasts[1].model_copy(update={"malignancy_score": 0.42})]})
+    assert result_uids(changed, "cad").sop_uid != uids["cad"].sop_uid  # new content, new instance ...
+    assert result_uids(changed, "cad").series_uid == uids["cad"].series_uid  # ... in the same series
+    assert result_uids(inferred(study, light="YELLOW"), "sc").sop_uid != uids["sc"].sop_uid
     other = make_study(seed=4602)
-    assert result_uids(inferred(other), "sr").sop_uid != sr.sop_uid
+    assert result_uids(inferred(other), "sr").sop_uid != uids["sr"].sop_uid
+
+
+def test_every_uid_we_create_is_under_the_configured_root(study: SyntheticStudy) -> None:
+    root = "1.2.484.999.7."
+    event = inferred(study)
+    for kind in ("cad", "sr", "sc"):
+        uids = result_uids(event, kind, root)
+        assert uids.sop_uid.startswith(root) and uids.series_uid.startswith(root) and len(uids.sop_uid) <= 64
+    sr = build_sr(event, headers(study), root)
+    assert sr.SOPInstanceUID.startswith(root) and sr.SeriesInstanceUID.startswith(root)
+    assert result_uids(event, "sr").sop_uid.startswith(PROJECT_UID_ROOT)  # the default root is the project's
 
 
 @pytest.mark.parametrize("light", ["RED", "YELLOW", "GREEN"])
@@ -186,7 +218,12 @@ def test_mosaic_is_a_secondary_capture_of_the_same_study_under_the_light_colour(
     assert sc.SOPClassUID == SecondaryCaptureImageStorage and sc.SOPInstanceUID == result_uids(event, "sc").sop_uid
     assert sc.StudyInstanceUID == study.study_uid and sc.PatientID == study.patient_id
     assert (sc.Rows, sc.Columns, sc.SamplesPerPixel, sc.PhotometricInterpretation) == (MOSAIC_ROWS, MOSAIC_COLS, 3, "RGB")
-    assert sc.BurnedInAnnotation == "YES" and SYNTHETIC_LABEL in sc.ImageComments
+    # The lettering names the light, the model and the views, never the patient.
+    assert sc.BurnedInAnnotation == "NO" and SYNTHETIC_LABEL in sc.ImageComments
+    assert sc.ConversionType == "WSD" and list(sc.ImageType)[:2] == ["DERIVED", "SECONDARY"]
+    assert sc.ImageLaterality == "B" and sc.Manufacturer == "Mexican Deep DICOM"
+    assert {ref.ReferencedSOPInstanceUID for ref in sc.SourceImageSequence} == {str(v.dataset.SOPInstanceUID) for v in study.views}
+    assert all(ref.PurposeOfReferenceCodeSequence[0].CodeValue == "121322" for ref in sc.SourceImageSequence)
     pixels = sc.pixel_array
     band = pixels[:HEADER_ROWS].reshape(-1, 3)
     in_colour = np.all(band == np.array(LIGHT_RGB[light], dtype=np.uint8), axis=1).mean()
@@ -250,10 +287,19 @@ def test_a_hospital_destination_overrides_the_default_results_pacs() -> None:
     assert parsed.results_pacs["H"].port == 4242
 
 
-def test_without_a_results_pacs_nothing_subscribes(settings: Settings) -> None:
+async def test_without_a_results_pacs_the_results_are_kept_and_nothing_is_sent(settings: Settings, study: SyntheticStudy) -> None:
     ctx = build_context(settings)
+    store_study(ctx, study)
     register_pacs_results(ctx)
-    assert ctx.bus.subscriptions == []
+    await ctx.bus.start()
+    try:
+        await ctx.bus.publish(inferred(study))
+        await ctx.bus.drain()
+    finally:
+        await ctx.bus.stop()
+    assert sorted(ctx.store.list_keys(settings.bucket_results, f"{study.study_uid}/")) == [
+        f"{study.study_uid}/cad-sr.dcm", f"{study.study_uid}/overlay.dcm", f"{study.study_uid}/sr.dcm"]
+    assert [t for t, _ in ctx.bus.sent if t == "mdd.notification.sent"] == []  # nothing was sent anywhere
 
 
 async def test_a_hospital_without_destination_is_skipped_and_logged_once(settings: Settings, study: SyntheticStudy, caplog: pytest.LogCaptureFixture) -> None:
@@ -332,7 +378,9 @@ async def test_a_pacs_that_is_down_is_waited_for_and_gets_the_results_once_when_
     assert [t for t, _ in sent if t in ("mdd.dlq", "mdd.study.failed")] == []
     [outcome] = [e for t, e in sent if t == "mdd.notification.sent"]
     assert outcome["status"] == "sent" and outcome["channel"] == "dicom"
-    assert sorted(str(ds.SOPClassUID) for ds in pacs.stored) == sorted([ComprehensiveSRStorage, SecondaryCaptureImageStorage])
+    assert sorted(str(ds.SOPClassUID) for ds in pacs.stored) == sorted(
+        [ComprehensiveSRStorage, MammographyCADSRStorage, SecondaryCaptureImageStorage]
+    )
     assert not HEALTH.down()
 
 
@@ -375,3 +423,14 @@ def test_a_view_whose_pixels_cannot_be_decoded_leaves_only_its_tile_out(settings
     pixels = build_sc(inferred(study), sources).pixel_array
     empty_tile = pixels[HEADER_ROWS + TILE_ROWS + 40 : HEADER_ROWS + 2 * TILE_ROWS - 40, TILE_COLS + 40 : -40]
     assert np.all(empty_tile == np.array(MISSING_RGB, dtype=np.uint8), axis=-1).mean() > 0.9  # "sin imagen / no image"
+
+
+def test_kept_results_name_our_implementation_in_their_file_meta(settings: Settings, study: SyntheticStudy) -> None:
+    from shared.dicom_uids import IMPLEMENTATION_CLASS_UID
+
+    ctx = build_context(settings)
+    store_study(ctx, study)
+    PacsResults(ctx).build(inferred(study), ["cad", "sr", "sc"])
+    for name in ("cad-sr.dcm", "sr.dcm", "overlay.dcm"):
+        kept = dcmread(io.BytesIO(ctx.store.get_bytes(settings.bucket_results, f"{study.study_uid}/{name}")))
+        assert kept.file_meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID

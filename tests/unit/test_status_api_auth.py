@@ -22,7 +22,7 @@ from shared.settings import Settings
 from shared.store import LocalStore
 from shared.synth import SyntheticStudy
 from services.status_api.api import create_app
-from services.status_api.dicomweb_index import InstanceIndexRow, index_instance
+from shared.instance_index import InstanceIndexRow, index_instance
 from services.status_api.projector import project
 from services.status_api.schemas import AssignmentRequest, ReportRequest
 from services.status_api.security import create_api_key, create_user

@@ -12,8 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pynetdicom import AE, _config, dimse_messages, evt
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom import _config, dimse_messages, evt
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StorageCommitmentPushModel,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
 from pynetdicom.transport import AssociationSocket, ThreadedAssociationServer
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -29,8 +38,10 @@ from pydicom.uid import (
 )
 
 from shared.digests import ContentDigest, Digester
+from shared.dicom_network import new_ae
+from shared.settings import Settings
 from shared.store import GrowingUpload
-from services.ingest.sop_classes import STORAGE_SOP_CLASSES
+from services.ingest.sop_classes import RESULT_SOP_CLASSES, STORAGE_SOP_CLASSES
 
 log = logging.getLogger("mdd.ingest.scp")
 
@@ -46,7 +57,15 @@ TRANSFER_SYNTAXES = [
     JPEG2000,
     RLELossless,
 ]
-MAX_PDU_BYTES = 4 * 1024 * 1024
+#: Query/Retrieve information models we serve (Patient Root and Study Root, C-FIND, C-MOVE, C-GET).
+QUERY_RETRIEVE_SOP_CLASSES = (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelGet,
+)
 
 
 EarlyUploadStarter = Callable[[Path, str], GrowingUpload | None]
@@ -199,16 +218,14 @@ def tls_context(cert: Path, key: Path, client_ca: Path | None) -> ssl.SSLContext
 
 
 def start_scp(
-    ae_title: str,
-    host: str,
-    port: int,
+    settings: Settings,
     handlers: list[tuple[object, Callable[..., object]]],
-    max_associations: int = 25,
     spool_dir: Path | None = None,
     ssl_context: ssl.SSLContext | None = None,
     early_upload: EarlyUploadStarter | None = None,
 ) -> ThreadedAssociationServer:
-    """Start the Storage SCP in background threads and return its server (call ``shutdown()``).
+    """Start the SCP (Verification, Storage, Storage Commitment, Query/Retrieve) in background threads
+    and return its server (call ``shutdown()``).
 
     Incoming data sets are written in chunks to a spool file (never held whole in memory),
     digested as they arrive, and streamed from there to the store; with ``early_upload``, large
@@ -221,13 +238,17 @@ def start_scp(
     # factory bound to our spool (and digesting) rather than changing the process's temp folder.
     dimse_messages.NamedTemporaryFile = lambda **_: SpoolFile(spool, early_upload)  # type: ignore[attr-defined]
     handlers = [(evt.EVT_CONN_OPEN, use_bulk_reads), *handlers]
-    ae = AE(ae_title=ae_title)
-    ae.maximum_pdu_size = MAX_PDU_BYTES
-    ae.maximum_associations = max_associations
+    ae = new_ae(settings.ae_title, settings)
+    ae.maximum_associations = settings.max_associations
     ae.require_called_aet = True
     ae.add_supported_context(Verification)
-    for sop_class in STORAGE_SOP_CLASSES:
-        ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+    ae.add_supported_context(StorageCommitmentPushModel)
+    for sop_class in QUERY_RETRIEVE_SOP_CLASSES:
+        ae.add_supported_context(sop_class)
+    # Storage classes: we are their SCP for C-STORE; a C-GET requester may take the SCP role (we send).
+    for sop_class in (*STORAGE_SOP_CLASSES, *RESULT_SOP_CLASSES):
+        ae.add_supported_context(sop_class, TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
+    host, port = settings.dicom_host, settings.dicom_port
     server = ae.start_server((host, port), block=False, evt_handlers=handlers, ssl_context=ssl_context)
-    log.info("SCP DICOM escuchando / listening on %s:%d AE %s%s", host, port, ae_title, " (TLS)" if ssl_context else "")
+    log.info("SCP DICOM escuchando / listening on %s:%d AE %s%s", host, port, settings.ae_title, " (TLS)" if ssl_context else "")
     return server

@@ -10,6 +10,8 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from shared.dicom_network import STOW_DICOMWEB_ROOT_HEADER, STOW_HOSPITAL_HEADER
+from shared.dicom_vocabulary import DimseStatus
 from shared.reliability.health import HealthReport, health_report
 from services.ingest.intake import Ingest, read_header
 from services.ingest.stow import (
@@ -25,9 +27,11 @@ from services.ingest.uploads import UploadReport, ingest_zip
 
 DICOM_JSON = "application/dicom+json"
 STOW_CALLING_AE = "STOW-RS"
+# STOW_HOSPITAL_HEADER and STOW_DICOMWEB_ROOT_HEADER are set by the status API when it forwards a STOW-RS
+# request it authenticated: this port must only be reachable by the status API and the hospital's proxy.
 UPLOAD_CALLING_AE = "ZIP-UPLOAD"
-DATASET_DOES_NOT_MATCH = 0xA900
-CANNOT_UNDERSTAND = 0xC000
+DATASET_DOES_NOT_MATCH = DimseStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS
+CANNOT_UNDERSTAND = DimseStatus.CANNOT_UNDERSTAND
 CHUNK_BYTES = 1024 * 1024
 
 router = APIRouter()
@@ -37,7 +41,7 @@ def _ingest(request: Request) -> Ingest:
     return request.app.state.ingest  # type: ignore[no-any-return]
 
 
-def _store_part(ingest: Ingest, content: bytes, base_url: str, study_uid: str | None) -> StoredItem:
+def _store_part(ingest: Ingest, content: bytes, base_url: str, study_uid: str | None, hospital_id: str | None) -> StoredItem:
     try:
         header = read_header(content)
     except LookupError:
@@ -46,7 +50,7 @@ def _store_part(ingest: Ingest, content: bytes, base_url: str, study_uid: str | 
         return StoredItem("", "", failure_reason=CANNOT_UNDERSTAND)
     if study_uid and header.study_uid != study_uid:
         return StoredItem(header.sop_class_uid, header.sop_instance_uid, failure_reason=DATASET_DOES_NOT_MATCH)
-    outcome = ingest.accept(content, calling_ae=STOW_CALLING_AE)
+    outcome = ingest.accept(content, calling_ae=STOW_CALLING_AE, hospital_id=hospital_id)
     if not outcome.ok:
         return StoredItem(header.sop_class_uid, header.sop_instance_uid, failure_reason=outcome.status or PROCESSING_FAILURE)
     url = f"{base_url}/studies/{header.study_uid}/series/{header.series_uid}/instances/{header.sop_instance_uid}"
@@ -63,14 +67,15 @@ async def _stow(request: Request, study_uid: str | None) -> JSONResponse:
         parts = split_parts(await request.body(), boundary_of(content_type))
     except MultipartError as exc:
         raise HTTPException(400, f"Cuerpo multipart inválido / invalid multipart body: {exc}") from exc
-    base_url = str(request.base_url).rstrip("/") + "/dicomweb"
+    base_url = request.headers.get(STOW_DICOMWEB_ROOT_HEADER) or str(request.base_url).rstrip("/") + "/dicomweb"
+    hospital_id = request.headers.get(STOW_HOSPITAL_HEADER) or None
     ingest = _ingest(request)
     items = []
     for headers, content in parts:
         if not headers.get("content-type", "application/dicom").lower().startswith("application/dicom"):
             items.append(StoredItem("", "", failure_reason=CANNOT_UNDERSTAND))
             continue
-        items.append(await asyncio.to_thread(_store_part, ingest, content, base_url, study_uid))
+        items.append(await asyncio.to_thread(_store_part, ingest, content, base_url, study_uid, hospital_id))
     study_url = f"{base_url}/studies/{study_uid}" if study_uid else None
     return JSONResponse(store_response(items, study_url), status_code=http_status(items), media_type=DICOM_JSON)
 

@@ -1,10 +1,12 @@
-"""Delivery through apprise: every channel is an apprise URL.
+"""Delivery through apprise, HL7 MLLP or FHIR: every channel is a URL.
 
 A recipient's channel is written either as an apprise URL (``mailto://``, ``twilio://``,
 ``twiliogws://``, ``jsons://``, ``tgram://``, ``slack://``…) or as a shorthand: an e-mail address
 goes through the SMTP server of the settings, a phone number (``+52…``) through the rules file's
-SMS gateway. Each channel has a kind (email, sms, webhook, chat) that picks its message template,
-and a target that names it in logs and events without its secrets.
+SMS gateway. A RIS is ``mllp://host:port`` (HL7 v2.5 ORU^R01) and a HIS's FHIR server
+``fhir+https://host/base`` (a transaction Bundle). Each channel has a kind (email, sms, webhook,
+chat, hl7, fhir) that picks its message, and a target that names it in logs and events without
+its secrets.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ from urllib.parse import urlencode, urlsplit
 import apprise
 
 from shared.mail import send_mail_url
-from shared.reliability.errors import Dependency, DependencyUnavailable
+from shared.reliability.errors import Dependency, DependencyUnavailable, unavailable_dependency
 from shared.settings import Settings
-from services.notify.adapters import twilio_gateway
+from services.notify.adapters import fhir_server, mllp, twilio_gateway
 
-ChannelKind = Literal["email", "sms", "webhook", "chat"]
-CHANNEL_KINDS: tuple[ChannelKind, ...] = ("email", "sms", "webhook", "chat")
+ChannelKind = Literal["email", "sms", "webhook", "chat", "hl7", "fhir"]
+CHANNEL_KINDS: tuple[ChannelKind, ...] = ("email", "sms", "webhook", "chat", "hl7", "fhir")
+#: Kinds whose message is a structured result for a hospital system, not a rendered template.
+RESULT_KINDS: frozenset[str] = frozenset({"hl7", "fhir"})
+HL7_SCHEMES = frozenset({"mllp"})
+FHIR_SCHEMES = frozenset({"fhir+http", "fhir+https"})
 EMAIL_SCHEMES = frozenset({"mailto", "mailtos"})
 WEBHOOK_SCHEMES = frozenset({"json", "jsons", "form", "forms", "xml", "xmls"})
 # Apprise plugins that deliver to a phone number: they get the short SMS message, never identities.
@@ -61,6 +67,10 @@ def email_url(settings: Settings, recipient: str) -> str:
 def kind_of(url: str) -> ChannelKind:
     """The kind of an apprise URL, by its scheme."""
     scheme = url.split("://", 1)[0].lower()
+    if scheme in HL7_SCHEMES:
+        return "hl7"
+    if scheme in FHIR_SCHEMES:
+        return "fhir"
     if scheme in EMAIL_SCHEMES:
         return "email"
     if scheme in SMS_SCHEMES:
@@ -96,6 +106,12 @@ def resolve_channel(spec: str, settings: Settings, sms_gateway: str | None) -> C
     Raises ``ValueError`` with a Spanish / English message when it cannot be used.
     """
     spec = spec.strip()
+    if "://" in spec and kind_of(spec) == "hl7":
+        host, port = mllp.endpoint(spec)
+        return Channel("hl7", spec, f"mllp://{host}:{port}")
+    if "://" in spec and kind_of(spec) == "fhir":
+        base = urlsplit(fhir_server.base_url(spec))
+        return Channel("fhir", spec, f"{base.scheme}://{base.hostname}{f':{base.port}' if base.port else ''}{base.path}")
     if "://" in spec:
         _check_url(spec)
         return Channel(kind_of(spec), spec, _printable(spec))
@@ -119,14 +135,18 @@ def resolve_channel(spec: str, settings: Settings, sms_gateway: str | None) -> C
 
 
 #: Channels where a message sent twice is recognised as one: e-mail by its Message-ID, webhooks by the
-#: ``Idempotency-Key`` header. A send interrupted on any other channel cannot be told apart from one that
-#: reached the person, so it is reported uncertain instead of being sent again.
-DEDUPLICATING_KINDS: frozenset[ChannelKind] = frozenset({"email", "webhook"})
+#: ``Idempotency-Key`` header, HL7 by its MSH-10 control id, FHIR by its conditional creates. A send
+#: interrupted on any other channel cannot be told apart from one that reached the person, so it is
+#: reported uncertain instead of being sent again.
+DEDUPLICATING_KINDS: frozenset[ChannelKind] = frozenset({"email", "webhook", "hl7", "fhir"})
 # What apprise reports when the far end is down or overloaded rather than refusing the message.
 _UNAVAILABLE = re.compile(
     r"connection|unreachable|inalcanzable|timed? ?out|timeout|temporar|unavailable|\b(?:429|5[0-9][0-9])\b", re.IGNORECASE
 )
-_DEPENDENCY_OF_KIND = {"email": Dependency.SMTP, "sms": Dependency.SMS, "webhook": Dependency.WEBHOOK, "chat": Dependency.WEBHOOK}
+_DEPENDENCY_OF_KIND = {
+    "email": Dependency.SMTP, "sms": Dependency.SMS, "webhook": Dependency.WEBHOOK, "chat": Dependency.WEBHOOK,
+    "hl7": Dependency.WEBHOOK, "fhir": Dependency.WEBHOOK,
+}
 
 
 def with_idempotency_key(url: str, key: str) -> str:
@@ -136,12 +156,26 @@ def with_idempotency_key(url: str, key: str) -> str:
     return parts._replace(query=query).geturl()
 
 
+def _send_result(channel: Channel, body: str) -> None:
+    """The HL7 message to an MLLP channel, the Bundle JSON to a FHIR one; a RIS that is down is waited for."""
+    try:
+        mllp.send_hl7(channel.url, body) if channel.kind == "hl7" else fhir_server.post_bundle(channel.url, body)
+    except (mllp.MllpError, fhir_server.FhirServerError) as exc:
+        if unavailable_dependency(exc) is not None or _UNAVAILABLE.search(str(exc)):
+            raise DependencyUnavailable(_DEPENDENCY_OF_KIND[channel.kind], str(exc)) from exc
+        raise DeliveryError(str(exc)) from exc
+
+
 def send(channel: Channel, subject: str, body: str, message_id: str) -> None:
     """Send one message through one channel under ``message_id``.
 
-    Raises ``DependencyUnavailable`` when the channel's server is down or overloaded (the message
-    waits for it) and ``DeliveryError`` with the channel's reason when it refuses the message.
+    ``body`` is the HL7 message for an MLLP channel, the Bundle JSON for a FHIR one. Raises
+    ``DependencyUnavailable`` when the channel's server is down or overloaded (the message waits
+    for it) and ``DeliveryError`` with the channel's reason when it refuses the message.
     """
+    if channel.kind in RESULT_KINDS:
+        _send_result(channel, body)
+        return
     if channel.url.split("://", 1)[0].lower() in EMAIL_SCHEMES:
         send_mail_url(channel.url, subject, body, message_id)
         return

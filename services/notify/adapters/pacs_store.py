@@ -6,15 +6,14 @@ import logging
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE
 
+from shared.dicom_network import DicomPeerError, associate, describe, new_ae
+from shared.dicom_vocabulary import STORED_STATUSES
 from shared.reliability.errors import Dependency, DependencyUnavailable
-from shared.settings import DicomDestination
+from shared.settings import DicomDestination, Settings
 
+__all__ = ["STORED_STATUSES", "UNAVAILABLE_STATUSES", "PacsStoreError", "PacsUnavailable", "describe", "store_instances"]
 log = logging.getLogger("mdd.notify.pacs")
-#: Success, and the warnings a PACS gives for a stored instance (coercion, elements discarded).
-STORED_STATUSES = frozenset({0x0000, 0xB000, 0xB006, 0xB007})
-TIMEOUT_SECONDS = 30.0
 
 
 class PacsStoreError(RuntimeError):
@@ -32,24 +31,19 @@ class PacsUnavailable(DependencyUnavailable):
 UNAVAILABLE_STATUSES = frozenset({0xA700, 0xA701, 0xA702, 0xFFFF})
 
 
-def describe(destination: DicomDestination) -> str:
-    """``AE@host:port``, how a destination is named in logs, records and events."""
-    return f"{destination.ae_title}@{destination.host}:{destination.port}"
-
-
-def store_instances(destination: DicomDestination, calling_ae: str, datasets: list[Dataset]) -> dict[str, int]:
+def store_instances(destination: DicomDestination, calling_ae: str, datasets: list[Dataset], settings: Settings) -> dict[str, int]:
     """C-STORE every dataset in one association; returns the status of each SOP Instance UID.
 
     Raises ``PacsUnavailable`` when no association could be made. A status that is not in
     ``STORED_STATUSES`` (or a lost association, reported as 0xFFFF) means that instance was not stored.
     """
-    ae = AE(ae_title=calling_ae)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT_SECONDS
+    ae = new_ae(calling_ae, settings)
     for sop_class in sorted({str(ds.SOPClassUID) for ds in datasets}):
         ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
-    if not assoc.is_established:
-        raise PacsUnavailable(f"El PACS {describe(destination)} no aceptó la asociación / association refused or unreachable")
+    try:
+        assoc = associate(ae, destination, settings)
+    except DicomPeerError as exc:  # not reached, or the association refused: wait for it
+        raise PacsUnavailable(f"El PACS {exc}") from exc
     statuses: dict[str, int] = {}
     try:
         for dataset in datasets:

@@ -23,7 +23,7 @@ from shared.reliability.deadletters import record_dead_letter
 from shared.reliability.errors import describe, unavailable_dependency
 from shared.reliability.health import HEALTH
 from shared.reliability.periodic import PeriodicTask
-from shared.reliability.retry import dependency_backoff, note_outage, until_available
+from shared.reliability.retry import dependency_backoff, note_back_for, note_outage, until_available
 from shared.runtime import ServiceContext
 from shared.topics import topic_for
 from services.notify.providers import deliveries
@@ -115,6 +115,7 @@ class ProviderDispatcher:
             await asyncio.to_thread(self.claims.postpone, key, delay, describe(exc), True)
             asyncio.get_running_loop().call_later(delay, self.sweeper.wake)
             return
+        note_back_for(f"{GROUP}:{record.provider_id}")
         await self._settle(record, SENT, claim.attempts + 1, "")
         log.info("Estudio ofrecido / study offered to %s by %s", record.provider_id, record.channel)
 

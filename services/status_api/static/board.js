@@ -1,12 +1,61 @@
-// The board: the day's studies, suspicious first, filtered, updated live over SSE.
+// The board: the day's studies, suspicious first, filtered, updated live over SSE; how long each has
+// waited since acquisition against its hospital's deadline; a RED arriving is announced (banner, sound).
 "use strict";
 
 (() => {
   const RANK = { RED: 0, YELLOW: 1, GREEN: 2 };
+  const DONE = new Set(["ready", "notified", "reported"]);
   const studies = new Map();
   const form = document.getElementById("filters");
-  const body = document.querySelector("#studies tbody");
+  const table = document.getElementById("studies");
+  const body = table.querySelector("tbody");
+  const deadlines = JSON.parse(table.dataset.deadlines || "{}");
   let source = null;
+
+  function deadlineOf(hospital) { return (deadlines.hospitals || {})[hospital] ?? deadlines.default ?? 60; }
+
+  function minutes(value) { return value < 60 ? `${Math.floor(value)} min` : `${Math.floor(value / 60)} h ${Math.floor(value % 60)} min`; }
+
+  /** Minutes since the study's first image arrived (its acquisition), against the hospital's deadline. */
+  function waiting(study) {
+    const span = document.createElement("span");
+    const deadline = deadlineOf(study.hospital_id);
+    const done = DONE.has(study.state);
+    const end = done ? utc(study.updated_at) : new Date();
+    const waited = Math.max(0, (end - utc(study.created_at)) / 60000);
+    span.className = "waiting " + (waited > deadline ? "late" : waited > 0.75 * deadline ? "close" : "in-time") + (done ? " done" : "");
+    span.textContent = (done ? "resultado en / results in " : "") + minutes(waited) + " / " + minutes(deadline);
+    span.title = waited > deadline ? "Fuera de plazo / past the deadline" : "Dentro del plazo / within the deadline";
+    return span;
+  }
+
+  function announce(study) {
+    const banner = document.getElementById("red-alert");
+    document.getElementById("red-alert-text").textContent =
+      `Nuevo estudio ROJO / new RED study: ${study.accession_number || study.study_uid} (${study.hospital_id}) — ${study.triage_reason || ""}`;
+    document.getElementById("red-alert-link").href = "/board/studies/" + encodeURIComponent(study.study_uid);
+    banner.hidden = false;
+    document.title = "🔴 " + document.title.replace(/^🔴 /, "");
+    if (document.getElementById("sound").checked) beep();
+  }
+
+  function beep() {
+    try {
+      const audio = new (window.AudioContext || window.webkitAudioContext)();
+      for (const [start, frequency] of [[0, 880], [0.25, 660]]) {
+        const tone = audio.createOscillator();
+        tone.frequency.value = frequency;
+        tone.connect(audio.destination);
+        tone.start(audio.currentTime + start);
+        tone.stop(audio.currentTime + start + 0.2);
+      }
+    } catch (err) { /* no audio device: the banner is enough */ }
+  }
+
+  document.getElementById("red-alert-close").addEventListener("click", () => {
+    document.getElementById("red-alert").hidden = true;
+    document.title = document.title.replace(/^🔴 /, "");
+  });
 
   function filters() {
     const data = new FormData(form);
@@ -47,7 +96,8 @@
     link.href = "/board/studies/" + encodeURIComponent(study.study_uid);
     link.textContent = study.accession_number || study.study_uid;
     const cells = [link, study.hospital_id, study.state_label, MDD.light("Semáforo de estado / status light", study.status_light),
-      MDD.light("Semáforo de triaje / triage light", study.triage_light), study.triage_reason || "", MDD.when(study.updated_at)];
+      MDD.light("Semáforo de triaje / triage light", study.triage_light), study.triage_reason || "", waiting(study),
+      MDD.when(study.updated_at)];
     for (const value of cells) {
       const td = document.createElement("td");
       td.append(value);
@@ -90,6 +140,8 @@
   }
 
   function onStudy(study) {
+    const before = studies.get(study.study_uid);
+    if (study.triage_light === "RED" && (!before || before.triage_light !== "RED")) announce(study);
     if (matches(study, filters())) studies.set(study.study_uid, study);
     else studies.delete(study.study_uid);
     render(study.study_uid);
@@ -97,6 +149,8 @@
 
   form.addEventListener("change", () => load().catch(() => {}));
   form.addEventListener("submit", (e) => { e.preventDefault(); load().catch(() => {}); });
+
+  setInterval(() => { if (studies.size) render(null); }, 30000);  // the waiting clocks move on
 
   MDD.signIn(async () => {
     if (source) source.close();

@@ -67,20 +67,39 @@ const MDD = (() => {
     document.getElementById("error").textContent = message || "";
   }
 
-  /** Ask for a token once (checked with /auth/me), then run start(). */
+  async function check() {
+    try {
+      const me = await api("/auth/me");
+      if (!me.ok) throw new Error(String(me.status));
+      enter(await me.json());
+    } catch (err) {
+      if (!(err instanceof AuthError)) showLogin("No se pudo entrar / could not sign in: " + err.message);
+    }
+  }
+
+  /** Sign in once — user and password (a session token from /auth/token), or an integration's API key —
+   *  checked with /auth/me, then run start(). */
   function signIn(start) {
     started = start;
-    const form = document.getElementById("login");
-    form.addEventListener("submit", async (e) => {
+    document.getElementById("password-login").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const body = new URLSearchParams({
+        username: document.getElementById("username").value.trim(), password: document.getElementById("password").value,
+      });
+      const response = await fetch("/auth/token", { method: "POST", body });
+      if (!response.ok) {
+        showLogin(response.status === 401 ? "Usuario o contraseña incorrectos / wrong user or password"
+          : "No se pudo entrar / could not sign in: " + response.status);
+        return;
+      }
+      sessionStorage.setItem(KEY, (await response.json()).access_token);
+      document.getElementById("password").value = "";
+      await check();
+    });
+    document.getElementById("key-login").addEventListener("submit", async (e) => {
       e.preventDefault();
       sessionStorage.setItem(KEY, document.getElementById("token").value.trim());
-      try {
-        const me = await api("/auth/me");
-        if (!me.ok) throw new Error(String(me.status));
-        enter(await me.json());
-      } catch (err) {
-        if (!(err instanceof AuthError)) showLogin("No se pudo entrar / could not sign in: " + err.message);
-      }
+      await check();
     });
     if (token()) {
       api("/auth/me").then((r) => r.json()).then(enter).catch(() => {});
@@ -90,6 +109,7 @@ const MDD = (() => {
   }
 
   function enter(me) {
+    document.getElementById("error").textContent = "";
     document.getElementById("login").hidden = true;
     document.getElementById("content").hidden = false;
     const who = document.getElementById("who");

@@ -53,6 +53,21 @@
     document.getElementById("views").replaceChildren(...figures);
   }
 
+  let mosaicShown = false;
+
+  /** The mosaic the notify service keeps (the one the PACS receives), once the study has results. */
+  async function showMosaic(study) {
+    if (mosaicShown || !study.triage_light) return;
+    const response = await MDD.api(path + "/mosaic");
+    if (!response.ok) return;  // not built yet: the next change of the study tries again
+    const img = document.createElement("img");
+    img.id = "mosaic-image";
+    img.alt = "Mosaico de las cuatro vistas con las marcas del modelo / mosaic of the four views with the model's marks";
+    img.src = URL.createObjectURL(await response.blob());
+    document.getElementById("mosaic").replaceChildren(img);
+    mosaicShown = true;
+  }
+
   function showAi(study) {
     const rows = (study.breasts || []).map((breast) => {
       const tr = document.createElement("tr");
@@ -105,6 +120,7 @@
     }
     showAi(study);
     showTimeline(study.events);
+    await showMosaic(study);
     await showImages(study.thumbnails || []);
   }
 

@@ -1,0 +1,152 @@
+"""Storage Commitment SCP: a modality asks us to commit what it sent before deleting it (pynetdicom and Orthanc as the SCU).
+
+Success only for what we hold durably; a reason for the rest; the report on the same association
+when the modality keeps it open, on a new one when it has left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
+
+from shared.settings import DicomDestination, Settings
+from shared.synth import SyntheticStudy, make_study
+from tests.conftest import free_port
+from tests.e2e.harness import storescu
+from tests.integration.test_pacs_results import remove_from_orthanc
+from tests.integration.conftest import ingest_running
+
+MG = "1.2.840.10008.5.1.4.1.1.1.2"
+CT = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def references(study: SyntheticStudy) -> list[tuple[str, str]]:
+    return [(str(v.dataset.SOPClassUID), str(v.dataset.SOPInstanceUID)) for v in study.views]
+
+
+def action_information(transaction_uid: str, refs: list[tuple[str, str]]) -> Dataset:
+    ds = Dataset()
+    ds.TransactionUID = transaction_uid
+    ds.ReferencedSOPSequence = []
+    for sop_class, sop_instance in refs:
+        item = Dataset()
+        item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = sop_class, sop_instance
+        ds.ReferencedSOPSequence.append(item)
+    return ds
+
+
+def wait_for(condition, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return value
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> SyntheticStudy:
+    study = make_study(seed=16_002, hospital_id="HOSP-DEMO")
+    study.save(tmp_path / "study")
+    return study
+
+
+async def test_a_modality_that_stays_gets_the_report_on_the_same_association_with_reasons(settings: Settings, study: SyntheticStudy, tmp_path: Path) -> None:
+    async with ingest_running(settings) as ctx:
+        assert (await asyncio.to_thread(storescu, tmp_path / "study", ctx.settings.dicom_port)).count("(Success)") == 4
+        reports: list[tuple[int, Dataset]] = []
+
+        def on_report(event: evt.Event) -> int:
+            reports.append((event.event_type, event.event_information))
+            return 0x0000
+
+        ae = AE(ae_title="MAMO_SALA1")
+        ae.add_requested_context(StorageCommitmentPushModel)
+        assoc = ae.associate("127.0.0.1", ctx.settings.dicom_port, ae_title="MDD", evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+        assert assoc.is_established
+        unknown = (MG, generate_uid())
+        wrong_class = (CT, str(study.views[0].dataset.SOPInstanceUID))
+        transaction = generate_uid()
+        try:
+            status, _ = await asyncio.to_thread(
+                assoc.send_n_action, action_information(transaction, [*references(study), unknown, wrong_class]), 1,
+                StorageCommitmentPushModel, "1.2.840.10008.1.20.1.1",
+            )
+            assert status.Status == 0x0000  # the request is accepted; the decision comes in the report
+            await asyncio.to_thread(wait_for, lambda: reports)
+        finally:
+            assoc.release()
+    [(event_type, info)] = reports
+    assert event_type == 2 and info.TransactionUID == transaction  # some failed
+    assert {i.ReferencedSOPInstanceUID for i in info.ReferencedSOPSequence} == {uid for _, uid in references(study)}
+    reasons = {i.ReferencedSOPInstanceUID + "/" + i.ReferencedSOPClassUID: int(i.FailureReason) for i in info.FailedSOPSequence}
+    assert reasons == {f"{unknown[1]}/{MG}": 0x0112, f"{wrong_class[1]}/{CT}": 0x0119}  # no such instance, class/instance conflict
+
+
+async def test_a_modality_that_left_gets_the_report_on_a_new_association(settings: Settings, study: SyntheticStudy, tmp_path: Path) -> None:
+    modality_port = free_port()
+    reports: list[tuple[str, int, Dataset]] = []
+    received = threading.Event()
+
+    def on_report(event: evt.Event) -> int:
+        reports.append((str(event.assoc.requestor.ae_title).strip(), event.event_type, event.event_information))
+        received.set()
+        return 0x0000
+
+    modality = AE(ae_title="MAMO_SALA1")
+    modality.add_supported_context(StorageCommitmentPushModel, ExplicitVRLittleEndian, scu_role=True, scp_role=True)
+    modality.add_requested_context(StorageCommitmentPushModel)
+    server = modality.start_server(("127.0.0.1", modality_port), block=False, evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+    destinations = {"MAMO_SALA1": DicomDestination(host="127.0.0.1", port=modality_port, ae_title="MAMO_SALA1")}
+    try:
+        async with ingest_running(settings.model_copy(update={"dicom_destinations": destinations})) as ctx:
+            assert (await asyncio.to_thread(storescu, tmp_path / "study", ctx.settings.dicom_port)).count("(Success)") == 4
+            assoc = modality.associate("127.0.0.1", ctx.settings.dicom_port, ae_title="MDD")
+            transaction = generate_uid()
+            status, _ = await asyncio.to_thread(
+                assoc.send_n_action, action_information(transaction, references(study)), 1, StorageCommitmentPushModel, "1.2.840.10008.1.20.1.1",
+            )
+            assoc.release()  # leaves at once, as most modalities do
+            assert status.Status == 0x0000
+            assert await asyncio.to_thread(received.wait, 30)
+    finally:
+        server.shutdown()
+    [(caller, event_type, info)] = reports
+    assert caller == ctx.settings.ae_title and event_type == 1 and info.TransactionUID == transaction
+    assert len(info.ReferencedSOPSequence) == 4 and "FailedSOPSequence" not in info
+
+
+async def test_orthanc_as_the_modality_commits_a_study_it_sent_us(orthanc, settings: Settings, study: SyntheticStudy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    api = orthanc.http_url
+    own = make_study(seed=16_004, hospital_id="HOSP-DEMO")
+    own.save(tmp_path / "own")
+    assert (await asyncio.to_thread(storescu, tmp_path / "own", orthanc.dicom_port, orthanc.ae_title)).count("(Success)") == 4
+    orthanc_id = next(m["ID"] for m in httpx.post(f"{api}/tools/lookup", content=own.study_uid).json() if m["Type"] == "Study")
+    destinations = {orthanc.ae_title: DicomDestination(host="127.0.0.1", port=orthanc.dicom_port, ae_title=orthanc.ae_title)}
+    try:
+        async with ingest_running(settings.model_copy(update={"dicom_destinations": destinations})) as ctx:
+            httpx.put(f"{api}/modalities/MDD", json={"AET": "MDD", "Host": "127.0.0.1", "Port": ctx.settings.dicom_port}).raise_for_status()
+            sent = await asyncio.to_thread(
+                httpx.post, f"{api}/modalities/MDD/store", json={"Resources": [orthanc_id], "StorageCommitment": True, "Synchronous": True}, timeout=120,
+            )
+            assert sent.status_code == 200, sent.text
+            transaction = sent.json()["StorageCommitmentTransactionUID"]
+
+            def settled() -> dict | None:
+                report = httpx.get(f"{api}/storage-commitment/{transaction}").json()
+                return report if report["Status"] != "Pending" else None
+
+            report = await asyncio.to_thread(wait_for, settled)
+            assert report["Status"] == "Success" and len(report["Success"]) == 4 and report["Failures"] == []
+            assert len(ctx.store.list_keys(ctx.settings.bucket_dicom, f"HOSP-DEMO/{own.study_uid}/")) == 4
+    finally:
+        httpx.delete(f"{api}/modalities/MDD")
+        remove_from_orthanc(api, own.study_uid)
