@@ -105,7 +105,7 @@ class Deliverer:
                 n, origin = delivery.notification, delivery.origin
                 known = session.get(NotificationRecord, delivery.key)
                 if known is not None:
-                    if reopen_failed and known.status == FAILED:  # a replayed event: try what failed again
+                    if reopen_failed and known.status in (FAILED, UNCERTAIN):  # a replayed event: try what did not arrive
                         known.status, known.attempts, known.next_attempt_at, known.dead_lettered = PENDING, 0, now, False
                         session.add(known)
                     continue
@@ -122,7 +122,8 @@ class Deliverer:
     async def deliver_all(self, deliveries: list[Delivery], reopen_failed: bool = False) -> None:
         """Record the intents (those not recorded yet) and try each of them now.
 
-        ``reopen_failed``: failed deliveries among them are tried again (an operator replayed the event).
+        ``reopen_failed``: failed and uncertain deliveries among them are tried again (an operator replayed
+        the event, after checking that an uncertain message did not arrive).
         """
         if not deliveries:
             return

@@ -15,161 +15,27 @@ The module has its own servers: stopping them must not disturb the rest of the s
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
-from minio import Minio
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine
 
-from infra.servers import (
-    KafkaInfo, OrthancInfo, PostgresInfo, S3Info, ServerControl, kafka_server, minio_server, orthanc_server, postgres_server,
-)
-from shared.synth import SyntheticStudy, make_study
+from shared.synth import SyntheticStudy
 from tests.conftest import free_port
-from tests.e2e.harness import API_KEY, distributed_env
 from tests.faults.harness import (
-    RULES, Modality, RestartableSmtp, Sending, ServiceProcess, all_notified, check_everything, dlq_count, kafka_lag, kafka_quiet, settled,
-    study_rows, unsettled, wait_for,
+    SERVICES, Deployment, Modality, RestartableSmtp, Sending, Servers, in_flight, own_servers, progress, studies, wait_for,
 )
 
-SERVICES = ("status_api", "ingest", "preprocess", "infer", "notify")
 PIPELINE_TIMEOUT_S = 480.0
 OUTAGE_S = 30.0
 
 
-@dataclass
-class Servers:
-    """This module's own servers and the handles that take them down."""
-
-    kafka: KafkaInfo
-    minio: S3Info
-    postgres: PostgresInfo
-    orthanc: OrthancInfo
-    controls: dict[str, ServerControl]
-
-
 @pytest.fixture(scope="module")
 def servers() -> Iterator[Servers]:
-    controls = {name: ServerControl() for name in ("kafka", "minio", "postgres", "orthanc")}
-    with kafka_server(control=controls["kafka"]) as kafka, minio_server(control=controls["minio"]) as minio, \
-            postgres_server(control=controls["postgres"]) as postgres, orthanc_server(control=controls["orthanc"]) as orthanc:
-        yield Servers(kafka, minio, postgres, orthanc, controls)
-
-
-@dataclass
-class Deployment:
-    """One distributed deployment on the module's servers, isolated by topic, bucket and database names."""
-
-    servers: Servers
-    root: Path
-    smtp: RestartableSmtp
-    replicas: dict[str, int] = field(default_factory=lambda: {name: 1 for name in SERVICES})
-    processes: dict[str, list[ServiceProcess]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.sink = self.smtp.sink
-        self.prefix = f"f{uuid.uuid4().hex[:8]}."
-        self.bucket = self.prefix.rstrip(".")
-        database = f"faults_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(self.servers.postgres.url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{database}"'))
-        admin.dispose()
-        self.database_url = self.servers.postgres.url.rsplit("/", 1)[0] + f"/{database}"
-        self.engine: Engine = create_engine(self.database_url, pool_pre_ping=True)
-        self.dicom_port, self.api_port = free_port(), free_port()
-        self.ingest_ports: list[int] = []
-        rules = self.root / "rules.toml"
-        rules.write_text(RULES, encoding="utf-8")
-        self.env = distributed_env(self.servers.kafka, self.servers.minio, self.database_url, self.prefix, self.root / "var",
-                                   self.dicom_port) | {
-            "MDD_CONSUMER_GROUP_PREFIX": self.bucket, "MDD_API_PORT": str(self.api_port), "MDD_BOOTSTRAP_API_KEY": API_KEY,
-            "MDD_STUDY_QUIET_SECONDS": "3", "MDD_SMTP_PORT": str(self.sink.port), "MDD_NOTIFY_RULES_FILE": str(rules),
-            "MDD_NOTIFY_SENDING_LEASE_SECONDS": "8", "MDD_DEPENDENCY_RETRY_MAX_SECONDS": "2", "MDD_PUBLISH_TIMEOUT_SECONDS": "5",
-            "MDD_RESULTS_PACS_HOST": "127.0.0.1", "MDD_RESULTS_PACS_PORT": str(self.servers.orthanc.dicom_port),
-            "MDD_RESULTS_PACS_AE_TITLE": self.servers.orthanc.ae_title, "MDD_LOG_JSON": "true",
-            "MDD_INFER_BATCH_SIZE": "4", "MDD_KAFKA_PARTITIONS": "4",
-        }
-        self.modality = Modality(self.dicom_port)
-
-    def _process(self, name: str, index: int) -> ServiceProcess:
-        env = dict(self.env)
-        if name == "ingest":
-            # Replicas of ingest each listen on their own DICOM and HTTP ports (a load balancer would front them).
-            env["MDD_DICOM_PORT"] = str(self.dicom_port if index == 0 else free_port())
-            env["MDD_INGEST_HTTP_PORT"] = str(free_port())
-            self.ingest_ports.append(int(env["MDD_DICOM_PORT"]))
-        return ServiceProcess(["serve", name], env, self.root / f"{name}-{index}.log")
-
-    def start(self) -> None:
-        for name in SERVICES:
-            self.processes[name] = [self._process(name, i) for i in range(self.replicas[name])]
-            for process in self.processes[name]:
-                process.start()
-        wait_for(self.ready, 180, "the deployment", self.tails)
-
-    def ready(self) -> bool:
-        try:
-            health = httpx.get(f"http://127.0.0.1:{self.api_port}/healthz", timeout=5).json()
-        except (httpx.HTTPError, ValueError):
-            return False
-        return bool(health.get("ready"))
-
-    def kill(self, name: str, index: int = 0) -> None:
-        """``kill -9`` one process of a service and start it again at once (its supervisor's job)."""
-        process = self.processes[name][index]
-        process.kill()
-        process.start()
-
-    def add_replica(self, name: str) -> ServiceProcess:
-        process = self._process(name, len(self.processes[name]))
-        self.processes[name].append(process)
-        process.start()
-        return process
-
-    def tails(self) -> str:
-        return "\n".join(p.tail(1500) for group in self.processes.values() for p in group)
-
-    def read_object(self, key: str) -> bytes:
-        client = Minio(self.servers.minio.endpoint, access_key=self.servers.minio.access_key,
-                       secret_key=self.servers.minio.secret_key, secure=False)
-        response = client.get_object(f"{self.bucket}-dicom", key)
-        try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
-
-    def caught_up(self, studies: list[SyntheticStudy]) -> bool:
-        return all_notified(self.engine, studies) and settled(self.engine) and kafka_quiet(self.servers.kafka.bootstrap, self.bucket)
-
-    def report(self, studies: list[SyntheticStudy]) -> Callable[[], str]:
-        def describe() -> str:
-            rows = study_rows(self.engine, [s.study_uid for s in studies])
-            lag = asyncio.run(kafka_lag(self.servers.kafka.bootstrap, self.bucket))
-            return f"states: {Counter(r['state'] for r in rows.values())} of {len(studies)}\nunsettled: {unsettled(self.engine)}\n" \
-                   f"consumer lag: {lag}\n{self.tails()}"
-
-        return describe
-
-    def check(self, studies: list[SyntheticStudy]) -> None:
-        check_everything(self.engine, studies, self.modality, self.read_object, self.sink,
-                         lambda: dlq_count(self.servers.kafka.bootstrap, f"{self.prefix}dlq"),
-                         orthanc_url=self.servers.orthanc.http_url)
-
-    def stop(self) -> None:
-        for group in self.processes.values():
-            for process in group:
-                process.stop()
-        self.engine.dispose()
+    with own_servers() as found:
+        yield found
 
 
 @pytest.fixture
@@ -189,22 +55,6 @@ def deployment(servers: Servers, tmp_path: Path) -> Iterator[Callable[..., Deplo
         for found in made:
             found.stop()
         smtp.stop()
-
-
-def studies(seed: int, count: int) -> list[SyntheticStudy]:
-    return [make_study(seed=seed + i, finding="mass" if i % 3 == 0 else None, rows=256, cols=208) for i in range(count)]
-
-
-def in_flight(system: Deployment, sent: list[SyntheticStudy]) -> int:
-    """Studies sent (or being sent) that have not reached their people yet."""
-    rows = study_rows(system.engine, [s.study_uid for s in sent])
-    return sum(1 for s in sent if rows.get(s.study_uid, {}).get("state") != "notified")
-
-
-def progress(system: Deployment, sent: list[SyntheticStudy], state: str) -> int:
-    order = ["receiving", "completed", "preprocessed", "ready", "notified"]
-    rows = study_rows(system.engine, [s.study_uid for s in sent])
-    return sum(1 for row in rows.values() if row["state"] in order[order.index(state):])
 
 
 def test_each_service_killed_with_studies_in_flight_loses_nothing_and_doubles_nothing(

@@ -46,9 +46,10 @@ def sasl_kafka() -> Iterator[KafkaInfo]:
 
 
 @pytest.fixture(scope="module")
-def admin_settings(sasl_kafka: KafkaInfo) -> Settings:
-    """The project's settings, authenticated as the broker's super user."""
+def admin_settings(sasl_kafka: KafkaInfo, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The project's settings, authenticated as the broker's super user (their own data folder)."""
     return Settings(
+        data_dir=tmp_path_factory.mktemp("sasl-var"),
         transport="kafka",
         kafka_bootstrap=sasl_kafka.bootstrap,
         kafka_security_protocol="SASL_PLAINTEXT",
