@@ -15,7 +15,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -157,11 +156,11 @@ def dlq_list(
 ) -> None:
     """Lista las cartas muertas / list dead letters."""
     rows = dead_letters(_engine(), None if status == "all" else status, study)
-    table = Table("id", "fecha / at", "consumidor / consumer", "estudio / study", "intentos / attempts", "estado / status", "error")
+    # One line per letter, whole (a narrow terminal wraps rather than cuts), easy to grep.
+    print("id\tfecha / at\testado / status\tconsumidor / consumer\testudio / study\tintentos / attempts\terror")
     for row in rows:
-        table.add_row(row.dead_letter_id[:8], row.created_at.strftime("%Y-%m-%d %H:%M:%S"), row.consumer, row.study_uid or "-",
-                      str(row.attempts), row.status, row.error[:80])
-    console.print(table)
+        print("\t".join([row.dead_letter_id[:8], row.created_at.strftime("%Y-%m-%d %H:%M:%S"), row.status, row.consumer,
+                         row.study_uid or "-", str(row.attempts), row.error[:200]]))
     console.print(f"{len(rows)} carta(s) / letter(s)")
 
 
