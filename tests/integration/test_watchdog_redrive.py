@@ -90,3 +90,45 @@ async def test_a_study_stuck_after_completion_is_re_driven_past_the_deadline_and
     finally:
         stop.set()
         await system
+
+
+async def test_a_red_result_that_never_reaches_its_people_is_reported_to_it_once_on_its_own_channel(
+    settings: Settings, four_view_study: SyntheticStudy
+) -> None:
+    from datetime import timedelta
+
+    from services.status_api.projector import project
+    from services.status_api.tables import NotificationRow, StudyEventRow
+    from services.status_api.watchdog import Watchdog
+    from shared.db import init_db
+    from shared.events import BreastResult, StudyInferred, utc_now
+    from tests.conftest import free_port
+    from tests.e2e.harness import body_text, smtp_sink
+
+    with smtp_sink(free_port()) as sink:
+        configured = settings.model_copy(update={
+            "alert_deadline_seconds": 60, "watchdog_redrive_attempts": 1, "smtp_port": sink.port,
+            "it_alert_channels": ["guardia-ti@hge.example.mx"],
+        })
+        ctx = build_context(configured)
+        init_db(ctx.engine, [StudyRow, StudyEventRow, NotificationRow])
+        red = StudyInferred(
+            study_uid=four_view_study.study_uid, hospital_id=HOSPITAL, correlation_id="c", producer=producer("infer"),
+            accession_number=four_view_study.accession_number,
+            breasts=[BreastResult(laterality="L", malignancy_score=0.9, birads=5, density="B", views_used=["CC", "MLO"])],
+            triage_light="RED", triage_reason="Sospechoso", model_name="m", model_version="1", model_trained=True,
+            model_trained_on="fantomas sintéticos", disclaimer="Modelo de demostración con datos sintéticos.",
+        )
+        project(ctx.engine, red)  # nobody notifies it: the notify service is down
+        watchdog = Watchdog(ctx)
+        start = utc_now()
+        first = await watchdog.sweep(start + timedelta(seconds=61))
+        assert first.redriven == [(four_view_study.study_uid, "notify")] and first.it_alerted == [] and sink.messages == []
+        second = await watchdog.sweep(start + timedelta(seconds=121))
+        assert second.it_alerted == [(four_view_study.study_uid, "notify")]
+        assert (await watchdog.sweep(start + timedelta(seconds=400))).it_alerted == []  # once
+        [alert] = sink.to("guardia-ti@hge.example.mx")
+        text = body_text(alert)
+        assert four_view_study.accession_number in str(alert["Subject"]) or four_view_study.accession_number in text
+        assert "ROJO" in text and "RED" in text and "sintétic" in text
+        ctx.engine.dispose()
