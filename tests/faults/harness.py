@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 from infra.servers import (
     KafkaInfo, OrthancInfo, PostgresInfo, S3Info, ServerControl, kafka_server, minio_server, orthanc_server, postgres_server,
 )
+from services.notify.pacs_results import KINDS as RESULT_KINDS
 from shared.synth import SyntheticStudy, make_study
 from tests.conftest import free_port
 from tests.e2e.harness import API_KEY, SmtpSink, body_text, distributed_env
@@ -343,7 +344,7 @@ def check_everything(
     # The results at the PACS: the SR and the mosaic of each study, once.
     if orthanc_url is not None:
         at_pacs = orthanc_results(orthanc_url, list(rows))
-        assert at_pacs == {uid: 2 for uid in rows}, at_pacs
+        assert at_pacs == {uid: len(RESULT_KINDS) for uid in rows}, at_pacs  # the SR, the CAD SR and the mosaic
     # Nothing given up on.
     assert scalar(engine, "SELECT count(*) FROM reliability_dead_letter") == 0
     assert dead_letters_on_topic() == 0
@@ -479,11 +480,15 @@ class Deployment:
             self.ingest_ports.append(int(env["MDD_DICOM_PORT"]))
         return ServiceProcess(["serve", name], env, self.root / f"{name}-{index}.log")
 
-    def start(self) -> None:
+    def launch(self) -> None:
+        """Start every process (without waiting for them)."""
         for name in SERVICES:
             self.processes[name] = [self._process(name, i) for i in range(self.replicas[name])]
             for process in self.processes[name]:
                 process.start()
+
+    def start(self) -> None:
+        self.launch()
         wait_for(self.ready, 180, "the deployment", self.tails)
 
     def ready(self) -> bool:

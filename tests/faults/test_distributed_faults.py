@@ -148,6 +148,34 @@ def test_two_replicas_of_each_service_one_killed_during_a_rebalance(deployment: 
     system.check(sent)
 
 
+def test_services_started_before_their_dependencies_wait_for_them(servers: Servers, tmp_path: Path) -> None:
+    smtp = RestartableSmtp(free_port())
+    system = Deployment(servers, tmp_path, smtp)  # its database exists; then everything it needs goes down
+    down = ("kafka", "minio", "postgres")
+    for name in down:
+        servers.controls[name].stop(9)
+    try:
+        system.launch()
+        # Every service is up and says what it waits for; none gives up.
+        wait_for(lambda: all("Dependencia no disponible" in p.log.read_text(errors="replace")
+                             for group in system.processes.values() for p in group if p.log.exists()),
+                 120, "every service waiting for its dependencies", system.tails)
+        assert all(p.alive for group in system.processes.values() for p in group), system.tails()
+        for name in reversed(down):
+            servers.controls[name].start()
+        wait_for(system.ready, 180, "the deployment", system.tails)
+        sent = studies(950, 3)
+        system.modality.send_all(sent, associations=2)
+        wait_for(lambda: system.caught_up(sent), PIPELINE_TIMEOUT_S, "every study notified", system.report(sent))
+        system.check(sent)
+    finally:
+        for name in down:
+            if not servers.controls[name].running:
+                servers.controls[name].start()
+        system.stop()
+        smtp.stop()
+
+
 def api_health(system: Deployment) -> dict | None:
     try:
         return httpx.get(f"http://127.0.0.1:{system.api_port}/healthz", timeout=5).json()  # type: ignore[no-any-return]

@@ -118,3 +118,26 @@ def test_minio_upload_failure_is_an_error_the_caller_sees(minio, tmp_path) -> No
     path.write_bytes(b"DICM")
     with pytest.raises(UploadError, match="403"):
         store.put_file("it-crc", "H/1/2/4.dcm", path, "application/dicom")
+
+
+def test_services_creating_the_same_buckets_at_the_same_moment_all_carry_on(minio) -> None:  # type: ignore[no-untyped-def]
+    """Two services started together both create the buckets they need: neither may die of the other's."""
+    import threading
+
+    buckets = [f"it-race-{n}-{uuid.uuid4().hex[:6]}" for n in range(3)]
+    stores = [MinioStore(minio.endpoint, minio.access_key, minio.secret_key) for _ in range(6)]
+    start, errors = threading.Barrier(len(stores)), []
+
+    def create(store: MinioStore) -> None:
+        start.wait()
+        try:
+            store.ensure_buckets(buckets)
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and all(stores[0].client.bucket_exists(bucket) for bucket in buckets)

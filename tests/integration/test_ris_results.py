@@ -192,6 +192,16 @@ async def test_the_ris_and_the_his_get_the_result_once_as_hl7_and_valid_fhir(set
     assert errors == []
 
 
+async def _until(probe, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not probe():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
 async def test_a_ris_that_refuses_the_message_is_reported_and_dead_lettered(settings: Settings, study: SyntheticStudy, tmp_path: Path) -> None:
     listener = Listener(answer="AE")
     with ris(listener) as ris_port, fhir_server([]) as fhir_port:
@@ -201,11 +211,17 @@ async def test_a_ris_that_refuses_the_message_is_reported_and_dead_lettered(sett
         })
         ctx = build_context(configured)
         indexed(ctx, study)
-        register_notify(ctx)
+        notify = register_notify(ctx)
         await ctx.bus.start()
+        await notify.start()  # its sweep makes the second attempt
         try:
-            published = await handle(ctx, inferred(study))
+            before = len(ctx.bus.sent)
+            await handle(ctx, inferred(study))
+            await _until(lambda: any(json.loads(p).get("channel") == "hl7" for t, p in ctx.bus.sent[before:]
+                                     if t == "mdd.notification.sent"))
+            published = [json.loads(p) for _, p in ctx.bus.sent[before:]]
         finally:
+            await notify.stop()
             await ctx.bus.stop()
     [hl7] = [e for e in published if e.get("channel") == "hl7"]
     assert hl7["status"] == "failed" and "MSA-1 AE" in hl7["detail"]
