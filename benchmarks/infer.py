@@ -30,8 +30,8 @@ from services.infer.backends import ModelBackend
 from services.infer.backends.base import chunks
 from services.infer.backends.onnx_backend import OnnxBackend
 from services.infer.backends.triton_backend import TritonBackend
-from services.infer.export.exporter import export_all
-from services.infer.export.metadata import read_metadata
+from mlkit.export.exporter import export_all
+from services.infer.backends.metadata import read_metadata
 from services.infer.predictor import BreastInputs, TorchPredictor
 
 BACKENDS = ("torch", "onnx", "triton-http", "triton-grpc")

@@ -31,10 +31,11 @@ console = Console()
 NOTIFY_GRACE_SECONDS = 10.0
 
 for _part in (
-    "services.preprocess.commands",
-    "services.infer.training.commands",
-    "services.infer.export.commands",
-    "services.infer.datasets.commands",
+    "mlkit.preprocessing.commands",
+    "mlkit.training.commands",
+    "mlkit.evaluation.commands",
+    "mlkit.export.commands",
+    "mlkit.datasets.commands",
 ):
     app.add_typer(importlib.import_module(_part).commands)
 app.add_typer(importlib.import_module("services.notify.providers.commands").commands, name="provider")

@@ -10,8 +10,8 @@ from typing import Final
 
 from pydicom import dcmread
 
-from services.preprocess.pipeline import PreprocessedView, derived_files, npy_bytes, preprocess_view
-from services.preprocess.segmentation import Segmenter, build_segmenter
+from shared.imaging.pipeline import PreprocessedView, derived_files, npy_bytes, preprocess_view
+from shared.imaging.segmentation import Segmenter, build_segmenter
 from shared.events import DerivedView, StudyCompleted, StudyPreprocessed, ViewRef, follow_up
 from shared.runtime import ServiceContext
 

@@ -234,7 +234,7 @@ def render(data: bytes, media_type: str) -> bytes:
     """The instance's first frame for display (VOI window applied, breast bright), 8 bits."""
     from PIL import Image
 
-    from services.preprocess.decoding import to_display
+    from shared.imaging.display import to_display
 
     image = to_display(pydicom.dcmread(io.BytesIO(data)))
     buffer = io.BytesIO()

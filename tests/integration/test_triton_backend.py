@@ -16,13 +16,13 @@ from services.infer.backends import BackendUnavailable, build_backend
 from services.infer.backends.onnx_backend import OnnxBackend
 from services.infer.backends.triton_backend import TritonBackend
 from services.infer.checkpoint import save_checkpoint
-from services.infer.export.exporter import ExportResult, export_all
-from services.infer.export.metadata import read_metadata
+from mlkit.export.exporter import ExportResult, export_all
+from services.infer.backends.metadata import read_metadata
 from services.infer.handlers import InferHandlers, build_predictor
 from services.infer.model import TwoViewNet
 from services.infer.predictor import BreastInputs, TorchPredictor
 from services.infer.triage import TriageThresholds, triage_light
-from services.preprocess.pipeline import preprocess_view
+from shared.imaging.pipeline import preprocess_view
 from shared.events import DerivedView, StudyPreprocessed, producer
 from shared.runtime import build_context
 from shared.settings import Settings

@@ -10,11 +10,11 @@ import pytest
 from services.infer.backends import BackendUnavailable, ModelBackend, build_backend
 from services.infer.backends.onnx_backend import OnnxBackend
 from services.infer.backends.triton_backend import TritonBackend
-from services.infer.export.exporter import export_all
-from services.infer.export.metadata import read_metadata
+from mlkit.export.exporter import export_all
+from services.infer.backends.metadata import read_metadata
 from services.infer.predictor import BreastInputs, BreastPrediction, TorchPredictor
 from services.infer.triage import TriageThresholds, triage_light
-from services.preprocess.pipeline import preprocess_view
+from shared.imaging.pipeline import preprocess_view
 from shared.settings import Settings
 from shared.synth import SyntheticStudy
 

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from services.cli import app
 from services.infer.backends.onnx_backend import OnnxBackend
 from services.infer.checkpoint import save_checkpoint
-from services.infer.export.exporter import export_all
-from services.infer.export.metadata import read_metadata
+from mlkit.export.exporter import export_all
+from services.infer.backends.metadata import read_metadata
 from services.infer.model import TwoViewNet
 from services.infer.predictor import TorchPredictor
 

@@ -11,16 +11,16 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.preprocess.evaluation import (
+from mlkit.preprocessing.evaluation import (
     dice,
     evaluate,
     iou,
     score_case,
     synthetic_cases,
 )
-from services.preprocess.groundtruth import AnnotatedImage, write_coco, write_labelme
-from services.preprocess.pipeline import orient
-from services.preprocess.segmentation import build_segmenter
+from mlkit.preprocessing.groundtruth import AnnotatedImage, write_coco, write_labelme
+from shared.imaging.pipeline import orient
+from shared.imaging.segmentation import build_segmenter
 from shared.settings import Settings
 from shared.synth import make_study
 
@@ -98,7 +98,7 @@ def test_sam_backend_is_scored_through_the_same_path() -> None:
     import torch
     from segment_anything.build_sam import _build_sam
 
-    from services.preprocess.sam import SamSegmenter
+    from shared.imaging.sam import SamSegmenter
 
     torch.manual_seed(0)
     # A one-block, narrow SAM with random weights: the same code path as vit_b at a fraction of

@@ -13,21 +13,21 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from services.infer.checkpoint import load_checkpoint
-from services.infer.datasets.manifest import ManifestRow, read_manifest, write_manifest
+from mlkit.datasets.manifest import ManifestRow, read_manifest, write_manifest
 from services.infer.predictor import BreastInputs, TorchPredictor
-from services.infer.training.data import load_breasts, split_indices
-from services.infer.training.images import to_bytes, to_float
-from services.infer.training.losses import LossConfig, binary_focal_loss, focal_cross_entropy, multitask_loss
-from services.infer.training.metrics import (
+from mlkit.training.data import load_breasts, split_indices
+from mlkit.training.images import to_bytes, to_float
+from mlkit.training.losses import LossConfig, binary_focal_loss, focal_cross_entropy, multitask_loss
+from mlkit.evaluation.metrics import (
     calibrate_thresholds,
     confusion_matrix,
     roc_auc,
     sensitivity_at_specificity,
     threshold_for_sensitivity,
 )
-from services.infer.training.run import run_training
-from services.infer.training.sources import DataSource
-from services.infer.training.trainer import EarlyStopping, TrainConfig
+from mlkit.training.run import run_training
+from mlkit.training.sources import DataSource
+from mlkit.training.trainer import EarlyStopping, TrainConfig
 from shared.synth import make_view
 
 
@@ -96,7 +96,7 @@ def test_unknown_labels_are_left_out_of_the_loss() -> None:
 
 
 def test_byte_cache_gives_the_service_input_exactly() -> None:
-    from services.preprocess.pipeline import preprocess_view
+    from shared.imaging.pipeline import preprocess_view
 
     model_input = preprocess_view(make_view(laterality="R", view="MLO", seed=3, finding="mass").dataset).model_input
     cached = to_bytes(model_input)

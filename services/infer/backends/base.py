@@ -14,8 +14,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from services.infer.export.metadata import ExportMetadata
-from services.infer.export.signature import OUTPUT_NAMES
+from services.infer.backends.metadata import ExportMetadata
+from services.infer.backends.signature import OUTPUT_NAMES
 from services.infer.predictor import BreastInputs, BreastPrediction, Logits, predictions_from_logits
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from services.infer.backends.base import ExportedModelBackend, Logits
-from services.infer.export.metadata import ExportMetadata, read_metadata
-from services.infer.export.signature import INPUT_NAMES, OUTPUT_NAMES
+from services.infer.backends.metadata import ExportMetadata, read_metadata
+from services.infer.backends.signature import INPUT_NAMES, OUTPUT_NAMES
 
 
 class OnnxBackend(ExportedModelBackend):

@@ -17,8 +17,8 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from services.infer.backends.base import BackendUnavailable, ExportedModelBackend, Logits
-from services.infer.export.metadata import UNKNOWN_TRAINING, ExportMetadata
-from services.infer.export.signature import INPUT_DIMS, INPUT_NAMES, OUTPUT_NAMES
+from services.infer.backends.metadata import UNKNOWN_TRAINING, ExportMetadata
+from services.infer.backends.signature import INPUT_DIMS, INPUT_NAMES, OUTPUT_NAMES
 
 log = logging.getLogger("mdd.infer.triton")
 

@@ -1,0 +1,84 @@
+"""Write a labelled synthetic data set: preprocessed views (``.npy``) plus a training manifest.
+
+Each study of :mod:`shared.synth_labels` is drawn, its four views go through the service's
+preprocessing, and the ``uint8`` model inputs are saved as
+``<folder>/images/<accession>/<laterality>_<view>.npy``. ``<folder>/manifest.csv`` lists them in
+the project's manifest format (:mod:`mlkit.datasets.manifest`), so training and
+evaluation read synthetic and real data the same way, and epochs never preprocess again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+from rich.progress import Progress
+
+from mlkit.datasets.manifest import ManifestRow, read_manifest, write_manifest
+from mlkit.training.images import to_bytes
+from shared.synth_labels import LabelledStudy, case_seeds, make_labelled_study
+
+MANIFEST_NAME: Final[str] = "manifest.csv"
+
+
+def study_rows(labelled: LabelledStudy, folder: Path) -> list[ManifestRow]:
+    """Preprocess the four views of ``labelled``, save them under ``folder`` and return their rows."""
+    from shared.imaging.pipeline import preprocess_view
+
+    study = labelled.study
+    rows = []
+    for view in study.views:
+        image = to_bytes(preprocess_view(view.dataset).model_input)
+        path = folder / "images" / study.accession_number / f"{view.laterality}_{view.view}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, image)
+        label = labelled.label(view.laterality)
+        rows.append(
+            ManifestRow(
+                study_id=study.study_uid,
+                patient_id=study.patient_id,
+                laterality=view.laterality,
+                view=view.view,
+                image_path=str(path.relative_to(folder).as_posix()),
+                malignancy=label.malignancy,
+                birads=label.birads,
+                density=label.density,
+                finding=label.appearance if label.appearance != "normal" else None,
+                source="synthetic",
+            )
+        )
+    return rows
+
+
+def write_synthetic_dataset(folder: str | Path, count: int, seed: int, *, progress: bool = True) -> Path:
+    """Write ``count`` labelled studies drawn from data-set ``seed`` into ``folder``; return the manifest.
+
+    An existing manifest with the same number of studies is reused (the content is a pure
+    function of ``count`` and ``seed``; a ``.seed`` file records which).
+    """
+    base = Path(folder)
+    manifest = base / MANIFEST_NAME
+    stamp = base / ".seed"
+    wanted = f"{seed} {count}"
+    if manifest.is_file() and stamp.is_file() and stamp.read_text().strip() == wanted:
+        return manifest
+    base.mkdir(parents=True, exist_ok=True)
+    rows: list[ManifestRow] = []
+    seeds = case_seeds(seed, count)
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("Estudios sintéticos / synthetic studies", total=count)
+        for study_seed in seeds:
+            rows.extend(study_rows(make_labelled_study(study_seed), base))
+            bar.advance(task)
+    write_manifest(rows, manifest)
+    stamp.write_text(wanted + "\n")
+    return manifest
+
+
+def synthetic_manifest_rows(folder: str | Path, count: int, seed: int, *, progress: bool = True) -> list[ManifestRow]:
+    """Rows of the synthetic data set (written first when missing), with absolute image paths."""
+    return read_manifest(write_synthetic_dataset(folder, count, seed, progress=progress))
+
+
+__all__ = ["MANIFEST_NAME", "study_rows", "synthetic_manifest_rows", "write_synthetic_dataset"]

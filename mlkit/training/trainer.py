@@ -1,0 +1,225 @@
+"""The training loop: seeded epochs, validation metrics, checkpoints and early stopping.
+
+Each epoch trains on shuffled batches, evaluates on the validation breasts, writes
+``last.pt`` and, when validation AUC improves (ties broken by validation loss), ``best.pt``.
+Training stops after ``patience`` epochs without improvement or at ``epochs``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from services.infer.checkpoint import load_checkpoint, save_checkpoint
+from services.infer.model import BACKBONE_MODEL_NAMES, BACKBONES, MODEL_VERSION, TwoViewNet
+from mlkit.training.data import BreastSet
+from mlkit.training.inference import Outputs, batch_tensors, label_tensors, predict_set
+from mlkit.training.losses import LossConfig, multitask_loss
+from mlkit.evaluation.metrics import Metrics, compute_metrics
+
+
+class TrainConfig(BaseModel):
+    """Everything that decides a training run (written into the checkpoint and the model card)."""
+
+    backbone: str = Field("efficientnet_b0", description="Red base / backbone")
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(16, ge=2)
+    learning_rate: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    patience: int = Field(4, ge=1, description="Épocas sin mejora antes de parar / epochs without improvement")
+    min_delta: float = Field(1e-4, ge=0, description="Mejora mínima del AUC / minimum AUC gain")
+    seed: int = Field(0, description="Semilla de pesos y orden / seed of weights and batch order")
+    device: str = "cpu"
+    threads: int = Field(0, ge=0, description="Hilos de torch; 0 = los de torch / torch threads")
+    loss: LossConfig = Field(default_factory=LossConfig)
+
+
+class EarlyStopping:
+    """Track the best validation AUC; ties (within ``min_delta``) are broken by a lower loss."""
+
+    def __init__(self, patience: int, min_delta: float = 0.0) -> None:
+        self.patience = patience
+        self.min_delta = min_delta
+        self.best_auc = -math.inf
+        self.best_loss = math.inf
+        self.best_epoch = 0
+        self.bad_epochs = 0
+
+    def update(self, epoch: int, auc: float, loss: float) -> bool:
+        """Record an epoch; return True when it is the new best."""
+        auc = -math.inf if math.isnan(auc) else auc  # no AUC (one class only): the loss decides
+        tie = auc == self.best_auc or abs(auc - self.best_auc) <= self.min_delta
+        better = self.best_epoch == 0 or auc > self.best_auc + self.min_delta or (tie and loss < self.best_loss)
+        if better:
+            self.best_auc, self.best_loss, self.best_epoch, self.bad_epochs = auc, loss, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return better
+
+    @property
+    def should_stop(self) -> bool:
+        """True once ``patience`` epochs in a row brought no improvement."""
+        return self.bad_epochs >= self.patience
+
+
+class EpochRecord(BaseModel):
+    """One line of the training history."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    seconds: float
+    learning_rate: float
+    best: bool
+    metrics: Metrics
+
+
+@dataclass
+class TrainResult:
+    """What a run leaves: the best model (in memory), its epoch, and the history."""
+
+    model: TwoViewNet
+    best_epoch: int
+    history: list[EpochRecord]
+    val_outputs: Outputs
+    stopped_early: bool
+    checkpoint_dir: Path
+
+
+def _metrics(data: BreastSet, outputs: Outputs) -> Metrics:
+    return compute_metrics(
+        data.malignancy,
+        data.birads,
+        data.density,
+        outputs.scores,
+        outputs.birads_probs,
+        outputs.density_probs,
+        loss=outputs.loss,
+    )
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("pérdida / loss {task.fields[loss]:.4f}"),
+        TimeRemainingColumn(),
+        transient=True,
+    )
+
+
+def checkpoint_metadata(config: TrainConfig, trained_on: str, **extra: object) -> dict[str, str]:
+    """The metadata every checkpoint of a run carries (values as strings)."""
+    meta = {
+        "model_name": BACKBONE_MODEL_NAMES.get(config.backbone, f"twoview-{config.backbone}"),
+        "version": MODEL_VERSION,
+        "trained_on": trained_on,
+        "backbone": config.backbone,
+        "train_config": config.model_dump_json(),
+    }
+    meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()})
+    return meta
+
+
+def train(
+    config: TrainConfig,
+    train_set: BreastSet,
+    val_set: BreastSet,
+    checkpoint_dir: Path,
+    trained_on: str,
+    *,
+    progress: bool = True,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> TrainResult:
+    """Train a TwoViewNet and return the best epoch's model (by validation AUC).
+
+    ``checkpoint_dir`` receives ``last.pt`` after every epoch and ``best.pt`` at each
+    improvement; ``on_epoch`` is called with each epoch's record (printing, logging).
+    """
+    if config.backbone not in BACKBONES:
+        raise ValueError(f"Backbone desconocido / unknown backbone {config.backbone!r}: {BACKBONES}")
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise ValueError("faltan mamas para entrenar o validar / no breasts to train or validate on")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    device = torch.device(config.device)
+    model = TwoViewNet(backbone=config.backbone).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.learning_rate, total_steps=config.epochs * steps_per_epoch, pct_start=0.15
+    )
+    order_rng = np.random.default_rng(config.seed)
+    stopper = EarlyStopping(config.patience, config.min_delta)
+    checkpoint_dir = Path(checkpoint_dir)
+    history: list[EpochRecord] = []
+    stopped_early = False
+
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        order = order_rng.permutation(len(train_set))
+        running, seen = 0.0, 0
+        with _progress() if progress else Progress(disable=True) as bar:
+            task = bar.add_task(f"Época / epoch {epoch}/{config.epochs}", total=steps_per_epoch, loss=0.0)
+            for step in range(steps_per_epoch):
+                index = np.sort(order[step * config.batch_size : (step + 1) * config.batch_size])
+                if index.size < 2:  # BatchNorm needs two examples
+                    continue
+                cc, mlo = batch_tensors(train_set.images[index], device)
+                losses = multitask_loss(model(cc, mlo), label_tensors(train_set, index, device), config.loss)
+                optimizer.zero_grad(set_to_none=True)
+                losses["total"].backward()
+                optimizer.step()
+                scheduler.step()
+                running += float(losses["total"].detach()) * index.size
+                seen += index.size
+                bar.update(task, advance=1, loss=running / max(seen, 1))
+        outputs = predict_set(model, val_set, batch_size=2 * config.batch_size, device=config.device, loss_config=config.loss)
+        metrics = _metrics(val_set, outputs)
+        is_best = stopper.update(epoch, metrics.malignancy_auc, outputs.loss or 0.0)
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=running / max(seen, 1),
+            val_loss=float(outputs.loss or 0.0),
+            seconds=round(time.perf_counter() - started, 2),
+            learning_rate=float(scheduler.get_last_lr()[0]),
+            best=is_best,
+            metrics=metrics,
+        )
+        history.append(record)
+        meta = checkpoint_metadata(config, trained_on, epoch=epoch, val_auc=metrics.malignancy_auc)
+        save_checkpoint(model, checkpoint_dir / "last.pt", meta)
+        if is_best:
+            save_checkpoint(model, checkpoint_dir / "best.pt", meta)
+        if on_epoch is not None:
+            on_epoch(record)
+        if stopper.should_stop and epoch < config.epochs:
+            stopped_early = True
+            break
+
+    state, _ = load_checkpoint(checkpoint_dir / "best.pt")
+    model.load_state_dict(state)
+    val_outputs = predict_set(model, val_set, batch_size=2 * config.batch_size, device=config.device, loss_config=config.loss)
+    return TrainResult(
+        model=model.eval(),
+        best_epoch=stopper.best_epoch,
+        history=history,
+        val_outputs=val_outputs,
+        stopped_early=stopped_early,
+        checkpoint_dir=checkpoint_dir,
+    )
+
+
+__all__ = ["EarlyStopping", "EpochRecord", "TrainConfig", "TrainResult", "checkpoint_metadata", "train"]
