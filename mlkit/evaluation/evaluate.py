@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.infer.checkpoint import load_checkpoint
+from services.infer.checkpoint import load_checkpoint, model_from_checkpoint
 from services.infer.model import TwoViewNet
 from mlkit.training.data import BreastSet
 from mlkit.training.inference import Outputs, predict_set
@@ -36,9 +36,7 @@ def stored_thresholds(metadata: dict[str, str]) -> tuple[float, float] | None:
 def load_model(weights: Path, device: str = "cpu") -> tuple[TwoViewNet, dict[str, str]]:
     """A TwoViewNet with the checkpoint's weights (eval mode) and its metadata."""
     state, meta = load_checkpoint(weights)
-    model = TwoViewNet(backbone=meta["backbone"])
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval(), meta
+    return model_from_checkpoint(state, meta).to(device).eval(), meta
 
 
 def evaluate_model(model: TwoViewNet, data: BreastSet, metadata: dict[str, str], batch_size: int = 32,

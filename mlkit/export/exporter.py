@@ -2,7 +2,8 @@
 
 Every exported form has the serving signature of ``signature.py``: inputs ``cc`` and ``mlo``
 (float32 ``N x 3 x 336 x 224`` in 0..1), outputs ``malignancy_logit`` (``N x 1``),
-``birads_logits`` (``N x 7``) and ``density_logits`` (``N x 4``), with a dynamic batch axis.
+``birads_logits`` (``N x 7``), ``density_logits`` (``N x 4``) and ``ood_distance`` (``N x 1``),
+with a dynamic batch axis.
 """
 
 from __future__ import annotations
@@ -36,16 +37,19 @@ TRITON_DIR = "triton"
 
 
 class ServingModule(nn.Module):
-    """TwoViewNet with tuple outputs in ``OUTPUT_NAMES`` order (``malignancy_logit`` as ``N x 1``)."""
+    """TwoViewNet with tuple outputs in ``OUTPUT_NAMES`` order (``N x 1`` for the two scalars)."""
 
     def __init__(self, model: TwoViewNet) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, cc: Tensor, mlo: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Logits of each breast of the batch."""
+    def forward(self, cc: Tensor, mlo: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Logits and the out-of-distribution distance of each breast of the batch."""
         out = self.model(cc, mlo)
-        return out["malignancy_logit"].unsqueeze(1), out["birads_logits"], out["density_logits"]
+        return (
+            out["malignancy_logit"].unsqueeze(1), out["birads_logits"], out["density_logits"],
+            out["ood_distance"].unsqueeze(1),
+        )
 
 
 class ExportResult(BaseModel):
@@ -82,6 +86,7 @@ def metadata_of(predictor: TorchPredictor, weights_path: Path | None) -> ExportM
         backbone=predictor.model.backbone_name,
         triage_high=calibrated[0] if calibrated else None,
         triage_low=calibrated[1] if calibrated else None,
+        ood_threshold=getattr(predictor, "ood_threshold", None),
         weights_sha256=digest,
         torch_version=torch.__version__,
     )

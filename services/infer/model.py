@@ -102,6 +102,25 @@ def build_backbone(name: str) -> tuple[nn.Module, int]:
     raise ValueError(f"Backbone desconocido / unknown backbone: {name!r}; use one of {BACKBONES}")
 
 
+class FeatureDensity(nn.Module):
+    """A Gaussian over the backbone features of the training views: mean and (shrunk) precision.
+
+    Its output is the Mahalanobis distance of each view's features, the out-of-distribution score
+    on the model's own features; a checkpoint fitted by training says so in its metadata
+    (``ood_threshold``). Until fitted it is the Euclidean distance to zero and means nothing.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("precision", torch.eye(dim))
+
+    def forward(self, features: Tensor) -> Tensor:
+        """Distance ``N`` of each row of ``features`` (``N x C``) to the training features."""
+        centred = features - self.mean
+        return torch.sqrt(torch.clamp(((centred @ self.precision) * centred).sum(dim=1), min=0.0))
+
+
 class TwoViewNet(nn.Module):
     """Breast-level classifier over the CC and MLO views of one breast.
 
@@ -126,6 +145,7 @@ class TwoViewNet(nn.Module):
         self.malignancy_head = nn.Linear(hidden, 1)
         self.birads_head = nn.Linear(hidden, len(BIRADS_CLASSES))
         self.density_head = nn.Linear(hidden, len(DENSITY_CLASSES))
+        self.ood = FeatureDensity(feat_dim)
 
     def embed(self, images: Tensor) -> Tensor:
         """Pooled backbone features ``N x C`` of a batch of 0..1 images."""
@@ -134,15 +154,18 @@ class TwoViewNet(nn.Module):
 
     def forward(self, cc: Tensor, mlo: Tensor) -> dict[str, Tensor]:
         """Logits for each breast: ``malignancy_logit`` (N), ``birads_logits`` (N x 7),
-        ``density_logits`` (N x 4)."""
+        ``density_logits`` (N x 4), and ``ood_distance`` (N): the larger of its two views' distances
+        to the training features (:class:`FeatureDensity`)."""
         if cc.shape != mlo.shape:
             raise ValueError(f"CC y MLO difieren / CC and MLO differ: {tuple(cc.shape)} vs {tuple(mlo.shape)}")
         n = cc.shape[0]
         # One pass through the shared backbone for both views.
         feats = self.embed(torch.cat([cc, mlo], dim=0))
         joint = self.neck(torch.cat([feats[:n], feats[n:]], dim=1))
+        distance = self.ood(feats)
         return {
             "malignancy_logit": self.malignancy_head(joint).squeeze(1),
             "birads_logits": self.birads_head(joint),
             "density_logits": self.density_head(joint),
+            "ood_distance": torch.maximum(distance[:n], distance[n:]),
         }

@@ -66,6 +66,7 @@ class PreprocessHandlers:
             input_key=f"{prefix}/input.npy",
             breast_area_fraction=float(result.breast_area_fraction),
             flags=list(result.flags),
+            not_evaluable=[gate.value for gate in result.not_evaluable],
         )
 
     async def on_study_completed(self, event: StudyCompleted) -> StudyPreprocessed:

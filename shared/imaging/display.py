@@ -14,7 +14,7 @@ from typing import Final
 
 import numpy as np
 import pydicom
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 from pydicom.uid import UID
 
 #: Digital Mammography X-Ray Image Storage - For Processing.
@@ -33,6 +33,13 @@ class DecodingError(ValueError):
     """The pixel data cannot be decoded (unknown transfer syntax or a missing decoder plugin)."""
 
 
+def _frames(ds: pydicom.Dataset) -> int:
+    try:
+        return int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
 def decode_pixels(ds: pydicom.Dataset) -> np.ndarray:
     """Return the stored pixel values of the first frame as a 2-D array.
 
@@ -41,7 +48,8 @@ def decode_pixels(ds: pydicom.Dataset) -> np.ndarray:
     """
     syntax = UID(str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or ""))
     try:
-        pixels = ds.pixel_array
+        # Only the first frame of a multi-frame object is decoded: memory stays bounded by one frame.
+        pixels = pixel_array(ds, index=0) if _frames(ds) > 1 else ds.pixel_array
     except Exception as exc:  # pydicom raises several types, one per plugin that failed
         name = syntax.name if syntax else "desconocida / unknown"
         raise DecodingError(
@@ -68,7 +76,8 @@ def is_for_processing(ds: pydicom.Dataset) -> bool:
     return sop_class in (MG_FOR_PROCESSING, DX_FOR_PROCESSING) or intent == "FOR PROCESSING"
 
 
-def _has_voi(ds: pydicom.Dataset) -> bool:
+def has_voi(ds: pydicom.Dataset) -> bool:
+    """Whether the image carries a VOI LUT or a window (center and width)."""
     return bool(ds.get("VOILUTSequence")) or ("WindowCenter" in ds and "WindowWidth" in ds)
 
 
@@ -81,19 +90,15 @@ def _percentile_window(values: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
-def _display_transform(ds: pydicom.Dataset, stored: np.ndarray, image: np.ndarray) -> np.ndarray:
+def _display_transform(ds: pydicom.Dataset, stored: np.ndarray, image: np.ndarray, use_window: bool) -> np.ndarray:
     """Map stored values to display values 0..1 (breast bright), as float32.
 
     ``stored`` are the values to transform (a lookup domain or the whole image); ``image``
     is the image itself, used for percentile windows.
     """
     values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
-    for_processing = is_for_processing(ds)
-    if for_processing and str(ds.get("PixelIntensityRelationship", "") or "").upper() == "LIN":
-        # Raw detector signal is proportional to exposure; its logarithm follows tissue attenuation.
-        values = np.log1p(np.maximum(values, 0.0))
     display: np.ndarray | None = None
-    if _has_voi(ds) and not for_processing:
+    if use_window and has_voi(ds):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if ds.get("VOILUTSequence"):
@@ -110,6 +115,9 @@ def _display_transform(ds: pydicom.Dataset, stored: np.ndarray, image: np.ndarra
             if float(display.max()) - float(display.min()) < _MIN_DISPLAY_SPREAD:
                 display = None
     if display is None:
+        if is_for_processing(ds) and str(ds.get("PixelIntensityRelationship", "") or "").upper() == "LIN":
+            # Raw detector signal is proportional to exposure; its logarithm follows tissue attenuation.
+            values = np.log1p(np.maximum(values, 0.0))
         image_values = values if stored is image else _lookup(values, stored, image)
         lo, hi = _percentile_window(image_values)
         display = (values - lo) / max(hi - lo, 1e-12)
@@ -131,27 +139,28 @@ def _lookup(table: np.ndarray, domain: np.ndarray, image: np.ndarray) -> np.ndar
     return table[sample.astype(np.int64) - int(domain[0])]
 
 
-def to_display(ds: pydicom.Dataset) -> np.ndarray:
+def to_display(ds: pydicom.Dataset, *, use_window: bool = True, stored: np.ndarray | None = None) -> np.ndarray:
     """Return the image as float32 in 0..1 with the breast bright.
 
-    Modality LUT, then the VOI LUT or window; images without a usable one, and For Processing
-    images, get a percentile window (:data:`WINDOW_PERCENTILES`) instead, after a logarithm when
-    their pixel intensity relationship is linear. MONOCHROME1 is inverted. Integer images go
+    Modality LUT, then the VOI LUT or window (``use_window``, the default: what a reader sees);
+    images without a usable one, and every image when ``use_window`` is False, get a percentile
+    window (:data:`WINDOW_PERCENTILES`) instead, after a logarithm when they are For Processing
+    with a linear pixel intensity relationship. MONOCHROME1 is inverted. Integer images go
     through a lookup table built once over their range of stored values, which is much faster
-    than transforming every pixel.
+    than transforming every pixel. ``stored`` skips decoding when the pixels are already at hand.
     """
-    stored = decode_pixels(ds)
+    stored = decode_pixels(ds) if stored is None else stored
     if stored.dtype.kind in "iu" and stored.dtype.itemsize <= 2:
         lo, hi = int(stored.min()), int(stored.max())
         domain = np.arange(lo, hi + 1, dtype=np.int64)
-        table = _display_transform(ds, domain, stored)
+        table = _display_transform(ds, domain, stored, use_window)
         if lo >= 0:
             if lo > 0:
                 table = np.concatenate([np.zeros(lo, dtype=np.float32), table])
             return table[stored]
         return table[stored.astype(np.int32) - lo]
     values = stored.astype(np.float64)
-    return _display_transform(ds, values, values)
+    return _display_transform(ds, values, values, use_window)
 
 
 __all__ = [
@@ -160,6 +169,7 @@ __all__ = [
     "WINDOW_PERCENTILES",
     "DecodingError",
     "decode_pixels",
+    "has_voi",
     "is_for_processing",
     "to_display",
 ]

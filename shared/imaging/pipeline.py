@@ -19,7 +19,8 @@ from matplotlib import colormaps
 from PIL import Image
 
 from shared.dicom_vocabulary import laterality_from_dataset, projection_from_dataset
-from shared.imaging.display import to_display
+from shared.imaging.applicability import MIN_BREAST_AREA_FRACTION, NotEvaluable, header_gates, rendering_gates
+from shared.imaging.display import has_voi, to_display
 from shared.imaging.segmentation import ClassicSegmenter, Segmenter, segment_breast
 from shared.synth import STORED_CHEST_WALL_SIDE
 
@@ -28,8 +29,6 @@ View = Literal["CC", "MLO"]
 
 MODEL_INPUT_ROWS: Final[int] = 336
 MODEL_INPUT_COLS: Final[int] = 224
-#: Below this fraction of the image the breast is flagged as missing or badly exposed.
-MIN_BREAST_AREA_FRACTION: Final[float] = 0.05
 #: Longest side of the crop and magma PNG previews (the model input is made at full resolution).
 PREVIEW_MAX_SIDE: Final[int] = 1024
 #: Labels of ``mask.png`` (a palette PNG: black, white, grey): background, breast, pectoral muscle.
@@ -82,6 +81,13 @@ class PreprocessedView:
     laterality_from_image: bool = False
     view_from_image: bool = False
     segmentation_backend: str = "classic"
+    not_evaluable: list[NotEvaluable] = field(default_factory=list)
+    """Why the model must not score this view (:mod:`shared.imaging.applicability`); empty: it may."""
+
+    @property
+    def evaluable(self) -> bool:
+        """True when no gate stops the model from scoring this view."""
+        return not self.not_evaluable
 
 
 def view_of(ds: pydicom.Dataset) -> tuple[Laterality | None, View | None]:
@@ -282,9 +288,11 @@ def preprocess_view(ds: pydicom.Dataset, segmenter: Segmenter | None = None) -> 
     ``segmenter`` defaults to the classic backend. Flags: ``not_mg`` (Modality is not MG),
     ``laterality_missing`` and ``view_missing`` (the tags do not say; for a mammogram both are
     then taken from the image: chest-wall side, and a pectoral muscle means MLO),
-    ``breast_area_too_small`` (mask under 5 % of the image).
+    ``breast_area_too_small`` (mask under 5 % of the image). ``not_evaluable`` lists the gates the
+    view fails (:func:`shared.imaging.applicability.header_gates` and ``rendering_gates``).
     """
     segmenter = segmenter or ClassicSegmenter()
+    gates = header_gates(ds)
     prepared = oriented_image(ds)
     flags: list[str] = list(prepared.flags)
     image = prepared.image
@@ -297,6 +305,7 @@ def preprocess_view(ds: pydicom.Dataset, segmenter: Segmenter | None = None) -> 
     area = float(np.count_nonzero(mask)) / mask.size
     if area < MIN_BREAST_AREA_FRACTION:
         flags.append("breast_area_too_small")
+    gates += [gate for gate in rendering_gates(image, mask, windowed=has_voi(ds)) if gate not in gates]
     cropped, bbox = crop_to_mask(image, mask)
     crop = to_uint8(cropped)
     inside = mask[bbox[0] : bbox[1], bbox[2] : bbox[3]]
@@ -318,6 +327,7 @@ def preprocess_view(ds: pydicom.Dataset, segmenter: Segmenter | None = None) -> 
         laterality_from_image=prepared.laterality_from_image,
         view_from_image=view_guessed,
         segmentation_backend=segmenter.name,
+        not_evaluable=gates,
     )
 
 

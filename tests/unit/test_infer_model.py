@@ -38,8 +38,9 @@ def test_forward_output_shapes(backbone: str) -> None:
     x = torch.rand(2, 3, 336, 224)
     with torch.inference_mode():
         out = net(x, x.flip(0))
-    assert set(out) == {"malignancy_logit", "birads_logits", "density_logits"}
+    assert set(out) == {"malignancy_logit", "birads_logits", "density_logits", "ood_distance"}
     assert out["malignancy_logit"].shape == (2,)
+    assert out["ood_distance"].shape == (2,) and (out["ood_distance"] >= 0).all()
     assert out["birads_logits"].shape == (2, 7)
     assert out["density_logits"].shape == (2, 4)
     assert all(torch.isfinite(t).all() for t in out.values())

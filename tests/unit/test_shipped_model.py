@@ -55,7 +55,7 @@ def _lights(study: SyntheticStudy, predictor: TorchPredictor) -> str:
     breasts = [BreastInputs(side, cc=inputs[(side, "CC")], mlo=inputs[(side, "MLO")]) for side in ("R", "L")]
     assert predictor.calibrated_thresholds is not None
     high, low = predictor.calibrated_thresholds
-    light, _ = triage_light(predictor.predict(breasts), TriageThresholds(high=high, low=low), complete=True)
+    light, _ = triage_light(predictor.predict(breasts), TriageThresholds(high=high, low=low))
     return light
 
 

@@ -49,6 +49,8 @@ class ExportMetadata(BaseModel):
     """Triage threshold calibrated with the checkpoint (RED at or above), if it has one."""
     triage_low: float | None = None
     """Triage threshold calibrated with the checkpoint (GREEN below), if it has one."""
+    ood_threshold: float | None = None
+    """Feature distance above which a view is out of the training distribution, if calibrated."""
     weights_sha256: str | None = None
     torch_version: str = ""
     exported_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
