@@ -16,7 +16,8 @@ the way they do on real mammograms:
   large, round and scattered or vascular, malignant ones small, pleomorphic and clustered or
   fine-linear and branching; several findings per breast;
 - acquisition: full-field detectors (18 x 24 or 24 x 30 cm) at 0.05 to 0.1 mm, quantum noise from
-  the exposure, correlated by the detector, the paddle edge, burned-in laterality markers and labels;
+  the exposure, correlated by the detector, burned-in laterality markers and labels (the compression
+  paddle's edge is not drawn);
 - rendering, drawn per study: For Presentation (a vendor's tone curve and edge enhancement) or For
   Processing (the raw exposure, linear), 10 to 16 stored bits, MONOCHROME1 or 2, windows with
   LINEAR, LINEAR_EXACT or SIGMOID VOI LUT functions or a VOI LUT table, and different vendors'
