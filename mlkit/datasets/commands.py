@@ -2,8 +2,8 @@
 
 Heavy libraries are imported inside the commands, so that `mdd --help` stays fast.
 
-- ``mdd import-dataset --format dicom-csv|cbis-ddsm|ddsm SRC OUT``: build a training manifest
-  (CSV or JSON Lines, by OUT's extension) from a public or hospital data set.
+- ``mdd import-dataset --format dicom-csv|cbis-ddsm|ddsm|vindr|cmmd|inbreast|rsna SRC OUT``: build a
+  training manifest (CSV or JSON Lines, by OUT's extension) from a public or hospital data set.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ class DatasetFormat(str, Enum):
     dicom_csv = "dicom-csv"
     cbis_ddsm = "cbis-ddsm"
     ddsm = "ddsm"
+    vindr = "vindr"
+    cmmd = "cmmd"
+    inbreast = "inbreast"
+    rsna = "rsna"
 
 
 def _console() -> Console:
@@ -104,10 +108,26 @@ def import_dataset(
             from mlkit.datasets.cbis_ddsm import import_cbis_ddsm
 
             result = import_cbis_ddsm(src, csv_file or None)
-        else:
+        elif dataset_format is DatasetFormat.ddsm:
             from mlkit.datasets.ddsm import import_ddsm
 
             result = import_ddsm(src)
+        elif dataset_format is DatasetFormat.vindr:
+            from mlkit.datasets.vindr import import_vindr
+
+            result = import_vindr(src)
+        elif dataset_format is DatasetFormat.cmmd:
+            from mlkit.datasets.cmmd import import_cmmd
+
+            result = import_cmmd(src)
+        elif dataset_format is DatasetFormat.inbreast:
+            from mlkit.datasets.inbreast import import_inbreast
+
+            result = import_inbreast(src)
+        else:
+            from mlkit.datasets.rsna import import_rsna
+
+            result = import_rsna(src)
     except (DatasetImportError, ManifestError) as exc:
         raise _fail(str(exc)) from None
     if not result.rows:

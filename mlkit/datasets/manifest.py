@@ -17,7 +17,8 @@ malignancy     ``1`` malignant, ``0`` benign or normal, empty when unknown
 birads         BI-RADS category 0-6 (``4A/4B/4C`` read as 4), empty when unknown
 density        ACR density ``A``-``D`` (``1``-``4`` read as A-D), empty when unknown
 finding        free text: ``mass``, ``calcification``, ``mass+calcification``... empty when none
-source         ``synthetic``, ``dicom_csv``, ``cbis_ddsm`` or ``ddsm``
+source         ``synthetic``, ``dicom_csv``, ``cbis_ddsm``, ``ddsm``, ``vindr_mammo``, ``cmmd``, ``inbreast``
+               or ``rsna``
 split          ``train``, ``val`` or ``test``; empty when the trainer should split
 =============  ==============================================================================
 
@@ -33,14 +34,14 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 Laterality = Literal["R", "L"]
 View = Literal["CC", "MLO"]
 Density = Literal["A", "B", "C", "D"]
-Source = Literal["synthetic", "dicom_csv", "cbis_ddsm", "ddsm"]
+Source = Literal["synthetic", "dicom_csv", "cbis_ddsm", "ddsm", "vindr_mammo", "cmmd", "inbreast", "rsna"]
 Split = Literal["train", "val", "test"]
 ImageFormat = Literal["dicom", "ljpeg", "npy"]
 
@@ -58,7 +59,7 @@ MANIFEST_COLUMNS: Final[tuple[str, ...]] = (
     "split",
 )
 REQUIRED_COLUMNS: Final[tuple[str, ...]] = ("study_id", "patient_id", "laterality", "view", "image_path", "source")
-SOURCES: Final[tuple[str, ...]] = ("synthetic", "dicom_csv", "cbis_ddsm", "ddsm")
+SOURCES: Final[tuple[str, ...]] = get_args(Source)
 DENSITIES: Final[tuple[str, ...]] = ("A", "B", "C", "D")
 
 _LATERALITY_ALIASES: Final[dict[str, str]] = {"R": "R", "RIGHT": "R", "D": "R", "DERECHA": "R",

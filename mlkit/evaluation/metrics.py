@@ -117,20 +117,88 @@ def calibrate_thresholds(
 
 
 class OperatingPoint(BaseModel):
-    """Sensitivity and specificity of ``score >= threshold``."""
+    """Sensitivity and specificity of ``score >= threshold``, with bootstrap 95 % intervals."""
 
     threshold: float
     sensitivity: float
     specificity: float
+    sensitivity_ci: tuple[float, float] | None = None
+    specificity_ci: tuple[float, float] | None = None
 
 
-def operating_point(labels: np.ndarray, scores: np.ndarray, threshold: float) -> OperatingPoint:
-    """Sensitivity and specificity at ``threshold`` (known labels only)."""
+#: Bootstrap resamples behind every 95 % interval.
+BOOTSTRAP_RESAMPLES: int = 1000
+
+
+def _resamples(groups: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
+    """``n`` resamples of the indices, drawing whole groups (patients or studies) with replacement."""
+    rng = np.random.default_rng(seed)
+    unique, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(unique.size)]
+    out = []
+    for _ in range(n):
+        chosen = rng.integers(0, unique.size, unique.size)
+        out.append(np.concatenate([members[g] for g in chosen]))
+    return out
+
+
+def _interval(values: list[float]) -> tuple[float, float] | None:
+    finite = np.asarray([v for v in values if np.isfinite(v)])
+    if finite.size < 10:
+        return None
+    lo, hi = np.percentile(finite, (2.5, 97.5))
+    return (round(float(lo), 4), round(float(hi), 4))
+
+
+def _auc_or_nan(y: np.ndarray, s: np.ndarray) -> float:
+    return roc_auc(y, s) if 0 < int((y == 1).sum()) < y.size else float("nan")
+
+
+def bootstrap_auc(
+    labels: np.ndarray, scores: np.ndarray, groups: np.ndarray | None = None,
+    n: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+) -> tuple[float, float] | None:
+    """95 % percentile-bootstrap interval of the AUC, resampling whole ``groups`` (default: each item)."""
+    y, s = np.asarray(labels).astype(int), np.asarray(scores, dtype=np.float64)
+    g = np.arange(y.size) if groups is None else np.asarray(groups)
+    return _interval([_auc_or_nan(y[i], s[i]) for i in _resamples(g, n, seed)])
+
+
+def operating_point(
+    labels: np.ndarray, scores: np.ndarray, threshold: float, groups: np.ndarray | None = None,
+    n: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+) -> OperatingPoint:
+    """Sensitivity and specificity at ``threshold`` (known labels only), with bootstrap intervals."""
     y, s = np.asarray(labels), np.asarray(scores)
     pos, neg = y == 1, y == 0
-    sens = float((s[pos] >= threshold).mean()) if pos.any() else float("nan")
-    spec = float((s[neg] < threshold).mean()) if neg.any() else float("nan")
-    return OperatingPoint(threshold=threshold, sensitivity=sens, specificity=spec)
+
+    def sens_spec(index: np.ndarray) -> tuple[float, float]:
+        p, q = pos[index], neg[index]
+        sens = float((s[index][p] >= threshold).mean()) if p.any() else float("nan")
+        spec = float((s[index][q] < threshold).mean()) if q.any() else float("nan")
+        return sens, spec
+
+    sens, spec = sens_spec(np.arange(y.size))
+    draws = [sens_spec(i) for i in _resamples(np.arange(y.size) if groups is None else np.asarray(groups), n, seed)] if n else []
+    return OperatingPoint(
+        threshold=threshold, sensitivity=sens, specificity=spec,
+        sensitivity_ci=_interval([d[0] for d in draws]) if draws else None,
+        specificity_ci=_interval([d[1] for d in draws]) if draws else None,
+    )
+
+
+def exam_level(labels: np.ndarray, scores: np.ndarray, study_ids: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per exam (study): malignant when any breast is, scored by its most suspicious breast."""
+    order: dict[str, int] = {}
+    for study in study_ids:
+        order.setdefault(study, len(order))
+    y = np.full(len(order), -1, dtype=int)
+    s = np.full(len(order), -np.inf)
+    for label, score, study in zip(labels, scores, study_ids):
+        k = order[study]
+        y[k] = max(y[k], int(label))
+        s[k] = max(s[k], float(score))
+    return y, s, list(order)
 
 
 class Metrics(BaseModel):
@@ -148,6 +216,11 @@ class Metrics(BaseModel):
     density_confusion: list[list[int]]
     loss: float | None = None
     triage: dict[str, OperatingPoint] = Field(default_factory=dict)
+    malignancy_auc_ci: tuple[float, float] | None = Field(None, description="Bootstrap 95 % (per breast, by study)")
+    exams: int = 0
+    malignant_exams: int = 0
+    exam_auc: float = float("nan")
+    exam_auc_ci: tuple[float, float] | None = Field(None, description="Bootstrap 95 % (per exam)")
 
     def headline(self) -> dict[str, float]:
         """The numbers printed per epoch and in the model card."""
@@ -174,10 +247,15 @@ def compute_metrics(
     *,
     loss: float | None = None,
     thresholds: Sequence[float] = (),
+    study_ids: Sequence[str] | None = None,
+    intervals: bool = True,
 ) -> Metrics:
     """Metrics of predicted ``scores`` and class probabilities against the labels (``-1`` unknown).
 
     ``thresholds`` adds the sensitivity/specificity at each of those cut-offs (key = the value).
+    With ``study_ids`` the exam-level AUC is added, and with ``intervals`` every AUC and operating
+    point gets its bootstrap 95 % interval (breasts resampled by study, so both breasts of a woman
+    move together).
     """
     m_known = malignancy >= 0
     y, s = malignancy[m_known].astype(int), scores[m_known]
@@ -186,6 +264,11 @@ def compute_metrics(
     sens90 = sensitivity_at_specificity(y, s, 0.9) if both else float("nan")
     predicted = (s >= 0.5).astype(int)
     b_known, d_known = birads >= 0, density >= 0
+    studies = list(study_ids) if study_ids is not None else [str(i) for i in range(malignancy.size)]
+    known_studies = [st for st, k in zip(studies, m_known) if k]
+    groups = np.asarray(known_studies)
+    exam_y, exam_s, _ = exam_level(y, s, known_studies) if study_ids is not None else (np.zeros(0, int), np.zeros(0), [])
+    resamples = BOOTSTRAP_RESAMPLES if intervals else 0
     b_pred, d_pred = birads_probs.argmax(axis=1), density_probs.argmax(axis=1)
     return Metrics(
         breasts=int(malignancy.size),
@@ -199,13 +282,21 @@ def compute_metrics(
         birads_confusion=confusion_matrix(birads[b_known], b_pred[b_known], len(BIRADS_CLASSES)),
         density_confusion=confusion_matrix(density[d_known], d_pred[d_known], len(DENSITY_CLASSES)),
         loss=loss,
-        triage={f"{t:.4f}": operating_point(y, s, t) for t in thresholds},
+        triage={f"{t:.4f}": operating_point(y, s, t, groups, n=resamples) for t in thresholds},
+        malignancy_auc_ci=bootstrap_auc(y, s, groups, n=resamples) if both and intervals else None,
+        exams=len(exam_y),
+        malignant_exams=int((exam_y == 1).sum()),
+        exam_auc=_auc_or_nan(exam_y, exam_s) if len(exam_y) else float("nan"),
+        exam_auc_ci=bootstrap_auc(exam_y, exam_s, n=resamples) if intervals and len(exam_y) else None,
     )
 
 
 __all__ = [
+    "BOOTSTRAP_RESAMPLES",
     "Metrics",
     "OperatingPoint",
+    "bootstrap_auc",
+    "exam_level",
     "RED_SENSITIVITY",
     "Thresholds",
     "YELLOW_SENSITIVITY",

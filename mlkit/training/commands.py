@@ -36,6 +36,7 @@ def train_command(
     manifest: Annotated[Optional[Path], typer.Option(help="Manifiesto CSV/JSONL de entrenamiento / training manifest")] = None,
     synthetic: Annotated[Optional[int], typer.Option(help="Estudios sintéticos a generar / synthetic studies")] = None,
     seed: Annotated[int, typer.Option(help="Semilla de los datos sintéticos / synthetic data seed")] = 2024,
+    generator: Annotated[int, typer.Option(min=1, max=2, help="Versión del generador sintético / synthetic generator")] = 2,
     backbone: Annotated[str, typer.Option(help="efficientnet_b0, compact_cnn o small_cnn")] = "efficientnet_b0",
     epochs: Annotated[int, typer.Option(help="Épocas máximas / maximum epochs")] = 20,
     batch_size: Annotated[int, typer.Option(help="Mamas por lote / breasts per batch")] = 16,
@@ -44,10 +45,15 @@ def train_command(
     focal: Annotated[bool, typer.Option(help="Pérdida focal en malignidad y BI-RADS / focal loss")] = False,
     gamma: Annotated[float, typer.Option(help="Exponente de la pérdida focal / focal gamma")] = 2.0,
     val_fraction: Annotated[float, typer.Option(help="Fracción de pacientes para validación / validation share")] = 0.15,
+    calibration_fraction: Annotated[
+        float, typer.Option(help="Fracción para calibrar temperatura y umbrales / calibration share")
+    ] = 0.15,
+    augment: Annotated[bool, typer.Option(help="Aumento de datos / augmentation")] = True,
+    balance: Annotated[bool, typer.Option(help="Pesar los casos malignos / weight malignant cases")] = True,
     split_seed: Annotated[int, typer.Option(help="Semilla de la partición / split seed")] = 0,
     train_seed: Annotated[int, typer.Option(help="Semilla de pesos y orden / weights and order seed")] = 0,
     threads: Annotated[int, typer.Option(help="Hilos de torch (0 = por omisión) / torch threads")] = 0,
-    device: Annotated[str, typer.Option(help="cpu o cuda")] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu, cuda o auto (la GPU si hay) / cpu, cuda or auto")] = "auto",
     checkpoint_dir: Annotated[Optional[Path], typer.Option(help="last.pt y best.pt (por omisión OUT/checkpoints)")] = None,
     weights_name: Annotated[str, typer.Option(help="Nombre del checkpoint final / final checkpoint name")] = "model.pt",
     holdout_synthetic: Annotated[int, typer.Option(help="Estudios sintéticos de prueba aparte (0 = ninguno)")] = 0,
@@ -69,32 +75,42 @@ def train_command(
     console = Console()
     cache = cache_dir_or_default(cache_dir)
     try:
-        source = DataSource(manifest=manifest, synthetic=synthetic, seed=seed, cache_dir=cache)
+        source = DataSource(manifest=manifest, synthetic=synthetic, seed=seed, generator=generator, cache_dir=cache)
         config = TrainConfig(
             backbone=backbone, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
             patience=patience, seed=train_seed, device=device, threads=threads,
-            loss=LossConfig(focal=focal, gamma=gamma),
+            loss=LossConfig(focal=focal, gamma=gamma), augment=augment, balance_classes=balance,
         )
     except ValidationError as exc:
         fail(str(exc))
         return
-    holdout = DataSource(synthetic=holdout_synthetic, seed=holdout_seed, cache_dir=cache) if holdout_synthetic else None
-    data_arg = f"--manifest {manifest}" if manifest is not None else f"--synthetic {synthetic} --seed {seed}"
+    holdout = (
+        DataSource(synthetic=holdout_synthetic, seed=holdout_seed, generator=generator, cache_dir=cache)
+        if holdout_synthetic else None
+    )
+    data_arg = (
+        f"--manifest {manifest}" if manifest is not None else f"--synthetic {synthetic} --seed {seed} --generator {generator}"
+    )
     reproduce = (
         f"mdd train {data_arg} --backbone {backbone} --epochs {epochs} --batch-size {batch_size} "
         f"--lr {learning_rate} --patience {patience} {'--focal' if focal else '--no-focal'} --gamma {gamma} "
-        f"--val-fraction {val_fraction} --split-seed {split_seed} --train-seed {train_seed}"
+        f"--val-fraction {val_fraction} --calibration-fraction {calibration_fraction} --split-seed {split_seed} "
+        f"--train-seed {train_seed} {'--augment' if augment else '--no-augment'} "
+        f"{'--balance' if balance else '--no-balance'} --device {device}"
         + (f" --holdout-synthetic {holdout_synthetic} --holdout-seed {holdout_seed}" if holdout else "")
         + (f" --weights-name {weights_name}" if weights_name != "model.pt" else "")
     )
     disclaimer(console)
     console.print(f"Datos / data: {source.describe()}")
     result = run_training(
-        config, source, out, val_fraction=val_fraction, split_seed=split_seed, checkpoint_dir=checkpoint_dir,
+        config, source, out, val_fraction=val_fraction, calibration_fraction=calibration_fraction,
+        split_seed=split_seed, checkpoint_dir=checkpoint_dir,
         weights_name=weights_name, holdout=holdout, reproduce=reproduce, notes=list(note or []), progress=progress,
         on_epoch=lambda record: print_epoch(console, record),
     )
     print_metrics(console, result.validation, f"Validación, mejor época {result.best_epoch} / validation, best epoch")
+    if result.calibration is not None:
+        print_metrics(console, result.calibration, f"Calibración (temperatura {result.temperature:.3f}) / calibration")
     if result.holdout is not None:
         print_metrics(console, result.holdout, "Prueba aparte / held-out")
     t = result.thresholds

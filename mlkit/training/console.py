@@ -17,6 +17,10 @@ def _f(value: float | None) -> str:
     return "—" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
+def _with_ci(value: float | None, interval: tuple[float, float] | None) -> str:
+    return f"{_f(value)} ({interval[0]:.4f}–{interval[1]:.4f})" if interval is not None else _f(value)
+
+
 def disclaimer(console: Console) -> None:
     """Print the demonstration-model notice (Spanish, then English)."""
     console.print(f"[yellow]{DISCLAIMER_ES}\n{DISCLAIMER_EN}[/]")
@@ -50,7 +54,11 @@ def print_metrics(console: Console, metrics: Metrics, title: str) -> None:
     table.add_column("métrica / metric")
     table.add_column("valor / value", justify="right")
     table.add_row("mamas / breasts (malignas / malignant)", f"{metrics.breasts} ({metrics.malignant})")
-    table.add_row("AUC de malignidad / malignancy AUC", _f(metrics.malignancy_auc))
+    table.add_row("AUC de malignidad por mama / per-breast malignancy AUC (IC 95 % / 95 % CI)",
+                  _with_ci(metrics.malignancy_auc, metrics.malignancy_auc_ci))
+    if metrics.exams:
+        table.add_row(f"AUC por examen / per-exam AUC ({metrics.exams} exámenes / exams)",
+                      _with_ci(metrics.exam_auc, metrics.exam_auc_ci))
     table.add_row("exactitud de malignidad (0.5) / malignancy accuracy", _f(metrics.malignancy_accuracy))
     table.add_row("sensibilidad a 90 % de especificidad / sensitivity at 90 % specificity",
                   _f(metrics.sensitivity_at_90_specificity))
@@ -58,7 +66,7 @@ def print_metrics(console: Console, metrics: Metrics, title: str) -> None:
     table.add_row("exactitud de BI-RADS / BI-RADS accuracy", _f(metrics.birads_accuracy))
     for key, point in metrics.triage.items():
         table.add_row(f"umbral / threshold {key}: sensibilidad, especificidad / sensitivity, specificity",
-                      f"{_f(point.sensitivity)}, {_f(point.specificity)}")
+                      f"{_with_ci(point.sensitivity, point.sensitivity_ci)}, {_with_ci(point.specificity, point.specificity_ci)}")
     console.print(table)
     console.print(_matrix("Malignidad (corte 0.5) / malignancy (0.5 cut-off)", metrics.malignancy_confusion, ["0", "1"]))
     console.print(_matrix("Densidad ACR / ACR density", metrics.density_confusion, list(DENSITY_CLASSES)))

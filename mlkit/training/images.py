@@ -62,6 +62,20 @@ def _cache_name(path: Path) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32] + ".npy"
 
 
+def view_file(path: str | Path, cache_dir: Path | None) -> Path:
+    """The ``.npy`` file holding the ``uint8`` model input of an image file, preprocessed into
+    ``cache_dir`` first for DICOM and LJPEG files (which then need a cache)."""
+    source = Path(path)
+    if source.suffix.lower() == ".npy":
+        return source
+    if cache_dir is None:
+        raise ValueError(f"{source}: hace falta una caché para preprocesar / a cache folder is needed")
+    cached = cache_dir / _cache_name(source)
+    if not cached.is_file():
+        load_view(source, cache_dir)
+    return cached
+
+
 def load_view(path: str | Path, cache_dir: Path | None = None) -> np.ndarray:
     """The ``uint8`` model input of one image file (``.npy``, DICOM or ``.LJPEG``).
 
@@ -83,4 +97,4 @@ def load_view(path: str | Path, cache_dir: Path | None = None) -> np.ndarray:
     return image
 
 
-__all__ = ["INPUT_SHAPE", "load_view", "preprocess_dicom", "to_bytes", "to_float"]
+__all__ = ["INPUT_SHAPE", "load_view", "preprocess_dicom", "to_bytes", "to_float", "view_file"]

@@ -21,6 +21,9 @@ class Outputs:
     birads_probs: np.ndarray
     density_probs: np.ndarray
     loss: float | None = None
+    logits: np.ndarray | None = None
+    """Malignancy logits (N), before the sigmoid."""
+    ood_distances: np.ndarray | None = None
 
 
 def batch_tensors(images: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,7 +56,7 @@ def predict_set(
     """
     model.eval()
     dev = torch.device(device)
-    scores, birads, density = [], [], []
+    scores, birads, density, logits, distances = [], [], [], [], []
     total = 0.0
     with torch.inference_mode():
         for start in range(0, len(data), batch_size):
@@ -63,13 +66,16 @@ def predict_set(
             if loss_config is not None:
                 batch_loss = multitask_loss(out, label_tensors(data, window, dev), loss_config)["total"]
                 total += float(batch_loss) * cc.shape[0]
+            logits.append(out["malignancy_logit"].float().cpu().numpy())
+            distances.append(out["ood_distance"].float().cpu().numpy())
             scores.append(torch.sigmoid(out["malignancy_logit"]).cpu().numpy())
             birads.append(torch.softmax(out["birads_logits"], dim=1).cpu().numpy())
             density.append(torch.softmax(out["density_logits"], dim=1).cpu().numpy())
     if not scores:
         return Outputs(np.zeros(0), np.zeros((0, 7)), np.zeros((0, 4)))
     loss = total / len(data) if loss_config is not None else None
-    return Outputs(np.concatenate(scores), np.concatenate(birads), np.concatenate(density), loss)
+    return Outputs(np.concatenate(scores), np.concatenate(birads), np.concatenate(density), loss,
+                   np.concatenate(logits), np.concatenate(distances))
 
 
 __all__ = ["Outputs", "batch_tensors", "label_tensors", "predict_set"]

@@ -42,6 +42,9 @@ class LossConfig(BaseModel):
     malignancy_weight: float = Field(1.0, ge=0)
     birads_weight: float = Field(0.5, ge=0)
     density_weight: float = Field(0.5, ge=0)
+    malignancy_pos_weight: float | None = Field(
+        None, gt=0, description="Peso de los casos malignos (desbalance) / weight of malignant breasts (imbalance)"
+    )
 
 
 def multitask_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor], config: LossConfig) -> dict[str, Tensor]:
@@ -56,10 +59,15 @@ def multitask_loss(outputs: dict[str, Tensor], targets: dict[str, Tensor], confi
     known = targets["malignancy"] >= 0
     if known.any():
         logits, labels = outputs["malignancy_logit"][known], targets["malignancy"][known]
+        weight = config.malignancy_pos_weight
         if config.focal:
-            losses["malignancy"] = binary_focal_loss(logits, labels, config.gamma)
+            alpha = weight / (1.0 + weight) if weight is not None else None
+            losses["malignancy"] = binary_focal_loss(logits, labels, config.gamma, alpha)
         else:
-            losses["malignancy"] = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+            pos_weight = torch.tensor(weight, dtype=logits.dtype, device=logits.device) if weight is not None else None
+            losses["malignancy"] = F.binary_cross_entropy_with_logits(
+                logits, labels.to(logits.dtype), pos_weight=pos_weight
+            )
     else:
         losses["malignancy"] = zero
 

@@ -27,6 +27,21 @@ DISCLAIMER_EN: Final[str] = (
     "validated, and never a substitute for the radiologist's reading."
 )
 PLOT_NAMES: Final[tuple[str, ...]] = ("roc.png", "confusion.png", "loss.png")
+LABELS_V1: Final[str] = (
+    "Etiquetas / labels: normal → BI-RADS 1; masa ovalada circunscrita con halo o calcificaciones gruesas "
+    "dispersas → 2; masa ovalada pequeña levemente lobulada → 3; masa irregular o cúmulo de "
+    "calcificaciones finas → 4; masa espiculada o calcificaciones lineales ramificadas → 5. Malignidad = "
+    "BI-RADS 4-5. Densidad ACR por la fracción fibroglandular: A < 0.25 ≤ B < 0.50 ≤ C < 0.75 ≤ D."
+)
+LABELS_V2: Final[str] = (
+    "Etiquetas / labels (`shared/synth_v2.py`): sin hallazgos → BI-RADS 1; quiste, fibroadenoma, calcificaciones "
+    "dispersas, vasculares o gruesas → 2; masa ovalada pequeña circunscrita o grupo de calcificaciones puntiformes "
+    "→ 3; masa irregular de margen indistinto o cúmulo de calcificaciones pleomórficas finas → 4; masa espiculada "
+    "o calcificaciones finas lineales ramificadas → 5; la mama toma el peor hallazgo. Malignidad = BI-RADS 4-5. "
+    "Densidad ACR por la parte densa de la mama (continua, con casos en los límites): A < 0.25 ≤ B < 0.50 ≤ C < "
+    "0.75 ≤ D / the breast takes its worst finding; malignancy = BI-RADS 4-5; ACR density from the dense share of "
+    "the breast (continuous, borderline cases included)."
+)
 
 
 def _pyplot():  # type: ignore[no-untyped-def]
@@ -147,6 +162,10 @@ class CardData(BaseModel):
     training_seconds: float
     validation: Metrics
     thresholds: Thresholds
+    calibration: Metrics | None = None
+    temperature: float = 1.0
+    ood_threshold: float | None = None
+    ood_description: str = ""
     holdout: Metrics | None = None
     holdout_description: str = ""
     plots_folder: str = "plots"
@@ -158,11 +177,37 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"
 
 
+def _ci(value: float | None, interval: tuple[float, float] | None) -> str:
+    shown = _fmt(value)
+    return f"{shown} ({interval[0]:.3f}–{interval[1]:.3f})" if interval is not None and shown != "—" else shown
+
+
 def _metrics_rows(name: str, m: Metrics) -> str:
     return (
-        f"| {name} | {m.breasts} | {m.malignant} | {_fmt(m.malignancy_auc)} | {_fmt(m.malignancy_accuracy)} | "
+        f"| {name} | {m.breasts} | {m.malignant} | {_ci(m.malignancy_auc, m.malignancy_auc_ci)} | "
+        f"{m.exams} | {_ci(m.exam_auc, m.exam_auc_ci)} | {_fmt(m.malignancy_accuracy)} | "
         f"{_fmt(m.sensitivity_at_90_specificity)} | {_fmt(m.density_accuracy)} | {_fmt(m.birads_accuracy)} |"
     )
+
+
+#: Where ``mdd evaluate --robustness --card`` writes its table.
+ROBUSTNESS_START: Final[str] = "<!-- robustness:start -->"
+ROBUSTNESS_END: Final[str] = "<!-- robustness:end -->"
+
+PRETRAINED_NOTE: Final[str] = (
+    "Pesos preentrenados / pretrained weights: ninguno; no pueden descargarse aquí y la red se construye con "
+    "`weights=None`. Con EfficientNet-B0 preentrenada en ImageNet (`--backbone efficientnet_b0`) la red partiría "
+    "de filtros de bordes y texturas ya aprendidos: en mastografía real eso suele dar mejor AUC con menos datos y "
+    "menos épocas, sobre todo con pocos casos malignos. Un hospital que tenga el archivo oficial de torchvision "
+    "(`efficientnet_b0_rwightman-7f5810bc.pth`) lo carga en la red base antes de entrenar: "
+    "`net = TwoViewNet('efficientnet_b0'); net.features.load_state_dict({k.removeprefix('features.'): v for k, v in "
+    "torch.load(path).items() if k.startswith('features.')})`, y entrena con una tasa de aprendizaje menor "
+    "(1e-4 a 3e-4). / None: they cannot be downloaded here and the network is built with `weights=None`. An "
+    "ImageNet-pretrained EfficientNet-B0 would start from learned edge and texture filters, which on real "
+    "mammograms usually means a better AUC with less data and fewer epochs, especially with few malignant cases. "
+    "A hospital with torchvision's official file loads it into the backbone before training (code above) and "
+    "trains with a lower learning rate."
+)
 
 
 def _table(matrix: list[list[int]], names: Sequence[str]) -> str:
@@ -218,10 +263,7 @@ def model_card(card: CardData) -> str:
         )
     lines += [
         "",
-        "Etiquetas / labels: normal → BI-RADS 1; masa ovalada circunscrita con halo o calcificaciones gruesas "
-        "dispersas → 2; masa ovalada pequeña levemente lobulada → 3; masa irregular o cúmulo de "
-        "calcificaciones finas → 4; masa espiculada o calcificaciones lineales ramificadas → 5. Malignidad = "
-        "BI-RADS 4-5. Densidad ACR por la fracción fibroglandular: A < 0.25 ≤ B < 0.50 ≤ C < 0.75 ≤ D.",
+        LABELS_V2 if "generador 2" in card.trained_on else LABELS_V1,
         "",
         "## Entrenamiento / training",
         "",
@@ -235,20 +277,41 @@ def model_card(card: CardData) -> str:
         "",
         "## Métricas por mama / breast-level metrics",
         "",
-        "| conjunto / set | mamas / breasts | malignas / malignant | AUC | exactitud / accuracy (0.5) | "
-        "sens. @ 90 % espec. | exactitud densidad / density acc. | exactitud BI-RADS / acc. |",
-        "|---|---|---|---|---|---|---|---|",
+        "Intervalos de 95 % por bootstrap (1000 remuestreos; las mamas se remuestrean por estudio) / bootstrap 95 % "
+        "intervals (1,000 resamples; breasts resampled by study). Examen / exam: la mama más sospechosa del "
+        "estudio / the study's most suspicious breast.",
+        "",
+        "| conjunto / set | mamas / breasts | malignas / malignant | AUC por mama / per breast | exámenes / exams | "
+        "AUC por examen / per exam | exactitud / accuracy (0.5) | sens. @ 90 % espec. | exactitud densidad / "
+        "density acc. | exactitud BI-RADS / acc. |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         _metrics_rows("validación / validation", card.validation),
     ]
+    if card.calibration is not None:
+        lines.append(_metrics_rows("calibración / calibration", card.calibration))
     if card.holdout is not None:
         lines.append(_metrics_rows("prueba aparte / held-out", card.holdout))
         if card.holdout_description:
             lines += ["", card.holdout_description]
     lines += [
         "",
+        "## Calibración / calibration",
+        "",
+        f"- Temperatura de la puntuación de malignidad / malignancy score temperature: {card.temperature:.3f} "
+        "(ajustada en las mamas de calibración y ya incluida en la cabeza de malignidad / fitted on the "
+        "calibration breasts and folded into the malignancy head).",
+    ]
+    if card.ood_threshold is not None:
+        lines.append(
+            f"- Control de distribución / distribution check: `ood_threshold` = {card.ood_threshold:.4g}. "
+            f"{card.ood_description}. Una mama por encima nunca es ROJO ni VERDE / a breast above it is never RED "
+            "or GREEN."
+        )
+    lines += [
+        "",
         "## Umbrales del semáforo de triaje / triage light thresholds",
         "",
-        f"Calibrados en validación / calibrated on validation: **ROJO / RED: puntuación ≥ {t.high:.4f}** "
+        f"Calibrados en calibración / calibrated on calibration: **ROJO / RED: puntuación ≥ {t.high:.4f}** "
         f"(sensibilidad ≥ {t.red_sensitivity:.0%}), **VERDE / GREEN: puntuación < {t.low:.4f}** "
         f"(ROJO o AMARILLO con sensibilidad ≥ {t.yellow_sensitivity:.0%} / RED or YELLOW at that sensitivity). "
         "Se guardan en el checkpoint (`triage_high`, `triage_low`) y el servicio infer los usa salvo que "
@@ -258,11 +321,13 @@ def model_card(card: CardData) -> str:
         "| conjunto / set | umbral / threshold | sensibilidad / sensitivity | especificidad / specificity |",
         "|---|---|---|---|",
     ]
-    for set_name, metrics in (("validación / validation", card.validation), ("prueba aparte / held-out", card.holdout)):
+    for set_name, metrics in (("calibración / calibration", card.calibration), ("validación / validation", card.validation),
+                              ("prueba aparte / held-out", card.holdout)):
         if metrics is None:
             continue
         for key, point in metrics.triage.items():
-            lines.append(f"| {set_name} | {key} | {_fmt(point.sensitivity)} | {_fmt(point.specificity)} |")
+            lines.append(f"| {set_name} | {key} | {_ci(point.sensitivity, point.sensitivity_ci)} | "
+                         f"{_ci(point.specificity, point.specificity_ci)} |")
     lines += [
         "",
         "## Matrices de confusión (validación) / confusion matrices (validation)",
@@ -279,10 +344,17 @@ def model_card(card: CardData) -> str:
         f"![confusión / confusion]({card.plots_folder}/confusion.png)",
         f"![pérdida / loss]({card.plots_folder}/loss.png)",
         "",
+        "## Robustez / robustness",
+        "",
+        ROBUSTNESS_START,
+        "Sin medir todavía: `mdd evaluate --robustness --card` escribe aquí la tabla / not measured yet.",
+        ROBUSTNESS_END,
+        "",
         "## Limitaciones / limitations",
         "",
-        "- Solo fantomas sintéticos de `shared/synth.py` y `shared/synth_labels.py`; ninguna imagen real. / "
-        "Synthetic phantoms only; no real image.",
+        f"- {PRETRAINED_NOTE}",
+        "- Solo fantomas sintéticos (`shared/synth_v2.py`, `shared/synth.py`, `shared/synth_labels.py`); ninguna "
+        "imagen real. / Synthetic phantoms only; no real image.",
         "- Las lesiones sintéticas son caricaturas; una red que las distingue no sabe leer mastografías. / "
         "Synthetic lesions are caricatures; telling them apart is not reading mammograms.",
         "- BI-RADS 0 y 6 nunca aparecen en el entrenamiento. / BI-RADS 0 and 6 never occur in training.",
@@ -303,6 +375,9 @@ def write_model_card(card: CardData, path: Path) -> Path:
 
 __all__ = [
     "CardData",
+    "PRETRAINED_NOTE",
+    "ROBUSTNESS_END",
+    "ROBUSTNESS_START",
     "DISCLAIMER_EN",
     "DISCLAIMER_ES",
     "PLOT_NAMES",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from mlkit.datasets.manifest import read_manifest
 from mlkit.training.data import BreastSet, load_breasts
@@ -17,6 +17,7 @@ class DataSource(BaseModel):
     manifest: Path | None = None
     synthetic: int | None = None
     seed: int = 0
+    generator: int = Field(2, ge=1, le=2, description="Versión del generador sintético / synthetic generator version")
     split: str | None = None
     cache_dir: Path = Path("var/training-cache")
 
@@ -31,10 +32,11 @@ class DataSource(BaseModel):
     def describe(self) -> str:
         """One bilingual line for checkpoints and model cards (no local paths)."""
         if self.synthetic is not None:
+            module = "shared/synth_v2.py" if self.generator == 2 else "shared/synth_labels.py"
             return (
-                f"Fantomas sintéticos etiquetados (shared/synth_labels.py): {self.synthetic} estudios de cuatro "
-                f"vistas, semilla de datos {self.seed} / labelled synthetic phantoms: {self.synthetic} four-view "
-                f"studies, data seed {self.seed}"
+                f"Fantomas sintéticos etiquetados ({module}, generador {self.generator}): {self.synthetic} estudios "
+                f"de cuatro vistas, semilla de datos {self.seed} / labelled synthetic phantoms (generator "
+                f"{self.generator}): {self.synthetic} four-view studies, data seed {self.seed}"
             )
         assert self.manifest is not None
         part = f", partición / split {self.split}" if self.split else ""
@@ -42,12 +44,15 @@ class DataSource(BaseModel):
 
     def synthetic_folder(self) -> Path:
         """Folder of the synthetic data set of this source (inside the cache)."""
-        return self.cache_dir / f"synthetic-{self.seed}-{self.synthetic}"
+        version = f"v{self.generator}-" if self.generator != 1 else ""
+        return self.cache_dir / f"synthetic-{version}{self.seed}-{self.synthetic}"
 
     def load(self, *, progress: bool = True) -> BreastSet:
         """Read (and, for synthetic data, first write) the labelled breasts."""
         if self.synthetic is not None:
-            rows = synthetic_manifest_rows(self.synthetic_folder(), self.synthetic, self.seed, progress=progress)
+            rows = synthetic_manifest_rows(
+                self.synthetic_folder(), self.synthetic, self.seed, progress=progress, generator=self.generator
+            )
         else:
             assert self.manifest is not None
             rows = read_manifest(self.manifest)

@@ -1,7 +1,8 @@
 """Write a labelled synthetic data set: preprocessed views (``.npy``) plus a training manifest.
 
-Each study of :mod:`shared.synth_labels` is drawn, its four views go through the service's
-preprocessing, and the ``uint8`` model inputs are saved as
+Each study of :mod:`shared.synth_labels` (generator 1) or :mod:`shared.synth_v2` (generator 2) is
+drawn, its four views go through the service's preprocessing, and the ``uint8`` model inputs are
+saved as
 ``<folder>/images/<accession>/<laterality>_<view>.npy``. ``<folder>/manifest.csv`` lists them in
 the project's manifest format (:mod:`mlkit.datasets.manifest`), so training and
 evaluation read synthetic and real data the same way, and epochs never preprocess again.
@@ -9,6 +10,7 @@ evaluation read synthetic and real data the same way, and epochs never preproces
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Final
 
@@ -17,7 +19,7 @@ from rich.progress import Progress
 
 from mlkit.datasets.manifest import ManifestRow, read_manifest, write_manifest
 from mlkit.training.images import to_bytes
-from shared.synth_labels import LabelledStudy, case_seeds, make_labelled_study
+from shared.synth_labels import LabelledStudy, case_seeds, density_category, make_labelled_study
 
 MANIFEST_NAME: Final[str] = "manifest.csv"
 
@@ -51,16 +53,54 @@ def study_rows(labelled: LabelledStudy, folder: Path) -> list[ManifestRow]:
     return rows
 
 
-def write_synthetic_dataset(folder: str | Path, count: int, seed: int, *, progress: bool = True) -> Path:
+def study_rows_v2(study_seed: int, folder: Path) -> list[ManifestRow]:
+    """Draw study ``study_seed`` of the second generator, preprocess its views into ``folder`` and
+    return their rows. Density is the category of the dense share the two views of a breast show."""
+    from shared import synth_v2
+    from shared.imaging.pipeline import preprocess_view
+    from shared.synth import STANDARD_VIEWS, study_identity
+
+    case = synth_v2.sample_case(study_seed)
+    identity = study_identity(study_seed)
+    drawn = {key: synth_v2.draw_view(case, *key) for key in STANDARD_VIEWS}
+    rows = []
+    for laterality, view in STANDARD_VIEWS:
+        stored = synth_v2.make_view(case, laterality, view, identity, drawn=drawn[(laterality, view)])
+        image = to_bytes(preprocess_view(stored.dataset).model_input)
+        path = folder / "images" / identity.accession_number / f"{laterality}_{view}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, image)
+        breast = case.breast(laterality)
+        dense = (drawn[(laterality, "CC")].dense_fraction + drawn[(laterality, "MLO")].dense_fraction) / 2.0
+        rows.append(
+            ManifestRow(
+                study_id=identity.study_uid,
+                patient_id=identity.patient_id,
+                laterality=laterality,
+                view=view,
+                image_path=str(path.relative_to(folder).as_posix()),
+                malignancy=int(breast.malignant),
+                birads=breast.birads,
+                density=density_category(min(max(dense, 0.0), 1.0)),
+                finding="+".join(lesion.kind for lesion in breast.lesions) or None,
+                source="synthetic",
+            )
+        )
+    return rows
+
+
+def write_synthetic_dataset(
+    folder: str | Path, count: int, seed: int, *, progress: bool = True, generator: int = 1
+) -> Path:
     """Write ``count`` labelled studies drawn from data-set ``seed`` into ``folder``; return the manifest.
 
     An existing manifest with the same number of studies is reused (the content is a pure
-    function of ``count`` and ``seed``; a ``.seed`` file records which).
+    function of ``count``, ``seed`` and ``generator``; a ``.seed`` file records which).
     """
     base = Path(folder)
     manifest = base / MANIFEST_NAME
     stamp = base / ".seed"
-    wanted = f"{seed} {count}"
+    wanted = f"{seed} {count}" + (f" v{generator}" if generator != 1 else "")
     if manifest.is_file() and stamp.is_file() and stamp.read_text().strip() == wanted:
         return manifest
     base.mkdir(parents=True, exist_ok=True)
@@ -69,16 +109,26 @@ def write_synthetic_dataset(folder: str | Path, count: int, seed: int, *, progre
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("Estudios sintéticos / synthetic studies", total=count)
         for study_seed in seeds:
-            rows.extend(study_rows(make_labelled_study(study_seed), base))
+            # Each finished study leaves its rows beside its images, so an interrupted run resumes there.
+            done = base / "studies" / f"{study_seed}.json"
+            if done.is_file():
+                rows.extend(ManifestRow.model_validate(r) for r in json.loads(done.read_text(encoding="utf-8")))
+            else:
+                made = study_rows_v2(study_seed, base) if generator == 2 else study_rows(make_labelled_study(study_seed), base)
+                done.parent.mkdir(parents=True, exist_ok=True)
+                done.write_text(json.dumps([r.model_dump() for r in made]), encoding="utf-8")
+                rows.extend(made)
             bar.advance(task)
     write_manifest(rows, manifest)
     stamp.write_text(wanted + "\n")
     return manifest
 
 
-def synthetic_manifest_rows(folder: str | Path, count: int, seed: int, *, progress: bool = True) -> list[ManifestRow]:
+def synthetic_manifest_rows(
+    folder: str | Path, count: int, seed: int, *, progress: bool = True, generator: int = 1
+) -> list[ManifestRow]:
     """Rows of the synthetic data set (written first when missing), with absolute image paths."""
-    return read_manifest(write_synthetic_dataset(folder, count, seed, progress=progress))
+    return read_manifest(write_synthetic_dataset(folder, count, seed, progress=progress, generator=generator))
 
 
-__all__ = ["MANIFEST_NAME", "study_rows", "synthetic_manifest_rows", "write_synthetic_dataset"]
+__all__ = ["MANIFEST_NAME", "study_rows", "study_rows_v2", "synthetic_manifest_rows", "write_synthetic_dataset"]

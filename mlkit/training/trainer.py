@@ -1,8 +1,11 @@
 """The training loop: seeded epochs, validation metrics, checkpoints and early stopping.
 
-Each epoch trains on shuffled batches, evaluates on the validation breasts, writes
-``last.pt`` and, when validation AUC improves (ties broken by validation loss), ``best.pt``.
-Training stops after ``patience`` epochs without improvement or at ``epochs``.
+Each epoch trains on shuffled batches streamed from disk and augmented (:mod:`.augment`),
+evaluates on the validation breasts, writes ``last.pt`` and, when validation AUC improves (ties
+broken by validation loss), ``best.pt``. Training stops after ``patience`` epochs without
+improvement or at ``epochs``. Malignant breasts weigh ``n_benign / n_malignant`` in the loss
+(class imbalance); on a GPU (``device="auto"`` picks one when there is one) the forward and
+backward passes run in mixed precision.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from services.infer.checkpoint import load_checkpoint, save_checkpoint
 from services.infer.model import BACKBONE_MODEL_NAMES, BACKBONES, MODEL_VERSION, TwoViewNet
 from mlkit.training.data import BreastSet
+from mlkit.training.augment import Augmentation, augment_batch
 from mlkit.training.inference import Outputs, batch_tensors, label_tensors, predict_set
 from mlkit.training.losses import LossConfig, multitask_loss
 from mlkit.evaluation.metrics import Metrics, compute_metrics
@@ -38,9 +42,19 @@ class TrainConfig(BaseModel):
     patience: int = Field(4, ge=1, description="Épocas sin mejora antes de parar / epochs without improvement")
     min_delta: float = Field(1e-4, ge=0, description="Mejora mínima del AUC / minimum AUC gain")
     seed: int = Field(0, description="Semilla de pesos y orden / seed of weights and batch order")
-    device: str = "cpu"
+    device: str = Field("cpu", description="cpu, cuda o auto (cuda si hay) / cpu, cuda or auto")
     threads: int = Field(0, ge=0, description="Hilos de torch; 0 = los de torch / torch threads")
     loss: LossConfig = Field(default_factory=LossConfig)
+    augment: bool = Field(True, description="Aumento de datos / augmentation")
+    augmentation: Augmentation = Field(default_factory=Augmentation)
+    balance_classes: bool = Field(True, description="Peso de malignos = benignos / malignos / class weighting")
+    amp: bool = Field(True, description="Precisión mixta en GPU / mixed precision on a GPU")
+
+    def resolved_device(self) -> str:
+        """``cuda`` when asked for ``auto`` and a GPU is there, else what was given."""
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
 
 
 class EarlyStopping:
@@ -104,7 +118,18 @@ def _metrics(data: BreastSet, outputs: Outputs) -> Metrics:
         outputs.birads_probs,
         outputs.density_probs,
         loss=outputs.loss,
+        study_ids=data.study_ids,
+        intervals=False,
     )
+
+
+def class_weight(data: BreastSet) -> float | None:
+    """``n_benign / n_malignant`` of the known malignancy labels, at most 10 (None without both)."""
+    known = data.malignancy[data.malignancy >= 0]
+    positives = int((known == 1).sum())
+    if positives == 0 or positives == known.size:
+        return None
+    return float(min((known.size - positives) / positives, 10.0))
 
 
 def _progress() -> Progress:
@@ -153,7 +178,13 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    device = torch.device(config.device)
+    device_name = config.resolved_device()
+    device = torch.device(device_name)
+    amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    loss_config = config.loss
+    if config.balance_classes and loss_config.malignancy_pos_weight is None:
+        loss_config = loss_config.model_copy(update={"malignancy_pos_weight": class_weight(train_set)})
     model = TwoViewNet(backbone=config.backbone).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
@@ -161,6 +192,7 @@ def train(
         optimizer, max_lr=config.learning_rate, total_steps=config.epochs * steps_per_epoch, pct_start=0.15
     )
     order_rng = np.random.default_rng(config.seed)
+    augment_rng = np.random.default_rng([config.seed, 0xA09])
     stopper = EarlyStopping(config.patience, config.min_delta)
     checkpoint_dir = Path(checkpoint_dir)
     history: list[EpochRecord] = []
@@ -177,16 +209,24 @@ def train(
                 index = np.sort(order[step * config.batch_size : (step + 1) * config.batch_size])
                 if index.size < 2:  # BatchNorm needs two examples
                     continue
-                cc, mlo = batch_tensors(train_set.images[index], device)
-                losses = multitask_loss(model(cc, mlo), label_tensors(train_set, index, device), config.loss)
+                images = train_set.images[index]
+                if config.augment:
+                    images = augment_batch(images, augment_rng, config.augmentation)
+                cc, mlo = batch_tensors(images, device)
+                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+                    outputs = model(cc, mlo)
+                losses = multitask_loss(
+                    {k: v.float() for k, v in outputs.items()}, label_tensors(train_set, index, device), loss_config
+                )
                 optimizer.zero_grad(set_to_none=True)
-                losses["total"].backward()
-                optimizer.step()
+                scaler.scale(losses["total"]).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 scheduler.step()
                 running += float(losses["total"].detach()) * index.size
                 seen += index.size
                 bar.update(task, advance=1, loss=running / max(seen, 1))
-        outputs = predict_set(model, val_set, batch_size=2 * config.batch_size, device=config.device, loss_config=config.loss)
+        outputs = predict_set(model, val_set, batch_size=2 * config.batch_size, device=device_name, loss_config=loss_config)
         metrics = _metrics(val_set, outputs)
         is_best = stopper.update(epoch, metrics.malignancy_auc, outputs.loss or 0.0)
         record = EpochRecord(
@@ -211,7 +251,7 @@ def train(
 
     state, _ = load_checkpoint(checkpoint_dir / "best.pt")
     model.load_state_dict(state)
-    val_outputs = predict_set(model, val_set, batch_size=2 * config.batch_size, device=config.device, loss_config=config.loss)
+    val_outputs = predict_set(model, val_set, batch_size=2 * config.batch_size, device=device_name, loss_config=loss_config)
     return TrainResult(
         model=model.eval(),
         best_epoch=stopper.best_epoch,
@@ -222,4 +262,4 @@ def train(
     )
 
 
-__all__ = ["EarlyStopping", "EpochRecord", "TrainConfig", "TrainResult", "checkpoint_metadata", "train"]
+__all__ = ["EarlyStopping", "EpochRecord", "TrainConfig", "TrainResult", "checkpoint_metadata", "class_weight", "train"]
