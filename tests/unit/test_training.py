@@ -341,3 +341,19 @@ def test_second_generator_rows_are_labelled_per_breast(tmp_path: Path) -> None:
         breast = case.breast(row.laterality)
         assert (row.malignancy, row.birads) == (int(breast.malignant), breast.birads)
         assert np.load(tmp_path / row.image_path).shape == (336, 224, 3)
+
+
+def test_robustness_table_has_every_row_and_goes_into_the_card(tiny_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from mlkit.evaluation.robustness import ROWS, evaluate_robustness, write_into_card
+
+    _, result, _ = tiny_run
+    report = evaluate_robustness(result.weights, studies=3, seed=5, spacing_mm=0.5)
+    assert [row.name for row in report.rows] == list(ROWS)
+    clean = report.rows[0]
+    assert clean.drop == 0 and clean.breasts == 6
+    for row in report.rows:
+        assert row.meets_targets == (row.auc >= 0.90 and row.drop <= 0.05)  # the targets, as printed
+    card = tmp_path / "MODEL_CARD.md"
+    card.write_text(result.model_card.read_text(encoding="utf-8"), encoding="utf-8")
+    text = write_into_card(report, card).read_text(encoding="utf-8")
+    assert "magnificación 2x" in text and "Sin medir todavía" not in text and text.count("robustness:start") == 1
