@@ -135,7 +135,9 @@ class Settings(BaseSettings):
         2, ge=0, description="Reenvíos del último evento de un estudio atascado / re-drives of a stuck study's last event"
     )
 
-    segmentation_backend: Literal["classic", "sam"] = Field("classic", description="Segmentación: classic o sam / segmentation backend")
+    segmentation_backend: Literal["classic", "sam", "seed"] = Field(
+        "classic", description="Segmentación: classic, sam o seed (la receta de la semilla) / segmentation backend"
+    )
     sam_model_type: Literal["vit_b", "vit_l", "vit_h"] = Field("vit_b", description="Tipo de modelo SAM / SAM model type")
     sam_checkpoint: Path | None = Field(None, description="Checkpoint oficial de SAM (obligatorio con sam) / SAM checkpoint")
     sam_device: str = Field("cpu", description="cpu o cuda para SAM / SAM device")

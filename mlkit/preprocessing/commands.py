@@ -35,6 +35,7 @@ class Backend(str, Enum):
 
     classic = "classic"
     sam = "sam"
+    seed = "seed"
 
 
 def _settings(backend: Backend | None, sam_checkpoint: Path | None, sam_model_type: str | None, device: str | None) -> Settings:
@@ -121,7 +122,10 @@ def eval_seg(
     seed: Annotated[int, typer.Option(help="Semilla de las sintéticas / synthetic seed")] = 0,
     rows: Annotated[int, typer.Option(min=64, help="Filas de las sintéticas / synthetic rows")] = 512,
     cols: Annotated[int, typer.Option(min=64, help="Columnas de las sintéticas / synthetic columns")] = 416,
-    backend: Annotated[Backend | None, typer.Option(help="classic o sam (por omisión MDD_SEGMENTATION_BACKEND)")] = None,
+    backend: Annotated[Backend | None, typer.Option(help="classic, sam o seed (por omisión MDD_SEGMENTATION_BACKEND)")] = None,
+    compare: Annotated[
+        Backend | None, typer.Option(help="Otro backend sobre las mismas imágenes, p. ej. seed / another backend, same images")
+    ] = None,
     sam_checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint oficial de SAM / SAM checkpoint")] = None,
     sam_model_type: Annotated[str | None, typer.Option(help="vit_b, vit_l o vit_h")] = None,
     device: Annotated[str | None, typer.Option(help="cpu o cuda para SAM / SAM device")] = None,
@@ -159,10 +163,21 @@ def eval_seg(
         total = None
 
     console = _console()
+    if compare is not None:
+        cases = list(cases)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("Segmentando / segmenting", total=total)
         report = evaluate(cases, segmenter, source=source, skipped=skipped, on_image=lambda _: progress.advance(task))
     print_evaluation(report, console)
+    if compare is not None:
+        other = evaluate(cases, _segmenter_or_exit(_settings(compare, sam_checkpoint, sam_model_type, device)),
+                         source=source, skipped=[])
+        print_evaluation(other, console)
+        console.print(
+            f"Comparación / comparison: {report.backend} IoU mama / breast {_fmt(report.mean_breast_iou)} "
+            f"vs {other.backend} {_fmt(other.mean_breast_iou)}; Dice {_fmt(report.mean_breast_dice)} vs "
+            f"{_fmt(other.mean_breast_dice)}; pectoral IoU {_fmt(report.mean_pectoral_iou)} vs {_fmt(other.mean_pectoral_iou)}"
+        )
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(report.model_dump_json(indent=1), encoding="utf-8")

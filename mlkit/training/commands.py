@@ -50,6 +50,7 @@ def train_command(
     ] = 0.15,
     augment: Annotated[bool, typer.Option(help="Aumento de datos / augmentation")] = True,
     balance: Annotated[bool, typer.Option(help="Pesar los casos malignos / weight malignant cases")] = True,
+    channel_order: Annotated[str, typer.Option(help="RGB, o BGR como los cuadernos de la semilla / or BGR as the seed's")] = "RGB",
     split_seed: Annotated[int, typer.Option(help="Semilla de la partición / split seed")] = 0,
     train_seed: Annotated[int, typer.Option(help="Semilla de pesos y orden / weights and order seed")] = 0,
     threads: Annotated[int, typer.Option(help="Hilos de torch (0 = por omisión) / torch threads")] = 0,
@@ -80,6 +81,7 @@ def train_command(
             backbone=backbone, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
             patience=patience, seed=train_seed, device=device, threads=threads,
             loss=LossConfig(focal=focal, gamma=gamma), augment=augment, balance_classes=balance,
+            channel_order=channel_order.upper(),
         )
     except ValidationError as exc:
         fail(str(exc))
@@ -97,6 +99,7 @@ def train_command(
         f"--val-fraction {val_fraction} --calibration-fraction {calibration_fraction} --split-seed {split_seed} "
         f"--train-seed {train_seed} {'--augment' if augment else '--no-augment'} "
         f"{'--balance' if balance else '--no-balance'} --device {device}"
+        + (f" --channel-order {channel_order.upper()}" if channel_order.upper() != "RGB" else "")
         + (f" --holdout-synthetic {holdout_synthetic} --holdout-seed {holdout_seed}" if holdout else "")
         + (f" --weights-name {weights_name}" if weights_name != "model.pt" else "")
     )

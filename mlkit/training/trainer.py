@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -49,6 +50,7 @@ class TrainConfig(BaseModel):
     augmentation: Augmentation = Field(default_factory=Augmentation)
     balance_classes: bool = Field(True, description="Peso de malignos = benignos / malignos / class weighting")
     amp: bool = Field(True, description="Precisión mixta en GPU / mixed precision on a GPU")
+    channel_order: Literal["RGB", "BGR"] = Field("RGB", description="BGR: el orden de OpenCV de la semilla / the seed's")
 
     def resolved_device(self) -> str:
         """``cuda`` when asked for ``auto`` and a GPU is there, else what was given."""
@@ -185,7 +187,7 @@ def train(
     loss_config = config.loss
     if config.balance_classes and loss_config.malignancy_pos_weight is None:
         loss_config = loss_config.model_copy(update={"malignancy_pos_weight": class_weight(train_set)})
-    model = TwoViewNet(backbone=config.backbone).to(device)
+    model = TwoViewNet(backbone=config.backbone, channel_order=config.channel_order).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(

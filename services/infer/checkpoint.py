@@ -25,6 +25,7 @@ def save_checkpoint(model: TwoViewNet, path: Path, metadata: Mapping[str, str]) 
     """
     meta = {str(k): str(v) for k, v in metadata.items()}
     meta.setdefault("backbone", model.backbone_name)
+    meta.setdefault("channel_order", model.channel_order)
     if meta["backbone"] != model.backbone_name:
         raise ValueError(f"backbone {meta['backbone']!r} != modelo / model {model.backbone_name!r}")
     missing = [k for k in REQUIRED_METADATA if not meta.get(k)]
@@ -57,7 +58,7 @@ def model_from_checkpoint(state_dict: Mapping[str, torch.Tensor], metadata: Mapp
     may be absent (checkpoints older than it); such a model has no ``ood_threshold`` and cannot
     vouch that an image is like its training data.
     """
-    model = TwoViewNet(backbone=metadata["backbone"])
+    model = TwoViewNet(backbone=metadata["backbone"], channel_order=metadata.get("channel_order", "RGB"))
     result = model.load_state_dict(dict(state_dict), strict=False)
     missing = [k for k in result.missing_keys if not k.startswith(_OPTIONAL_PREFIXES)]
     if missing or result.unexpected_keys:

@@ -20,6 +20,8 @@ INPUT_HEIGHT: Final[int] = 336
 INPUT_WIDTH: Final[int] = 224
 
 BIRADS_CLASSES: Final[tuple[int, ...]] = (0, 1, 2, 3, 4, 5, 6)
+#: Orders of the magma channels the backbone can be fed in (BGR: the seed's OpenCV notebooks).
+CHANNEL_ORDERS: Final[tuple[str, ...]] = ("RGB", "BGR")
 DENSITY_CLASSES: Final[tuple[str, ...]] = ("A", "B", "C", "D")
 
 BACKBONES: Final[tuple[str, ...]] = ("efficientnet_b0", "small_cnn", "compact_cnn")
@@ -124,13 +126,20 @@ class FeatureDensity(nn.Module):
 class TwoViewNet(nn.Module):
     """Breast-level classifier over the CC and MLO views of one breast.
 
-    Inputs are float tensors ``N x 3 x 336 x 224`` scaled to 0..1; ImageNet
-    normalisation happens inside the module.
+    Inputs are float tensors ``N x 3 x 336 x 224`` scaled to 0..1, RGB as the service writes them;
+    ImageNet normalisation happens inside the module. ``channel_order="BGR"`` hands the backbone the
+    channels in OpenCV's order, as the seed's notebooks fed it (``cv2.applyColorMap``), so weights
+    trained that way see what they were trained on; every export keeps the swap.
     """
 
-    def __init__(self, backbone: str = "efficientnet_b0", hidden: int = 256, dropout: float = 0.2) -> None:
+    def __init__(
+        self, backbone: str = "efficientnet_b0", hidden: int = 256, dropout: float = 0.2, channel_order: str = "RGB"
+    ) -> None:
         super().__init__()
+        if channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f"Orden de canales desconocido / unknown channel order {channel_order!r}: {CHANNEL_ORDERS}")
         self.backbone_name = backbone
+        self.channel_order = channel_order
         self.features, feat_dim = build_backbone(backbone)
         self.pool = nn.AdaptiveAvgPool2d(1)
         # Not persistent: constants, so checkpoints stay pure learned weights.
@@ -150,6 +159,8 @@ class TwoViewNet(nn.Module):
     def embed(self, images: Tensor) -> Tensor:
         """Pooled backbone features ``N x C`` of a batch of 0..1 images."""
         x = (images - self.mean) / self.std
+        if self.channel_order == "BGR":
+            x = x.flip(1)
         return torch.flatten(self.pool(self.features(x)), 1)
 
     def forward(self, cc: Tensor, mlo: Tensor) -> dict[str, Tensor]:

@@ -308,6 +308,37 @@ class ClassicSegmenter:
         return SegmentationResult(breast_mask=breast, pectoral_mask=pectoral)
 
 
+class SeedSegmenter:
+    """The seed's recipe, as its Ray job ran it: the 8-bit image blurred 5 x 5 (OpenCV's sigma 1.1), one
+    Otsu threshold on the whole image, a 3 x 3 opening then closing, and the largest outer contour.
+
+    The mask is the thresholded breast inside that contour (holes stay, as the seed masked with the
+    threshold itself); no pectoral muscle is looked for. Kept so that ``mdd eval-seg --backend seed``
+    can compare it with ``classic``.
+    """
+
+    name = "seed"
+
+    def segment(self, image01: np.ndarray, view: str | None) -> SegmentationResult:
+        """Segment an oriented display image the seed's way (``view`` is not used)."""
+        grey = np.clip(np.rint(np.asarray(image01, dtype=np.float32) * 255.0), 0, 255)
+        blurred = ndimage.gaussian_filter(grey, 1.1, truncate=2.0 / 1.1)  # a 5 x 5 kernel
+        empty = np.zeros(grey.shape, dtype=bool)
+        if float(blurred.max()) - float(blurred.min()) < 1.0:
+            return SegmentationResult(breast_mask=empty, pectoral_mask=empty)
+        mask = blurred > threshold_otsu(blurred)
+        square = np.ones((3, 3), dtype=bool)
+        mask = ndimage.binary_closing(ndimage.binary_opening(mask, square), square)
+        labels, count = ndimage.label(mask)
+        if count == 0:
+            return SegmentationResult(breast_mask=empty, pectoral_mask=empty)
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        largest = labels == int(sizes.argmax())
+        inside = fill_holes(largest)  # the region the outer contour encloses
+        return SegmentationResult(breast_mask=inside & mask, pectoral_mask=empty)
+
+
 def build_segmenter(settings: Settings) -> Segmenter:
     """The backend chosen by ``MDD_SEGMENTATION_BACKEND``.
 
@@ -320,6 +351,8 @@ def build_segmenter(settings: Settings) -> Segmenter:
         return SamSegmenter(
             model_type=settings.sam_model_type, checkpoint=settings.sam_checkpoint, device=settings.sam_device
         )
+    if settings.segmentation_backend == "seed":
+        return SeedSegmenter()
     return ClassicSegmenter()
 
 
@@ -327,6 +360,7 @@ __all__ = [
     "SEGMENTATION_MAX_SIDE",
     "ClassicSegmenter",
     "PectoralEdge",
+    "SeedSegmenter",
     "SegmentationResult",
     "Segmenter",
     "build_segmenter",

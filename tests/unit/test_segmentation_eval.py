@@ -175,3 +175,14 @@ def test_eval_seg_explains_bad_invocations(tmp_path: Path, monkeypatch: pytest.M
     assert missing.exit_code == 2 and "sam_vit_b_01ec64.pth" in missing.output and "Traceback" not in missing.output
     bad_type = runner.invoke(app, ["eval-seg", "--synthetic", "1", "--sam-model-type", "vit_x"], env={"COLUMNS": "300"})
     assert bad_type.exit_code == 2 and "sam_model_type" in bad_type.output
+
+
+def test_eval_seg_compares_the_seed_preset_with_the_project_backend() -> None:
+    from typer.testing import CliRunner
+
+    from services.cli import app
+
+    result = CliRunner().invoke(app, ["eval-seg", "--synthetic", "4", "--backend", "classic", "--compare", "seed"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Comparación / comparison: classic" in result.output and "vs seed" in result.output
