@@ -25,7 +25,7 @@ demo: setup
 	$(BIN)/mdd demo
 
 ## servers: Debian packages (PostgreSQL, dcmtk, Orthanc, Chromium, nginx, npm), the Kafka jars, MinIO, the Compose plugin, MLServer,
-## the OHIF viewer (npm); cached
+## Triton (PyPI's nvidia-pytriton), the OHIF viewer (npm); cached
 servers:
 	bash infra/setup-debian.sh
 	bash infra/kafka/fetch.sh
@@ -33,6 +33,7 @@ servers:
 	bash infra/minio/fetch.sh
 	bash infra/compose/fetch.sh
 	bash infra/mlserver/setup.sh
+	bash infra/pytriton/setup.sh
 
 ## test: set up everything and run unit, integration and end-to-end tests
 test: setup servers

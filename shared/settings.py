@@ -152,6 +152,9 @@ class Settings(BaseSettings):
     triton_model_name: str = Field("twoview", description="Nombre del modelo en Triton / model name")
     triton_timeout_seconds: float = Field(10.0, gt=0, description="Tiempo máximo por petición / request timeout")
     triton_retries: int = Field(3, ge=0, description="Reintentos por petición / retries")
+    triton_binary_data: bool = Field(
+        True, description="Tensores binarios por HTTP (Triton); false para MLServer / binary tensors over HTTP"
+    )
     infer_batch_size: int = Field(16, ge=1, description="Mamas por lote de inferencia / breasts per batch")
     infer_batch_wait_ms: float = Field(
         20.0, ge=0, description="Espera para juntar estudios en un lote / wait to batch studies together"

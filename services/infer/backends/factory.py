@@ -40,6 +40,7 @@ def build_backend(settings: Settings, ready_timeout_s: float = 60.0) -> ModelBac
             metadata=metadata,
             timeout_s=settings.triton_timeout_seconds,
             retries=settings.triton_retries,
+            binary_data=settings.triton_binary_data,
             ready_timeout_s=ready_timeout_s,
             batch_size=settings.infer_batch_size,
         )
