@@ -138,11 +138,13 @@ def synth(
     cols: int = 416,
     finding: Annotated[Optional[str], typer.Option(help="mass | calcifications")] = None,
     photometric: str = "MONOCHROME2",
+    generator: Annotated[int, typer.Option(min=1, max=2, help="1: 512x416; 2: campo completo / full field")] = 1,
 ) -> None:
     """Escribe estudios sintéticos de cuatro vistas / write synthetic four-view studies."""
     from shared.synth import write_studies
 
-    studies = write_studies(out, count, seed, rows=rows, cols=cols, finding=finding, photometric=photometric)
+    studies = write_studies(out, count, seed, rows=rows, cols=cols, finding=finding, photometric=photometric,
+                            version=generator)
     for study in studies:
         console.print(f"{study.study_uid}  acceso / accession {study.accession_number}  ({len(study.views)} vistas)")
 
@@ -165,7 +167,7 @@ def demo(
     from services.demo import send_study
     from shared.synth import make_study
 
-    study = make_study(seed=seed if seed is not None else int(time.time()), finding=finding)
+    study = make_study(seed=seed if seed is not None else int(time.time()), finding=finding, version=2)
     console.print(f"Estudio sintético / synthetic study {study.study_uid} (acceso {study.accession_number})")
     statuses = send_study(study, host, port, called_ae, calling_ae)
     for view, status in zip(study.views, statuses):
