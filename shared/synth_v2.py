@@ -241,7 +241,8 @@ def sample_rendering(rng: np.random.Generator, *, spacings: tuple[float, ...] = 
     return Rendering(
         for_processing=for_processing,
         photometric="MONOCHROME1" if for_processing or rng.random() < 0.3 else "MONOCHROME2",
-        bits_stored=int(rng.choice([10, 12, 14, 16])),
+        # Raw detector data keep 14 or 16 bits; processed images are also sent with 10 or 12.
+        bits_stored=int(rng.choice([14, 16])) if for_processing else int(rng.choice([10, 12, 14, 16])),
         voi=voi,
         window_shift=float(rng.normal(0.0, 0.06)),
         window_scale=float(rng.uniform(0.8, 1.2)),
@@ -595,9 +596,9 @@ def draw_view(case: CaseSpecV2, laterality: Laterality, view: View) -> DrawnView
                 gland_full = _resize(gland, (rows, cols))
             local_gland = gland_full[r0:r1, c0:c1]
             # Its projected thickness over the breast's, at an attenuation as high as gland's or a little higher.
-            share = float(np.clip(lesion.size_mm / breast.thickness_mm * lrng.uniform(1.0, 1.5), 0.25, 0.75))
+            share = float(np.clip(lesion.size_mm / breast.thickness_mm * lrng.uniform(1.2, 1.8), 0.3, 0.9))
             strength = share * (MU_GLAND - MU_FAT) * breast.thickness_mm
-            attenuation[r0:r1, c0:c1] += strength * profile * (1.0 - 0.85 * local_gland) * inside_full[r0:r1, c0:c1]
+            attenuation[r0:r1, c0:c1] += strength * profile * (1.0 - 0.7 * local_gland) * inside_full[r0:r1, c0:c1]
         else:
             radius = lesion.size_mm / 2.0 / px
             _paint_calcifications(lrng, attenuation, center, kind, lesion.size_mm, px)
