@@ -11,7 +11,7 @@ the way they do on real mammograms:
   the skin line, a pectoral muscle with a curved edge (MLO), axillary lymph nodes;
 - findings of the same attenuation as gland, so a mass can hide in dense tissue: benign masses are
   round or oval with sharp or gently lobulated margins, malignant ones irregular with indistinct
-  margins or spiculated, and both span the same sizes; calcifications are 0.1 to 1.5 mm at the
+  margins or spiculated, and both span the same sizes (10 to 28 mm); calcifications are 0.1 to 1.5 mm at the
   image's own pixel spacing, their contrast set by their size (calcium attenuation), benign ones
   large, round and scattered or vascular, malignant ones small, pleomorphic and clustered or
   fine-linear and branching; several findings per breast;
@@ -86,7 +86,7 @@ DETECTORS: Final[dict[str, tuple[float, float]]] = {"18x24": (240.0, 180.0), "24
 #: Linear attenuation (relative units per mm of compressed thickness) of fat, gland and calcium.
 MU_FAT: Final[float] = 0.040
 MU_GLAND: Final[float] = 0.062
-MU_CALCIUM: Final[float] = 0.80
+MU_CALCIUM: Final[float] = 1.20
 #: Exposure reaching the detector through air (photons per pixel at 0.1 mm); noise scales from it.
 FLUX_AT_01MM: Final[float] = 20000.0
 COARSE_MM: Final[float] = 0.4
@@ -200,11 +200,13 @@ def _sample_lesion(rng: np.random.Generator, kind: str) -> Lesion:
     if kind == "probably_benign_mass":
         size = rng.uniform(5.0, 11.0)
     elif family == "mass":
-        size = rng.uniform(7.0, 24.0)
-    elif kind in ("pleomorphic_cluster", "punctate_cluster"):
-        size = rng.uniform(4.0, 12.0)
+        size = rng.uniform(10.0, 28.0)
+    elif kind == "pleomorphic_cluster":
+        size = rng.uniform(8.0, 20.0)
+    elif kind == "punctate_cluster":
+        size = rng.uniform(5.0, 12.0)
     elif kind == "fine_linear_calcifications":
-        size = rng.uniform(10.0, 25.0)
+        size = rng.uniform(15.0, 35.0)
     else:
         size = rng.uniform(20.0, 50.0)
     return Lesion(
@@ -474,24 +476,24 @@ def _calcification_spots(rng: np.random.Generator, kind: str, extent: float, px:
     spots: list[tuple[float, float, float, bool]] = []
     half = extent / 2.0 / px
     if kind == "pleomorphic_cluster":
-        for _ in range(int(rng.integers(6, 30))):
+        for _ in range(int(rng.integers(15, 50))):
             r = half * np.sqrt(rng.uniform(0, 1))
             a = rng.uniform(0, 2 * np.pi)
-            spots.append((r * np.sin(a), r * np.cos(a), float(rng.uniform(0.15, 0.6)), True))
+            spots.append((r * np.sin(a), r * np.cos(a), float(rng.uniform(0.2, 0.7)), True))
     elif kind == "punctate_cluster":
         for _ in range(int(rng.integers(4, 10))):
             r = half * np.sqrt(rng.uniform(0, 1))
             a = rng.uniform(0, 2 * np.pi)
             spots.append((r * np.sin(a), r * np.cos(a), float(rng.uniform(0.2, 0.45)), False))
     elif kind == "fine_linear_calcifications":
-        for _ in range(int(rng.integers(2, 4))):
+        for _ in range(int(rng.integers(3, 6))):
             a = rng.uniform(0, 2 * np.pi)
             length = half * rng.uniform(0.6, 1.0)
             start = rng.uniform(-0.2, 0.2, 2) * half
-            for t in np.linspace(0.0, 1.0, int(rng.integers(6, 14))):
+            for t in np.linspace(0.0, 1.0, int(rng.integers(8, 17))):
                 jitter = rng.normal(0, 0.15 / px, 2)
                 spots.append((start[0] + t * length * np.sin(a) + jitter[0], start[1] + t * length * np.cos(a) + jitter[1],
-                              float(rng.uniform(0.1, 0.35)), True))
+                              float(rng.uniform(0.15, 0.5)), True))
     elif kind == "vascular_calcifications":
         a = rng.uniform(-0.4, 0.4)
         for t in np.linspace(-1.0, 1.0, int(rng.integers(10, 25))):
@@ -596,9 +598,9 @@ def draw_view(case: CaseSpecV2, laterality: Laterality, view: View) -> DrawnView
                 gland_full = _resize(gland, (rows, cols))
             local_gland = gland_full[r0:r1, c0:c1]
             # Its projected thickness over the breast's, at an attenuation as high as gland's or a little higher.
-            share = float(np.clip(lesion.size_mm / breast.thickness_mm * lrng.uniform(1.2, 1.8), 0.3, 0.9))
+            share = float(np.clip(lesion.size_mm / breast.thickness_mm * lrng.uniform(1.3, 2.0), 0.35, 1.0))
             strength = share * (MU_GLAND - MU_FAT) * breast.thickness_mm
-            attenuation[r0:r1, c0:c1] += strength * profile * (1.0 - 0.7 * local_gland) * inside_full[r0:r1, c0:c1]
+            attenuation[r0:r1, c0:c1] += strength * profile * (1.0 - 0.5 * local_gland) * inside_full[r0:r1, c0:c1]
         else:
             radius = lesion.size_mm / 2.0 / px
             _paint_calcifications(lrng, attenuation, center, kind, lesion.size_mm, px)
