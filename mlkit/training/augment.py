@@ -58,8 +58,8 @@ def grey_of(rgb: np.ndarray) -> np.ndarray:
     return levels.astype(np.uint8)
 
 
-def _affine(grey: np.ndarray, rng: np.random.Generator, aug: Augmentation) -> np.ndarray:
-    rows, cols = grey.shape
+def _affine_parameters(shape: tuple[int, int], rng: np.random.Generator, aug: Augmentation) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = shape
     angle = np.deg2rad(rng.uniform(-aug.rotation_deg, aug.rotation_deg))
     zoom = 1.0 + rng.uniform(-aug.scale, aug.scale)
     shear = rng.uniform(-0.03, 0.03)
@@ -68,12 +68,17 @@ def _affine(grey: np.ndarray, rng: np.random.Generator, aug: Augmentation) -> np
     centre = np.array([rows / 2.0, cols / 2.0])
     # Shift along the rows; columns only a little, so the chest wall stays at the left edge.
     shift = np.array([rng.uniform(-aug.shift, aug.shift) * rows, rng.uniform(0.0, aug.shift / 2) * cols])
-    offset = centre - matrix @ centre + shift
-    return ndimage.affine_transform(grey, matrix, offset=offset, order=1, mode="constant", cval=0.0)
+    return matrix, centre - matrix @ centre + shift
 
 
-def augment_view(rgb: np.ndarray, rng: np.random.Generator, aug: Augmentation, view: str) -> np.ndarray:
-    """One augmented magma input (``uint8`` 336 x 224 x 3) of a ``CC`` or ``MLO`` view."""
+def augment_view(
+    rgb: np.ndarray, rng: np.random.Generator, aug: Augmentation, view: str, lesions: np.ndarray | None = None
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """One augmented magma input (``uint8`` 336 x 224 x 3) of a ``CC`` or ``MLO`` view.
+
+    With ``lesions`` (the view's lesion map on a coarser grid) the map gets the same geometric changes
+    and ``(input, map)`` is returned.
+    """
     grey = grey_of(rgb).astype(np.float32) / 255.0
     breast = grey > 0.0
     if aug.gamma:
@@ -86,19 +91,34 @@ def augment_view(rgb: np.ndarray, rng: np.random.Generator, aug: Augmentation, v
         grey = grey + rng.normal(0.0, rng.uniform(0.0, aug.noise), grey.shape).astype(np.float32)
     grey = np.where(breast, np.clip(grey, 0.0, 1.0), 0.0).astype(np.float32)
     if aug.rotation_deg or aug.scale or aug.shift:
-        grey = _affine(grey, rng, aug)
+        matrix, offset = _affine_parameters(grey.shape, rng, aug)
+        grey = ndimage.affine_transform(grey, matrix, offset=offset, order=1, mode="constant", cval=0.0)
+        if lesions is not None:
+            factor = grey.shape[0] / lesions.shape[0]
+            lesions = ndimage.affine_transform(lesions, matrix, offset=offset / factor, order=1, mode="constant", cval=0.0)
     if aug.flip_cc and view == "CC" and rng.random() < 0.5:
         grey = grey[::-1]
-    return magma(np.clip(grey, 0.0, 1.0))
+        if lesions is not None:
+            lesions = lesions[::-1]
+    out = magma(np.clip(grey, 0.0, 1.0))
+    return out if lesions is None else (out, np.ascontiguousarray(lesions))
 
 
-def augment_batch(images: np.ndarray, rng: np.random.Generator, aug: Augmentation) -> np.ndarray:
-    """Augment a batch ``B x 2 x 336 x 224 x 3`` (CC then MLO), each view drawn on its own."""
+def augment_batch(
+    images: np.ndarray, rng: np.random.Generator, aug: Augmentation, lesions: np.ndarray | None = None
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Augment a batch ``B x 2 x 336 x 224 x 3`` (CC then MLO), each view drawn on its own; with
+    ``lesions`` (``B x 2 x h x w``) the maps follow their views and both are returned."""
     out = np.empty_like(images)
+    maps = None if lesions is None else np.empty_like(lesions)
     for i in range(images.shape[0]):
-        out[i, 0] = augment_view(images[i, 0], rng, aug, "CC")
-        out[i, 1] = augment_view(images[i, 1], rng, aug, "MLO")
-    return out
+        for j, view in enumerate(("CC", "MLO")):
+            if maps is None:
+                out[i, j] = augment_view(images[i, j], rng, aug, view)  # type: ignore[assignment]
+            else:
+                assert lesions is not None
+                out[i, j], maps[i, j] = augment_view(images[i, j], rng, aug, view, lesions[i, j])  # type: ignore[misc]
+    return out if maps is None else (out, maps)
 
 
 __all__ = ["Augmentation", "augment_batch", "augment_view", "grey_of"]

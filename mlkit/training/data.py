@@ -55,6 +55,17 @@ class BreastImages:
             out[row, 1] = np.load(self.mlo[i], allow_pickle=False)
         return out[0] if isinstance(index, (int, np.integer)) else out
 
+    def lesion_maps(self, index: int | slice | Sequence[int] | np.ndarray) -> np.ndarray | None:
+        """Where the malignant findings are (``len x 2 x 42 x 28``, float32) when every view has its map
+        beside it (synthetic data sets write them); None otherwise."""
+        from mlkit.training.synthetic import lesion_map_path
+
+        idx = self._indices(index)
+        paths = [(lesion_map_path(self.cc[i]), lesion_map_path(self.mlo[i])) for i in idx]
+        if not all(a.is_file() and b.is_file() for a, b in paths):
+            return None
+        return np.stack([[np.load(a), np.load(b)] for a, b in paths]).astype(np.float32)
+
     def subset(self, index: Sequence[int] | np.ndarray) -> "BreastImages":
         """The breasts at ``index``, still on disk."""
         idx = self._indices(np.asarray(index, dtype=int))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 from rich.progress import Progress
@@ -20,6 +20,9 @@ from rich.progress import Progress
 from mlkit.datasets.manifest import ManifestRow, read_manifest, write_manifest
 from mlkit.training.images import to_bytes
 from shared.synth_labels import LabelledStudy, case_seeds, density_category, make_labelled_study
+
+if TYPE_CHECKING:
+    from shared.synth_v2 import DrawnView
 
 MANIFEST_NAME: Final[str] = "manifest.csv"
 
@@ -53,6 +56,38 @@ def study_rows(labelled: LabelledStudy, folder: Path) -> list[ManifestRow]:
     return rows
 
 
+#: Size of the lesion maps (the stride-8 grid of the 336 x 224 input) that supervise where the lesions are.
+LESION_MAP_SHAPE: Final[tuple[int, int]] = (42, 28)
+
+
+def lesion_map_path(image_path: Path) -> Path:
+    """Where the lesion map of a model input ``.npy`` lives (beside it)."""
+    return image_path.with_name(image_path.stem + "_lesions.npy")
+
+
+def lesion_map(drawn: "DrawnView") -> np.ndarray:
+    """Where the malignant findings of a drawn view fall on the model input's stride-8 grid (float16 0..1).
+
+    The drawn frame is the oriented one (chest wall left); the input is the breast's bounding box resized
+    to 336 x 224, so each finding's centre and radius are mapped the same way. Benign findings stay 0.
+    """
+    rows_idx = np.flatnonzero(drawn.breast.any(axis=1))
+    cols_idx = np.flatnonzero(drawn.breast.any(axis=0))
+    out = np.zeros(LESION_MAP_SHAPE, dtype=np.float32)
+    if rows_idx.size == 0:
+        return out.astype(np.float16)
+    r0, r1, c0, c1 = rows_idx[0], rows_idx[-1] + 1, cols_idx[0], cols_idx[-1] + 1
+    sy, sx = LESION_MAP_SHAPE[0] / (r1 - r0), LESION_MAP_SHAPE[1] / (c1 - c0)
+    yy, xx = np.mgrid[0 : LESION_MAP_SHAPE[0], 0 : LESION_MAP_SHAPE[1]].astype(np.float32) + 0.5
+    for finding in drawn.findings:
+        if not finding.malignant:
+            continue
+        cy, cx = (finding.center_rc[0] - r0) * sy, (finding.center_rc[1] - c0) * sx
+        sigma = max(0.7, 0.6 * finding.radius_px * (sy + sx) / 2.0)
+        out = np.maximum(out, np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2.0 * sigma * sigma)))
+    return out.astype(np.float16)
+
+
 def study_rows_v2(study_seed: int, folder: Path) -> list[ManifestRow]:
     """Draw study ``study_seed`` of the second generator, preprocess its views into ``folder`` and
     return their rows. Density is the category of the dense share the two views of a breast show."""
@@ -70,6 +105,7 @@ def study_rows_v2(study_seed: int, folder: Path) -> list[ManifestRow]:
         path = folder / "images" / identity.accession_number / f"{laterality}_{view}.npy"
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, image)
+        np.save(lesion_map_path(path), lesion_map(drawn[(laterality, view)]))
         breast = case.breast(laterality)
         dense = (drawn[(laterality, "CC")].dense_fraction + drawn[(laterality, "MLO")].dense_fraction) / 2.0
         rows.append(
@@ -131,4 +167,4 @@ def synthetic_manifest_rows(
     return read_manifest(write_synthetic_dataset(folder, count, seed, progress=progress, generator=generator))
 
 
-__all__ = ["MANIFEST_NAME", "study_rows", "study_rows_v2", "synthetic_manifest_rows", "write_synthetic_dataset"]
+__all__ = ["LESION_MAP_SHAPE", "MANIFEST_NAME", "lesion_map", "lesion_map_path", "study_rows", "study_rows_v2", "synthetic_manifest_rows", "write_synthetic_dataset"]

@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from services.infer.checkpoint import load_checkpoint, save_checkpoint
 from services.infer.model import BACKBONE_MODEL_NAMES, BACKBONES, MODEL_VERSION, TwoViewNet
-from mlkit.training.data import BreastSet
+from mlkit.training.data import BreastImages, BreastSet
 from mlkit.training.augment import Augmentation, augment_batch
 from mlkit.training.inference import Outputs, batch_tensors, label_tensors, predict_set
 from mlkit.training.losses import LossConfig, multitask_loss
@@ -51,6 +51,9 @@ class TrainConfig(BaseModel):
     balance_classes: bool = Field(True, description="Peso de malignos = benignos / malignos / class weighting")
     amp: bool = Field(True, description="Precisión mixta en GPU / mixed precision on a GPU")
     channel_order: Literal["RGB", "BGR"] = Field("RGB", description="BGR: el orden de OpenCV de la semilla / the seed's")
+    lesion_weight: float = Field(
+        1.0, ge=0, description="Peso del mapa de lesiones (datos sintéticos) / weight of the lesion-map loss"
+    )
 
     def resolved_device(self) -> str:
         """``cuda`` when asked for ``auto`` and a GPU is there, else what was given."""
@@ -125,6 +128,49 @@ def _metrics(data: BreastSet, outputs: Outputs) -> Metrics:
     )
 
 
+class LesionSupervision:
+    """Where the malignant findings are, as a second training signal (synthetic data sets only).
+
+    A 1 x 1 convolution over the backbone's stride-8 features predicts the lesion map of each view;
+    its loss teaches the features to find small findings that one label per breast rarely points
+    to. The head exists only during training: the checkpoint and every export are the plain network.
+    """
+
+    #: Lesion pixels are a few hundredths of a map: they weigh this much more than background ones.
+    POSITIVE_WEIGHT = 20.0
+
+    def __init__(self, model: TwoViewNet, weight: float, device: torch.device) -> None:
+        fine = model.features.fine  # type: ignore[union-attr]
+        channels = [m for m in fine.modules() if isinstance(m, torch.nn.Conv2d)][-1].out_channels
+        self.head = torch.nn.Conv2d(channels, 1, kernel_size=1).to(device)
+        self.weight = weight
+        self.device = device
+        self._features: torch.Tensor | None = None
+        fine.register_forward_hook(lambda _module, _inputs, output: setattr(self, "_features", output))
+
+    @classmethod
+    def for_run(cls, model: TwoViewNet, data: BreastSet, weight: float, device: torch.device) -> "LesionSupervision | None":
+        """The supervision when the backbone has stride-8 features and the data carry lesion maps."""
+        images = data.images
+        if weight <= 0 or not hasattr(model.features, "fine") or not isinstance(images, BreastImages):
+            return None
+        return cls(model, weight, device) if images.lesion_maps([0]) is not None else None
+
+    def maps(self, data: BreastSet, index: np.ndarray) -> np.ndarray | None:
+        """The lesion maps of the breasts at ``index``."""
+        return data.images.lesion_maps(index) if isinstance(data.images, BreastImages) else None
+
+    def loss(self, maps: np.ndarray) -> torch.Tensor:
+        """Weighted BCE of the predicted maps of the last forward pass (CC views, then MLO, as embedded)."""
+        assert self._features is not None
+        logits = self.head(self._features.float())
+        target = torch.from_numpy(np.concatenate([maps[:, 0], maps[:, 1]])[:, None]).to(self.device)
+        if target.shape[-2:] != logits.shape[-2:]:
+            target = torch.nn.functional.interpolate(target, size=logits.shape[-2:], mode="bilinear", align_corners=False)
+        pos_weight = torch.tensor(self.POSITIVE_WEIGHT, device=self.device)
+        return self.weight * torch.nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
+
+
 def class_weight(data: BreastSet) -> float | None:
     """``n_benign / n_malignant`` of the known malignancy labels, at most 10 (None without both)."""
     known = data.malignancy[data.malignancy >= 0]
@@ -188,7 +234,9 @@ def train(
     if config.balance_classes and loss_config.malignancy_pos_weight is None:
         loss_config = loss_config.model_copy(update={"malignancy_pos_weight": class_weight(train_set)})
     model = TwoViewNet(backbone=config.backbone, channel_order=config.channel_order).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    lesions = LesionSupervision.for_run(model, train_set, config.lesion_weight, device)
+    parameters = list(model.parameters()) + (list(lesions.head.parameters()) if lesions else [])
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.learning_rate, total_steps=config.epochs * steps_per_epoch, pct_start=0.15
@@ -212,14 +260,18 @@ def train(
                 if index.size < 2:  # BatchNorm needs two examples
                     continue
                 images = train_set.images[index]
+                maps = lesions.maps(train_set, index) if lesions else None
                 if config.augment:
-                    images = augment_batch(images, augment_rng, config.augmentation)
+                    augmented = augment_batch(images, augment_rng, config.augmentation, maps)
+                    images, maps = augmented if maps is not None else (augmented, None)  # type: ignore[misc]
                 cc, mlo = batch_tensors(images, device)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
                     outputs = model(cc, mlo)
                 losses = multitask_loss(
                     {k: v.float() for k, v in outputs.items()}, label_tensors(train_set, index, device), loss_config
                 )
+                if lesions and maps is not None:
+                    losses["total"] = losses["total"] + lesions.loss(maps)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(losses["total"]).backward()
                 scaler.step(optimizer)

@@ -357,3 +357,37 @@ def test_robustness_table_has_every_row_and_goes_into_the_card(tiny_run, tmp_pat
     card.write_text(result.model_card.read_text(encoding="utf-8"), encoding="utf-8")
     text = write_into_card(report, card).read_text(encoding="utf-8")
     assert "magnificación 2x" in text and "Sin medir todavía" not in text and text.count("robustness:start") == 1
+
+
+def test_lesion_maps_follow_their_views_and_supervise_the_stride_8_features(tmp_path: Path) -> None:
+    from mlkit.training.augment import Augmentation, augment_view
+    from mlkit.training.synthetic import lesion_map_path
+    from mlkit.training.trainer import LesionSupervision, train
+    from shared.imaging.pipeline import magma
+
+    grey = np.zeros((336, 224), np.uint8)
+    grey[20:320, :200] = 120
+    grey[150:180, 100:130] = 250  # a lesion
+    lesions = np.zeros((42, 28), np.float32)
+    lesions[150 // 8 : 180 // 8, 100 // 8 : 130 // 8] = 1.0
+    out, moved = augment_view(magma(grey), np.random.default_rng(4), Augmentation(gamma=0, contrast=0, brightness=0,
+                                                                                 noise=0), "CC", lesions)
+    from mlkit.training.augment import grey_of
+
+    bright = grey_of(out) > 200
+    rows, cols = np.nonzero(bright)
+    mr, mc = np.unravel_index(np.argmax(moved), moved.shape)
+    assert abs(rows.mean() / 8 - (mr + 0.5)) < 2.0 and abs(cols.mean() / 8 - (mc + 0.5)) < 2.0  # moved together
+
+    rows_ = _rows(tmp_path, 4)
+    for row in rows_:
+        np.save(row.image_path, magma(grey))
+        np.save(lesion_map_path(Path(row.image_path)), lesions.astype(np.float16))
+    data = load_breasts(rows_, progress=False)
+    assert data.images.lesion_maps([0, 1]).shape == (2, 2, 42, 28)  # type: ignore[union-attr]
+    config = TrainConfig(backbone="compact_cnn", epochs=1, batch_size=4, patience=1, device="cpu")
+    model = TorchPredictor(backbone="compact_cnn").model
+    assert LesionSupervision.for_run(model, data, 1.0, torch.device("cpu")) is not None
+    assert LesionSupervision.for_run(TorchPredictor(backbone="small_cnn").model, data, 1.0, torch.device("cpu")) is None
+    result = train(config, data.subset([0, 1, 2, 3, 4, 5]), data.subset([6, 7]), tmp_path / "ck", "x", progress=False)
+    assert not any(k.startswith("lesion") for k in result.model.state_dict())  # the head is not in the checkpoint
