@@ -167,7 +167,7 @@ def demo(
     from services.demo import send_study
     from shared.synth import make_study
 
-    study = make_study(seed=seed if seed is not None else int(time.time()), finding=finding, version=2)
+    study = make_study(seed=seed if seed is not None else int(time.time()), finding=finding)
     console.print(f"Estudio sintético / synthetic study {study.study_uid} (acceso {study.accession_number})")
     statuses = send_study(study, host, port, called_ae, calling_ae)
     for view, status in zip(study.views, statuses):
