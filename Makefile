@@ -24,8 +24,8 @@ run: setup
 demo: setup
 	$(BIN)/mdd demo
 
-## servers: Debian packages (PostgreSQL, dcmtk, Orthanc, Chromium, nginx, npm), the Kafka and HAPI FHIR validator jars, MinIO, the Compose plugin, MLServer,
-## the OHIF viewer (npm); cached
+## servers: Debian packages (PostgreSQL, dcmtk, Orthanc, Chromium, nginx, npm), the Kafka and HAPI FHIR validator jars, MinIO,
+## the Compose plugin, MLServer, Triton (PyPI's nvidia-pytriton), the OHIF viewer (npm); cached
 servers:
 	bash infra/setup-debian.sh
 	bash infra/kafka/fetch.sh
@@ -34,6 +34,7 @@ servers:
 	bash infra/minio/fetch.sh
 	bash infra/compose/fetch.sh
 	bash infra/mlserver/setup.sh
+	bash infra/pytriton/setup.sh
 
 ## test: set up everything and run unit, integration, end-to-end and fault tests
 test: setup servers

@@ -3,7 +3,9 @@
 The two-view model is exported (``mdd export``) to a temporary folder, MLServer serves it over
 KServe v2 (``infra/mlserver.py``), and the same random breasts go through each backend:
 ``torch`` (in process), ``onnx`` (ONNX Runtime in process), ``triton-http`` and ``triton-grpc``
-(tritonclient against MLServer; HTTP with JSON tensors, as MLServer needs). ``batch`` is the
+(tritonclient against the Triton Inference Server of PyPI's nvidia-pytriton, ``infra/pytriton_server.py``;
+HTTP with binary tensors), ``mlserver-http`` and ``mlserver-grpc`` (the same client against MLServer;
+HTTP with JSON tensors, as MLServer needs). ``batch`` is the
 number of breasts (CC + MLO, two images each) per model call, as ``MDD_INFER_BATCH_SIZE``. A
 study is two breasts: at batch 1 it takes two calls; at batch 16 eight studies share one call,
 and each of them waits for the whole call, so its latency is that call's time.
@@ -26,15 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from infra.mlserver import mlserver_server
+from infra.pytriton_server import triton_server
 from services.infer.backends import ModelBackend
 from services.infer.backends.base import chunks
 from services.infer.backends.onnx_backend import OnnxBackend
 from services.infer.backends.triton_backend import TritonBackend
-from services.infer.export.exporter import export_all
-from services.infer.export.metadata import read_metadata
+from mlkit.export.exporter import export_all
+from services.infer.backends.metadata import read_metadata
 from services.infer.predictor import BreastInputs, TorchPredictor
 
-BACKENDS = ("torch", "onnx", "triton-http", "triton-grpc")
+BACKENDS = ("torch", "onnx", "triton-http", "triton-grpc", "mlserver-http", "mlserver-grpc")
 
 
 def random_breasts(count: int, seed: int = 0) -> list[BreastInputs]:
@@ -90,11 +93,14 @@ def main() -> None:
             "torch": lambda b: TorchPredictor(backbone=args.backbone, device=args.torch_device),
             "onnx": lambda b: OnnxBackend(exported.onnx, batch_size=b),
         }
-        if any(name.startswith("triton") for name in args.backends):
-            server = stack.enter_context(mlserver_server(exported.triton_repository / "twoview"))
+        for kind, launcher, binary in (("triton", triton_server, True), ("mlserver", mlserver_server, False)):
+            if not any(name.startswith(kind) for name in args.backends):
+                continue
+            server = stack.enter_context(launcher(exported.triton_repository / "twoview"))  # type: ignore[operator]
             for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):
-                factories[f"triton-{protocol}"] = lambda b, p=protocol, u=url: TritonBackend(  # type: ignore[misc]
-                    u, protocol=p, model_name="twoview", metadata=metadata, batch_size=b, timeout_s=600, ready_timeout_s=60
+                factories[f"{kind}-{protocol}"] = lambda b, p=protocol, u=url, d=binary: TritonBackend(  # type: ignore[misc]
+                    u, protocol=p, model_name="twoview", metadata=metadata, batch_size=b, timeout_s=600,
+                    ready_timeout_s=60, binary_data=d,
                 )
 
         print(
@@ -103,13 +109,13 @@ def main() -> None:
             f"({torch.get_num_threads()} hilos / threads, {args.torch_device}), onnxruntime {onnxruntime.__version__}; "
             f"carga / load average {os.getloadavg()[0]:.1f}"
         )
-        print(f"{'backend':<12} {'lote/batch':>10} {'imágenes/s':>11} {'estudio/study p50':>18} {'p90':>9}")
+        print(f"{'backend':<14} {'lote/batch':>10} {'imágenes/s':>11} {'estudio/study p50':>18} {'p90':>9}")
         for name in args.backends:
             for batch in args.batch_sizes:
                 backend = factories[name](batch)
                 rounds = max(3, args.images // (2 * max(batch, 2)))
                 images_per_s, p50, p90 = measure(backend, batch, rounds, args.warmup)
-                print(f"{name:<12} {batch:>10} {images_per_s:>11.1f} {p50 * 1000:>15.0f} ms {p90 * 1000:>6.0f} ms", flush=True)
+                print(f"{name:<14} {batch:>10} {images_per_s:>11.1f} {p50 * 1000:>15.0f} ms {p90 * 1000:>6.0f} ms", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,13 @@ Cases, each measured in its own subprocess so that peak memory belongs to that c
 
 - ``classic`` on a full-field 3328x4096 16-bit synthetic MLO view, uncompressed and JPEG 2000
   (lossless, encoded with pydicom + pylibjpeg-openjpeg), pinned to ONE CPU core with one thread:
-  reading the file plus :func:`services.preprocess.pipeline.preprocess_view` (decode, display,
+  reading the file plus :func:`shared.imaging.pipeline.preprocess_view` (decode, display,
   orient, segment, pectoral muscle, crop, magma, 336x224 model input), then the service's output
   files apart. Peak memory: the process's maximum resident set (``VmHWM``, interpreter and
   libraries included) and the Python/NumPy allocations of one image (``tracemalloc``).
 - ``sam``: SAM ``vit_b`` with random weights (no official checkpoint here) on the same image,
   every core of the machine, or the GPU with ``--device cuda``.
-- Ray: ``N`` images of 1024x832 through :func:`services.preprocess.batch.prepare_dataset`, in one
+- Ray: ``N`` images of 1024x832 through :func:`mlkit.preprocessing.batch.prepare_dataset`, in one
   process (``workers=0``) against a local Ray cluster with ``--ray-cpus`` CPUs. The load average
   is printed: a speed-up needs idle cores.
 
@@ -58,15 +58,15 @@ def run_case(path: Path, backend: str, repeat: int, device: str, pin: bool) -> d
 
     import pydicom
 
-    from services.preprocess.pipeline import derived_files, oriented_image, preprocess_view
-    from services.preprocess.segmentation import ClassicSegmenter
+    from shared.imaging.pipeline import derived_files, oriented_image, preprocess_view
+    from shared.imaging.segmentation import ClassicSegmenter
 
     threads = 1 if pin else os.cpu_count() or 1
     if backend == "sam":
         import torch
         from segment_anything import sam_model_registry
 
-        from services.preprocess.sam import SamSegmenter
+        from shared.imaging.sam import SamSegmenter
 
         if pin:
             torch.set_num_threads(1)
@@ -164,7 +164,7 @@ def measure_ray(images: int, cpus: int, rows: int = 1024, cols: int = 832) -> No
 
     import ray
 
-    from services.preprocess.batch import prepare_dataset
+    from mlkit.preprocessing.batch import prepare_dataset
     from shared.settings import Settings
     from shared.synth import make_study
 

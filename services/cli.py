@@ -34,10 +34,11 @@ console = Console()
 NOTIFY_GRACE_SECONDS = 10.0
 
 for _part in (
-    "services.preprocess.commands",
-    "services.infer.training.commands",
-    "services.infer.export.commands",
-    "services.infer.datasets.commands",
+    "mlkit.preprocessing.commands",
+    "mlkit.training.commands",
+    "mlkit.evaluation.commands",
+    "mlkit.export.commands",
+    "mlkit.datasets.commands",
 ):
     app.add_typer(importlib.import_module(_part).commands)
 app.add_typer(importlib.import_module("services.notify.providers.commands").commands, name="provider")
@@ -141,11 +142,13 @@ def synth(
     cols: int = 416,
     finding: Annotated[Optional[str], typer.Option(help="mass | calcifications")] = None,
     photometric: str = "MONOCHROME2",
+    generator: Annotated[int, typer.Option(min=1, max=2, help="1: 512x416; 2: campo completo / full field")] = 1,
 ) -> None:
     """Escribe estudios sintéticos de cuatro vistas / write synthetic four-view studies."""
     from shared.synth import write_studies
 
-    studies = write_studies(out, count, seed, rows=rows, cols=cols, finding=finding, photometric=photometric)
+    studies = write_studies(out, count, seed, rows=rows, cols=cols, finding=finding, photometric=photometric,
+                            version=generator)
     for study in studies:
         console.print(f"{study.study_uid}  acceso / accession {study.accession_number}  ({len(study.views)} vistas)")
 

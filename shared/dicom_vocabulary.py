@@ -6,7 +6,7 @@ given only by its View Code Sequence) lands in the same slot at ingest, in prepr
 results and in the viewer. Codes come from pydicom's copy of the DICOM content mapping resources
 (CID 244 Laterality, CID 4014 View for Mammography, CID 4015 View Modifier for Mammography);
 statuses from pynetdicom's :class:`~pynetdicom.status.Status` and PS3.4. How pixels become a
-display image lives next door, in :mod:`shared.dicom_display`.
+display image lives next door, in :mod:`shared.imaging.display`.
 """
 
 from __future__ import annotations

@@ -112,6 +112,10 @@ class DerivedView(BaseModel):
     breast_area_fraction: float
     flags: list[str] = Field(default_factory=list)
     geometry: ViewGeometry | None = None
+    not_evaluable: list[str] = Field(
+        default_factory=list,
+        description="Why the model must not score this view (shared/imaging/applicability.py codes); empty: it may",
+    )
 
 
 class StudyPreprocessed(Event):
@@ -124,13 +128,27 @@ class StudyPreprocessed(Event):
 
 
 class BreastResult(BaseModel):
-    """Model outputs for one breast."""
+    """Model outputs for one breast that the model scored (both views evaluable)."""
 
     laterality: Laterality
     malignancy_score: float = Field(ge=0, le=1)
     birads: int = Field(ge=0, le=6)
     density: Literal["A", "B", "C", "D"]
     views_used: list[str]
+    ood_score: float | None = Field(
+        None, description="Distance to the training features over its calibrated threshold; > 1 is out of distribution"
+    )
+    in_distribution: bool | None = Field(None, description="ood_score ≤ 1; None when the model has no such check")
+
+
+class NotEvaluated(BaseModel):
+    """An image or a breast the model did not score, and why (bilingual label)."""
+
+    laterality: str | None = None
+    view_position: str | None = None
+    sop_instance_uid: str | None = None
+    reason: str = Field(description="Code: shared/imaging/applicability.py, or breast_without_two_views")
+    label: str = Field(description="Spanish / English")
 
 
 class ImageRegion(BaseModel):
@@ -163,6 +181,7 @@ class StudyInferred(Event):
     regions: list[ImageRegion] = Field(
         default_factory=list, description="Where the model looked, for breasts it does not call low suspicion"
     )
+    not_evaluated: list[NotEvaluated] = Field(default_factory=list)
 
 
 class StudyFailed(Event):

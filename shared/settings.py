@@ -177,7 +177,9 @@ class Settings(BaseSettings):
         2, ge=0, description="Reenvíos del último evento de un estudio atascado / re-drives of a stuck study's last event"
     )
 
-    segmentation_backend: Literal["classic", "sam"] = Field("classic", description="Segmentación: classic o sam / segmentation backend")
+    segmentation_backend: Literal["classic", "sam", "seed"] = Field(
+        "classic", description="Segmentación: classic, sam o seed (la receta de la semilla) / segmentation backend"
+    )
     sam_model_type: Literal["vit_b", "vit_l", "vit_h"] = Field("vit_b", description="Tipo de modelo SAM / SAM model type")
     sam_checkpoint: Path | None = Field(None, description="Checkpoint oficial de SAM (obligatorio con sam) / SAM checkpoint")
     sam_device: str = Field("cpu", description="cpu o cuda para SAM / SAM device")
@@ -192,6 +194,9 @@ class Settings(BaseSettings):
     triton_model_name: str = Field("twoview", description="Nombre del modelo en Triton / model name")
     triton_timeout_seconds: float = Field(10.0, gt=0, description="Tiempo máximo por petición / request timeout")
     triton_retries: int = Field(3, ge=0, description="Reintentos por petición / retries")
+    triton_binary_data: bool = Field(
+        True, description="Tensores binarios por HTTP (Triton); false para MLServer / binary tensors over HTTP"
+    )
     infer_batch_size: int = Field(16, ge=1, description="Mamas por lote de inferencia / breasts per batch")
     infer_batch_wait_ms: float = Field(
         20.0, ge=0, description="Espera para juntar estudios en un lote / wait to batch studies together"

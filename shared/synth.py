@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, Literal
 
@@ -33,6 +33,8 @@ STORED_CHEST_WALL_SIDE: Final[dict[str, Literal["left", "right"]]] = {"R": "righ
 
 #: Digital Mammography X-Ray Image Storage - For Presentation.
 MG_FOR_PRESENTATION: Final[str] = "1.2.840.10008.5.1.4.1.1.1.2"
+#: Digital Mammography X-Ray Image Storage - For Processing.
+MG_FOR_PROCESSING: Final[str] = "1.2.840.10008.5.1.4.1.1.1.2.1"
 
 MANUFACTURER: Final[str] = "Mexican Deep DICOM (sintético)"
 MAX_VALUE: Final[int] = 4095  # 12 bits stored
@@ -51,7 +53,8 @@ _VIEW_CODES: Final[dict[str, tuple[str, str, str]]] = {
     "CC": ("399162004", "SCT", "cranio-caudal"),
     "MLO": ("399368009", "SCT", "medio-lateral oblique"),
 }
-_STANDARD_VIEWS: Final[tuple[tuple[Laterality, View], ...]] = (
+#: The four views of a screening study, in the order studies are drawn.
+STANDARD_VIEWS: Final[tuple[tuple[Laterality, View], ...]] = (
     ("R", "CC"),
     ("L", "CC"),
     ("R", "MLO"),
@@ -69,11 +72,18 @@ _FAMILY_NAMES: Final[tuple[str, ...]] = (
 
 @dataclass(frozen=True)
 class Finding:
-    """A lesion painted into a view; coordinates are in the image as stored."""
+    """A lesion painted into a view; coordinates are in the image as stored.
+
+    The second generator (:mod:`shared.synth_v2`) also names the lesion, its BI-RADS category and
+    whether it is malignant.
+    """
 
     kind: FindingKind
     center_rc: tuple[int, int]
     radius_px: int
+    lesion: str = ""
+    malignant: bool | None = None
+    birads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -191,10 +201,10 @@ def make_view(
         findings.append(_paint_finding(rng, values, room, finding))
     pixels = _add_noise(rng, values, breast)
 
-    return _finish_view(identity, laterality, view, pixels, breast, pectoral, findings, photometric)
+    return finish_view(identity, laterality, view, pixels, breast, pectoral, findings, photometric)
 
 
-def _finish_view(
+def finish_view(
     identity: StudyIdentity,
     laterality: str,
     view: str,
@@ -203,16 +213,20 @@ def _finish_view(
     pectoral: np.ndarray,
     findings: list[Finding],
     photometric: str,
+    *,
+    invert: bool = True,
 ) -> SyntheticView:
-    """Turn a drawn image (chest wall on the left) into a stored view: mirror, invert, DICOM."""
+    """Turn a drawn image (chest wall on the left) into a stored view: mirror, invert, DICOM.
+
+    ``invert`` turns 12-bit MONOCHROME2 values into MONOCHROME1 ones; a caller that already
+    rendered its photometric interpretation passes False.
+    """
     cols = pixels.shape[1]
     if STORED_CHEST_WALL_SIDE[laterality] == "right":
         # Drawn with the chest wall on the left; mirror into the stored convention.
         pixels, breast, pectoral = pixels[:, ::-1], breast[:, ::-1], pectoral[:, ::-1]
-        findings = [
-            Finding(f.kind, (f.center_rc[0], cols - 1 - f.center_rc[1]), f.radius_px) for f in findings
-        ]
-    if photometric == "MONOCHROME1":
+        findings = [replace(f, center_rc=(f.center_rc[0], cols - 1 - f.center_rc[1])) for f in findings]
+    if photometric == "MONOCHROME1" and invert:
         pixels = MAX_VALUE - pixels
     pixels = np.ascontiguousarray(pixels, dtype=np.uint16)
 
@@ -238,11 +252,21 @@ def make_study(
     density: float = 0.3,
     hospital_id: str = "HOSP-DEMO",
     patient_id: str | None = None,
+    version: Literal[1, 2] = 1,
 ) -> SyntheticStudy:
     """Draw the four screening views R-CC, L-CC, R-MLO, L-MLO of one patient.
 
-    A ``finding`` appears in both views (CC and MLO) of ``finding_laterality``.
+    A ``finding`` appears in both views (CC and MLO) of ``finding_laterality``. ``version=2`` draws
+    the study with the second generator (:mod:`shared.synth_v2`: full-field phantoms without
+    shortcuts, ``rows`` and ``cols`` then come from its detector and pixel spacing).
     """
+    if version == 2:
+        from shared import synth_v2
+
+        case = synth_v2.screening_case(
+            seed, finding=finding, finding_laterality=finding_laterality, dense_fraction=density, photometric=photometric
+        )
+        return synth_v2.make_study(case, hospital_id=hospital_id, patient_id=patient_id)
     identity = study_identity(seed, hospital_id=hospital_id, patient_id=patient_id)
     views = [
         make_view(
@@ -256,7 +280,7 @@ def make_study(
             density=density,
             study=identity,
         )
-        for lat, vw in _STANDARD_VIEWS
+        for lat, vw in STANDARD_VIEWS
     ]
     return SyntheticStudy(
         study_uid=identity.study_uid,
@@ -454,6 +478,43 @@ def _add_noise(rng: np.random.Generator, values: np.ndarray, breast: np.ndarray)
 
 # --- DICOM -----------------------------------------------------------------------------------
 
+#: Anatomic Region Sequence of a breast image (CID 4031).
+_BREAST_REGION: Final[tuple[str, str, str]] = ("76752008", "SCT", "Breast")
+
+
+def add_mammography_modules(
+    ds: Dataset,
+    photometric: str,
+    *,
+    detector_type: str = "DIRECT",
+    burned_in: bool = False,
+    quality_control: bool = False,
+) -> None:
+    """The attributes the Digital Mammography X-Ray IOD requires beyond the image itself (DX Anatomy
+    Imaged, DX Image, DX Detector, Mammography Image and Acquisition Context modules), so that
+    ``dciodvfy`` finds no error.
+
+    Pixel Intensity Relationship Sign and Presentation LUT Shape follow ``photometric``: in
+    MONOCHROME2 the breast (less X-ray intensity) has the higher values (sign -1, IDENTITY); in
+    MONOCHROME1 the lower ones (sign +1, INVERSE).
+    """
+    region = Dataset()
+    region.CodeValue, region.CodingSchemeDesignator, region.CodeMeaning = _BREAST_REGION
+    ds.AnatomicRegionSequence = [region]
+    ds.PositionerType = "MAMMOGRAPHIC"
+    ds.OrganExposed = "BREAST"
+    ds.PartialView = "NO"
+    ds.BreastImplantPresent = "NO"
+    ds.QualityControlImage = "YES" if quality_control else "NO"
+    ds.BurnedInAnnotation = "YES" if burned_in else "NO"
+    ds.LossyImageCompression = "00"
+    ds.DetectorType = detector_type
+    monochrome1 = photometric == "MONOCHROME1"
+    ds.PixelIntensityRelationshipSign = 1 if monochrome1 else -1
+    ds.PresentationLUTShape = "INVERSE" if monochrome1 else "IDENTITY"
+    ds.AcquisitionContextSequence = []
+
+
 
 def _build_dataset(
     identity: StudyIdentity, laterality: Laterality, view: View, pixels: np.ndarray, photometric: Photometric
@@ -496,21 +557,16 @@ def _build_dataset(
     ds.StudyInstanceUID = identity.study_uid
     ds.SeriesInstanceUID = series_uid
     ds.StudyID = identity.accession_number[-16:]
-    ds.SeriesNumber = 1 + [*_STANDARD_VIEWS].index((laterality, view))
+    ds.SeriesNumber = 1 + [*STANDARD_VIEWS].index((laterality, view))
     ds.InstanceNumber = 1
     ds.PatientOrientation = _PATIENT_ORIENTATION[(laterality, view)].split("\\")
     ds.ImageLaterality = laterality
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = _VIEW_CODES[view]
+    code.ViewModifierCodeSequence = []
     ds.ViewCodeSequence = [code]
-    ds.PositionerType = "MAMMOGRAPHIC"
-    ds.OrganExposed = "BREAST"
-    ds.PartialView = "NO"
-    ds.BreastImplantPresent = "NO"
-    ds.QualityControlImage = "NO"
-    ds.BurnedInAnnotation = "NO"
+    add_mammography_modules(ds, photometric)
     ds.PixelIntensityRelationship = "LOG"
-    ds.PixelIntensityRelationshipSign = 1
 
     row_mm = FULL_FIELD_SPACING_MM * FULL_FIELD_ROWS / rows
     col_mm = FULL_FIELD_SPACING_MM * FULL_FIELD_COLS / cols
@@ -535,6 +591,10 @@ def _build_dataset(
 __all__ = [
     "Finding",
     "MG_FOR_PRESENTATION",
+    "MG_FOR_PROCESSING",
+    "STANDARD_VIEWS",
+    "add_mammography_modules",
+    "finish_view",
     "STORED_CHEST_WALL_SIDE",
     "StudyIdentity",
     "SyntheticStudy",

@@ -368,7 +368,7 @@ def make_labelled_view(
     finding = _paint(rng, values, room, appearance)
     findings = [finding] if finding is not None else []
     pixels = synth._add_noise(rng, values, breast)
-    return synth._finish_view(identity, laterality, view, pixels, breast, pectoral, findings, photometric)
+    return synth.finish_view(identity, laterality, view, pixels, breast, pectoral, findings, photometric)
 
 
 def make_labelled_study(spec: CaseSpec | int, *, hospital_id: str = "HOSP-DEMO") -> LabelledStudy:

@@ -12,6 +12,8 @@ import torch
 from services.infer.model import TwoViewNet
 
 REQUIRED_METADATA: Final[tuple[str, ...]] = ("model_name", "version", "trained_on", "backbone")
+#: Weights a checkpoint written before the out-of-distribution check existed does not have.
+_OPTIONAL_PREFIXES: Final[tuple[str, ...]] = ("ood.",)
 
 
 def save_checkpoint(model: TwoViewNet, path: Path, metadata: Mapping[str, str]) -> None:
@@ -23,6 +25,7 @@ def save_checkpoint(model: TwoViewNet, path: Path, metadata: Mapping[str, str]) 
     """
     meta = {str(k): str(v) for k, v in metadata.items()}
     meta.setdefault("backbone", model.backbone_name)
+    meta.setdefault("channel_order", model.channel_order)
     if meta["backbone"] != model.backbone_name:
         raise ValueError(f"backbone {meta['backbone']!r} != modelo / model {model.backbone_name!r}")
     missing = [k for k in REQUIRED_METADATA if not meta.get(k)]
@@ -46,3 +49,27 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
     if missing:
         raise ValueError(f"Faltan metadatos / missing metadata in {path}: {missing}")
     return payload["state_dict"], meta
+
+
+def model_from_checkpoint(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> TwoViewNet:
+    """A TwoViewNet (eval mode, CPU) with the checkpoint's weights.
+
+    Every learned weight must match. Only the feature statistics of the out-of-distribution check
+    may be absent (checkpoints older than it); such a model has no ``ood_threshold`` and cannot
+    vouch that an image is like its training data.
+    """
+    model = TwoViewNet(backbone=metadata["backbone"], channel_order=metadata.get("channel_order", "RGB"))
+    result = model.load_state_dict(dict(state_dict), strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith(_OPTIONAL_PREFIXES)]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"El checkpoint no corresponde al modelo / checkpoint does not match the model: "
+            f"faltan / missing {missing}, sobran / unexpected {list(result.unexpected_keys)}"
+        )
+    return model.eval()
+
+
+def ood_threshold(metadata: Mapping[str, str]) -> float | None:
+    """The calibrated distance above which a view is out of distribution, if the checkpoint has one."""
+    value = metadata.get("ood_threshold")
+    return float(value) if value not in (None, "") else None

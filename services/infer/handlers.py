@@ -8,7 +8,8 @@ import logging
 
 import numpy as np
 
-from shared.events import BreastResult, ImageRegion, StudyInferred, StudyPreprocessed, follow_up
+from shared.events import BreastResult, DerivedView, ImageRegion, NotEvaluated, StudyInferred, StudyPreprocessed, follow_up
+from shared.imaging.applicability import NotEvaluable
 from shared.runtime import ServiceContext
 from services.infer.backends import ModelBackend, build_backend
 from services.infer.batching import BreastBatcher
@@ -16,7 +17,7 @@ from services.infer.localisation import Localiser, ViewInput
 from services.infer.model import TwoViewNet
 from services.infer.predictor import BreastInputs, BreastPrediction, TorchPredictor
 from services.infer.thresholds import resolve_thresholds
-from services.infer.triage import TriageThresholds, triage_light
+from services.infer.triage import SIDES, Reason, TriageThresholds, triage_light, unscored_breast
 
 log = logging.getLogger("mdd.infer")
 SERVICE = "infer"
@@ -40,6 +41,44 @@ def build_predictor(ctx: ServiceContext) -> ModelBackend:
         return build_backend(settings)
     # MDD_MODEL_WEIGHTS unset: the shipped synthetic-data checkpoint; "untrained": random weights.
     return TorchPredictor.from_setting(settings.model_weights, device=settings.torch_device, backbone=settings.model_backbone)
+
+
+BREAST_WITHOUT_TWO_VIEWS = "breast_without_two_views"
+
+
+def _where(view: DerivedView) -> Reason:
+    side = SIDES.get(view.laterality or "")
+    position = f" {view.view_position}" if view.view_position else ""
+    if side is None:
+        return (f"imagen {view.sop_instance_uid}", f"image {view.sop_instance_uid}")
+    return (f"{side[0]}{position}", f"{side[1]}{position}")
+
+
+def not_evaluated_views(views: list[DerivedView]) -> list[NotEvaluated]:
+    """One entry per image and reason that a gate kept from the model (codes of unknown gates kept as they are)."""
+    items = []
+    for view in views:
+        for code in view.not_evaluable:
+            es, en = _where(view)
+            try:
+                gate_es, gate_en = NotEvaluable(code).parts
+            except ValueError:
+                gate_es = gate_en = code
+            items.append(
+                NotEvaluated(
+                    laterality=view.laterality,
+                    view_position=view.view_position,
+                    sop_instance_uid=view.sop_instance_uid,
+                    reason=code,
+                    label=f"no evaluable por IA: {gate_es} ({es}) / not evaluable by AI: {gate_en} ({en})",
+                )
+            )
+    return items
+
+
+def _reason(item: NotEvaluated) -> Reason:
+    spanish, _, english = item.label.partition(" / ")
+    return (spanish, english)
 
 
 class InferHandlers:
@@ -67,14 +106,19 @@ class InferHandlers:
         return np.load(io.BytesIO(data), allow_pickle=False)
 
     def _breast_inputs(self, event: StudyPreprocessed) -> list[BreastInputs]:
-        images: dict[tuple[str, str], np.ndarray] = {}
+        """The breasts with an evaluable CC and an evaluable MLO; no other breast is shown to the model."""
+        slots: dict[tuple[str, str], DerivedView] = {}
         for view in event.views:
-            if view.laterality in ("R", "L") and view.view_position in ("CC", "MLO"):
-                images.setdefault((view.laterality, view.view_position), self._load(view.input_key))
+            if not view.not_evaluable and view.laterality in ("R", "L") and view.view_position in ("CC", "MLO"):
+                slots.setdefault((view.laterality, view.view_position), view)
         return [
-            BreastInputs(laterality=side, cc=images.get((side, "CC")), mlo=images.get((side, "MLO")))  # type: ignore[arg-type]
+            BreastInputs(
+                laterality=side,  # type: ignore[arg-type]
+                cc=self._load(slots[(side, "CC")].input_key),
+                mlo=self._load(slots[(side, "MLO")].input_key),
+            )
             for side in ("R", "L")
-            if (side, "CC") in images or (side, "MLO") in images
+            if (side, "CC") in slots and (side, "MLO") in slots
         ]
 
     def _regions(
@@ -86,7 +130,8 @@ class InferHandlers:
         low = self.thresholds_for(event.hospital_id).low
         first: dict[tuple[str, str], object] = {}
         for view in event.views:
-            first.setdefault((str(view.laterality), str(view.view_position)), view)
+            if not view.not_evaluable:  # the views the model was shown (see _breast_inputs)
+                first.setdefault((str(view.laterality), str(view.view_position)), view)
         regions: list[ImageRegion] = []
         for breast, prediction in zip(breasts, predictions):
             if prediction.malignancy_score < low:
@@ -102,8 +147,19 @@ class InferHandlers:
         return regions
 
     def _inferred(self, event: StudyPreprocessed, predictions: list[BreastPrediction]) -> StudyInferred:
-        complete = len(predictions) == 2 and all(len(p.views_used) == 2 for p in predictions)
-        light, reason = triage_light(predictions, self.thresholds_for(event.hospital_id), complete, event.quality_flags)
+        not_evaluated = not_evaluated_views(event.views)
+        scored = {p.laterality for p in predictions}
+        reasons = [_reason(item) for item in not_evaluated]
+        not_evaluated += [
+            NotEvaluated(
+                laterality=side,
+                reason=BREAST_WITHOUT_TWO_VIEWS,
+                label=" / ".join(unscored_breast(side)),
+            )
+            for side in ("R", "L")
+            if side not in scored
+        ]
+        light, reason = triage_light(predictions, self.thresholds_for(event.hospital_id), reasons, event.quality_flags)
         if not self.predictor.trained:
             # Random weights cannot support a suspicious or a reassuring call.
             light, reason = "YELLOW", f"{UNTRAINED_REASON} [{reason}]"
@@ -118,9 +174,12 @@ class InferHandlers:
                     birads=p.birads,
                     density=p.density,  # type: ignore[arg-type]
                     views_used=p.views_used,
+                    ood_score=round(p.ood_score, 4) if p.ood_score is not None else None,
+                    in_distribution=p.in_distribution if p.ood_score is not None else None,
                 )
                 for p in predictions
             ],
+            not_evaluated=not_evaluated,
             triage_light=light,
             triage_reason=reason,
             model_name=self.predictor.model_name,

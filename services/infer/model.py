@@ -20,6 +20,8 @@ INPUT_HEIGHT: Final[int] = 336
 INPUT_WIDTH: Final[int] = 224
 
 BIRADS_CLASSES: Final[tuple[int, ...]] = (0, 1, 2, 3, 4, 5, 6)
+#: Orders of the magma channels the backbone can be fed in (BGR: the seed's OpenCV notebooks).
+CHANNEL_ORDERS: Final[tuple[str, ...]] = ("RGB", "BGR")
 DENSITY_CLASSES: Final[tuple[str, ...]] = ("A", "B", "C", "D")
 
 BACKBONES: Final[tuple[str, ...]] = ("efficientnet_b0", "small_cnn", "compact_cnn")
@@ -102,16 +104,42 @@ def build_backbone(name: str) -> tuple[nn.Module, int]:
     raise ValueError(f"Backbone desconocido / unknown backbone: {name!r}; use one of {BACKBONES}")
 
 
+class FeatureDensity(nn.Module):
+    """A Gaussian over the backbone features of the training views: mean and (shrunk) precision.
+
+    Its output is the Mahalanobis distance of each view's features, the out-of-distribution score
+    on the model's own features; a checkpoint fitted by training says so in its metadata
+    (``ood_threshold``). Until fitted it is the Euclidean distance to zero and means nothing.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("precision", torch.eye(dim))
+
+    def forward(self, features: Tensor) -> Tensor:
+        """Distance ``N`` of each row of ``features`` (``N x C``) to the training features."""
+        centred = features - self.mean
+        return torch.sqrt(torch.clamp(((centred @ self.precision) * centred).sum(dim=1), min=0.0))
+
+
 class TwoViewNet(nn.Module):
     """Breast-level classifier over the CC and MLO views of one breast.
 
-    Inputs are float tensors ``N x 3 x 336 x 224`` scaled to 0..1; ImageNet
-    normalisation happens inside the module.
+    Inputs are float tensors ``N x 3 x 336 x 224`` scaled to 0..1, RGB as the service writes them;
+    ImageNet normalisation happens inside the module. ``channel_order="BGR"`` hands the backbone the
+    channels in OpenCV's order, as the seed's notebooks fed it (``cv2.applyColorMap``), so weights
+    trained that way see what they were trained on; every export keeps the swap.
     """
 
-    def __init__(self, backbone: str = "efficientnet_b0", hidden: int = 256, dropout: float = 0.2) -> None:
+    def __init__(
+        self, backbone: str = "efficientnet_b0", hidden: int = 256, dropout: float = 0.2, channel_order: str = "RGB"
+    ) -> None:
         super().__init__()
+        if channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f"Orden de canales desconocido / unknown channel order {channel_order!r}: {CHANNEL_ORDERS}")
         self.backbone_name = backbone
+        self.channel_order = channel_order
         self.features, feat_dim = build_backbone(backbone)
         self.pool = nn.AdaptiveAvgPool2d(1)
         # Not persistent: constants, so checkpoints stay pure learned weights.
@@ -126,23 +154,29 @@ class TwoViewNet(nn.Module):
         self.malignancy_head = nn.Linear(hidden, 1)
         self.birads_head = nn.Linear(hidden, len(BIRADS_CLASSES))
         self.density_head = nn.Linear(hidden, len(DENSITY_CLASSES))
+        self.ood = FeatureDensity(feat_dim)
 
     def embed(self, images: Tensor) -> Tensor:
         """Pooled backbone features ``N x C`` of a batch of 0..1 images."""
         x = (images - self.mean) / self.std
+        if self.channel_order == "BGR":
+            x = x.flip(1)
         return torch.flatten(self.pool(self.features(x)), 1)
 
     def forward(self, cc: Tensor, mlo: Tensor) -> dict[str, Tensor]:
         """Logits for each breast: ``malignancy_logit`` (N), ``birads_logits`` (N x 7),
-        ``density_logits`` (N x 4)."""
+        ``density_logits`` (N x 4), and ``ood_distance`` (N): the larger of its two views' distances
+        to the training features (:class:`FeatureDensity`)."""
         if cc.shape != mlo.shape:
             raise ValueError(f"CC y MLO difieren / CC and MLO differ: {tuple(cc.shape)} vs {tuple(mlo.shape)}")
         n = cc.shape[0]
         # One pass through the shared backbone for both views.
         feats = self.embed(torch.cat([cc, mlo], dim=0))
         joint = self.neck(torch.cat([feats[:n], feats[n:]], dim=1))
+        distance = self.ood(feats)
         return {
             "malignancy_logit": self.malignancy_head(joint).squeeze(1),
             "birads_logits": self.birads_head(joint),
             "density_logits": self.density_head(joint),
+            "ood_distance": torch.maximum(distance[:n], distance[n:]),
         }

@@ -9,7 +9,7 @@ from typing import Final, Literal
 import numpy as np
 import torch
 
-from services.infer.checkpoint import load_checkpoint, save_checkpoint
+from services.infer.checkpoint import load_checkpoint, model_from_checkpoint, ood_threshold, save_checkpoint
 from services.infer.model import (
     BACKBONE_MODEL_NAMES,
     BIRADS_CLASSES,
@@ -99,6 +99,13 @@ class BreastPrediction:
     density: str
     density_probs: list[float]
     views_used: list[str] = field(default_factory=list)
+    ood_score: float | None = None
+    """Distance to the training features divided by the calibrated threshold; None: no such check."""
+
+    @property
+    def in_distribution(self) -> bool:
+        """True only when the model checked the breast against its training features and it is close."""
+        return self.ood_score is not None and self.ood_score <= 1.0
 
 
 Logits = dict[str, np.ndarray]
@@ -110,8 +117,14 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def predictions_from_logits(breasts: list[BreastInputs], logits: Logits) -> list[BreastPrediction]:
-    """Scores, BI-RADS and density of each breast from the model's three logit arrays."""
+def predictions_from_logits(
+    breasts: list[BreastInputs], logits: Logits, ood_threshold: float | None = None
+) -> list[BreastPrediction]:
+    """Scores, BI-RADS and density of each breast from the model's logit arrays.
+
+    With ``ood_threshold`` (the checkpoint's calibrated distance) and an ``ood_distance`` output,
+    each breast also gets its out-of-distribution score; otherwise that score stays None.
+    """
     scores = 1.0 / (1.0 + np.exp(-np.asarray(logits["malignancy_logit"], dtype=np.float64).reshape(-1)))
     birads_probs = _softmax(np.asarray(logits["birads_logits"]))
     density_probs = _softmax(np.asarray(logits["density_logits"]))
@@ -120,6 +133,12 @@ def predictions_from_logits(breasts: list[BreastInputs], logits: Logits) -> list
             f"El modelo devolvió {len(scores)} resultados para {len(breasts)} mamas / "
             f"model returned {len(scores)} results for {len(breasts)} breasts"
         )
+    distances = logits.get("ood_distance")
+    ood = None
+    if ood_threshold is not None and ood_threshold > 0 and distances is not None:
+        ood = np.asarray(distances, dtype=np.float64).reshape(-1) / ood_threshold
+        if len(ood) != len(breasts):
+            raise ValueError("ood_distance no corresponde a las mamas / does not match the breasts")
     results: list[BreastPrediction] = []
     for i, breast in enumerate(breasts):
         views = [name for name, img in (("CC", breast.cc), ("MLO", breast.mlo)) if img is not None]
@@ -132,6 +151,7 @@ def predictions_from_logits(breasts: list[BreastInputs], logits: Logits) -> list
                 density=DENSITY_CLASSES[int(np.argmax(density_probs[i]))],
                 density_probs=[float(p) for p in density_probs[i]],
                 views_used=views,
+                ood_score=float(ood[i]) if ood is not None and np.isfinite(ood[i]) else None,
             )
         )
     return results
@@ -155,8 +175,7 @@ class TorchPredictor:
         self._device = torch.device(device)
         if weights_path is not None:
             state_dict, meta = load_checkpoint(weights_path)
-            model = TwoViewNet(backbone=meta["backbone"])
-            model.load_state_dict(state_dict, strict=True)
+            model = model_from_checkpoint(state_dict, meta)
             self._model_name = meta["model_name"]
             self._model_version = meta["version"]
             self.trained = True
@@ -167,6 +186,7 @@ class TorchPredictor:
                 if "triage_high" in meta and "triage_low" in meta
                 else None
             )
+            self.ood_threshold: float | None = ood_threshold(meta)
         else:
             # Own RNG scope: same seed -> same weights, whatever ran before.
             with torch.random.fork_rng(devices=[]):
@@ -178,6 +198,7 @@ class TorchPredictor:
             self.trained_on = UNTRAINED_LABEL
             self.weights_path = None
             self.calibrated_thresholds = None
+            self.ood_threshold = None
         self._model = model.to(self._device).eval()
 
     @classmethod
@@ -220,4 +241,4 @@ class TorchPredictor:
         with torch.inference_mode():
             out = self._model(self._stack(ccs), self._stack(mlos))
             logits = {name: tensor.cpu().numpy() for name, tensor in out.items()}
-        return predictions_from_logits(usable, logits)
+        return predictions_from_logits(usable, logits, self.ood_threshold)

@@ -1,9 +1,17 @@
-"""Study-level traffic light (RED / YELLOW / GREEN) from breast predictions.
+"""Study-level traffic light (RED / YELLOW / GREEN) from what the gates let through and the model said.
 
-RED: any breast with BI-RADS 4, 5 or 6, or malignancy score >= ``high``.
-YELLOW: otherwise, anything indeterminate: BI-RADS 0 or 3, a score in
-``[low, high)``, an incomplete study, a quality flag, or no breast analysed.
-GREEN: low suspicion otherwise. RED always wins over YELLOW.
+The light never claims more than the model can vouch for:
+
+- RED: a breast the model scored (both views evaluable), in the model's training distribution,
+  with a malignancy score ≥ ``high`` (the calibrated rule). The BI-RADS head is reported beside the
+  score; it does not decide the light.
+- GREEN: only when both breasts were scored, both are in distribution, both scores are below
+  ``low`` (and the BI-RADS head does not call either 4-6), no image of the study was left out by a
+  gate and no quality flag was raised.
+- YELLOW: everything else, with every reason: an image the model may not evaluate ("no evaluable
+  por IA: vista magnificada / not evaluable by AI: magnified view"), a breast without two evaluable
+  views, a breast unlike the training data (even with a high score), a score in ``[low, high)``,
+  a quality flag. RED wins over YELLOW.
 """
 
 from __future__ import annotations
@@ -16,12 +24,12 @@ from typing import Final, Literal
 from services.infer.predictor import BreastPrediction
 
 Light = Literal["RED", "YELLOW", "GREEN"]
+Reason = tuple[str, str]
+"""A reason in Spanish and in English."""
 
-# BI-RADS 6 is known malignancy: never less urgent than 4-5.
-SUSPICIOUS_BIRADS: Final[frozenset[int]] = frozenset({4, 5, 6})
-INDETERMINATE_BIRADS: Final[frozenset[int]] = frozenset({0, 3})
-
-_SIDE: Final[dict[str, tuple[str, str]]] = {
+#: BI-RADS categories that keep a low-scoring breast from GREEN (they never make a light RED).
+DISCORDANT_BIRADS: Final[frozenset[int]] = frozenset({4, 5, 6})
+SIDES: Final[dict[str, Reason]] = {
     "R": ("mama derecha", "right breast"),
     "L": ("mama izquierda", "left breast"),
 }
@@ -45,46 +53,82 @@ def _fmt(score: float) -> str:
     return f"{math.floor(score * 100 + 1e-9) / 100:.2f}"
 
 
-def _message(prefix_es: str, prefix_en: str, parts: list[tuple[str, str]]) -> str:
+def _message(prefix_es: str, prefix_en: str, parts: Sequence[Reason]) -> str:
     es = "; ".join(p[0] for p in parts)
     en = "; ".join(p[1] for p in parts)
     return f"{prefix_es}: {es} / {prefix_en}: {en}"
 
 
+def _side(laterality: str) -> Reason:
+    return SIDES.get(laterality, (laterality, laterality))
+
+
+def unscored_breast(laterality: str) -> Reason:
+    """The reason shown for a breast the model did not score."""
+    side_es, side_en = _side(laterality)
+    return (f"{side_es}: sin dos vistas evaluables (CC y MLO)", f"{side_en}: no two evaluable views (CC and MLO)")
+
+
+def _distribution_reason(p: BreastPrediction) -> Reason | None:
+    """Why a scored breast is not vouched for by the distribution check, if it is not."""
+    side_es, side_en = _side(p.laterality)
+    if p.ood_score is None:
+        return (f"{side_es}, sin control de distribución del modelo", f"{side_en}, no distribution check in the model")
+    if not p.in_distribution:
+        score = f"{p.ood_score:.2f}"
+        return (
+            f"{side_es}, imagen distinta de los datos de entrenamiento (distancia {score} > 1); no evaluable por IA",
+            f"{side_en}, unlike the training data (distance {score} > 1); not evaluable by AI",
+        )
+    return None
+
+
 def triage_light(
     predictions: Sequence[BreastPrediction],
     thresholds: TriageThresholds,
-    complete: bool,
+    not_evaluated: Sequence[Reason] = (),
     quality_flags: Sequence[str] = (),
 ) -> tuple[Light, str]:
     """Traffic light and a bilingual reason (es-MX first, then English) for one study.
 
-    ``complete`` says whether the study had both breasts with both views;
-    ``quality_flags`` are the preprocessing quality warnings, if any.
+    ``predictions`` are the breasts the model scored (both views evaluable); ``not_evaluated``
+    the bilingual reasons of every image a gate kept from the model; ``quality_flags`` the
+    preprocessing quality warnings. A breast missing from ``predictions`` is named as such.
     """
-    suspicious: list[tuple[str, str]] = []
-    indeterminate: list[tuple[str, str]] = []
+    suspicious: list[Reason] = []
+    indeterminate: list[Reason] = [*not_evaluated]
     for p in predictions:
-        side_es, side_en = _SIDE.get(p.laterality, (p.laterality, p.laterality))
+        side_es, side_en = _side(p.laterality)
         score = _fmt(p.malignancy_score)
-        if p.malignancy_score >= thresholds.high:
+        birads = f"BI-RADS {p.birads}"
+        distribution = _distribution_reason(p)
+        if distribution is not None:
+            indeterminate.append(
+                (f"{distribution[0]} (puntuación {score}, {birads})", f"{distribution[1]} (score {score}, {birads})")
+            )
+        elif p.malignancy_score >= thresholds.high:
             high = _fmt(thresholds.high)
-            suspicious.append((f"{side_es}, puntuación {score} ≥ {high}", f"{side_en}, score {score} ≥ {high}"))
+            suspicious.append(
+                (f"{side_es}, puntuación {score} ≥ {high} ({birads})", f"{side_en}, score {score} ≥ {high} ({birads})")
+            )
         elif p.malignancy_score >= thresholds.low:
             rng = f"{_fmt(thresholds.low)}–{_fmt(thresholds.high)}"
-            indeterminate.append((f"{side_es}, puntuación {score} en {rng}", f"{side_en}, score {score} in {rng}"))
-        if p.birads in SUSPICIOUS_BIRADS:
-            suspicious.append((f"{side_es}, BI-RADS {p.birads}", f"{side_en}, BI-RADS {p.birads}"))
-        elif p.birads in INDETERMINATE_BIRADS:
-            indeterminate.append((f"{side_es}, BI-RADS {p.birads}", f"{side_en}, BI-RADS {p.birads}"))
+            indeterminate.append(
+                (f"{side_es}, puntuación {score} en {rng} ({birads})", f"{side_en}, score {score} in {rng} ({birads})")
+            )
+        elif p.birads in DISCORDANT_BIRADS:
+            # The heads disagree: a low score with a suspicious category is not a reassurance.
+            indeterminate.append(
+                (f"{side_es}, puntuación {score} baja pero {birads}", f"{side_en}, score {score} low but {birads}")
+            )
 
     if suspicious:
         return "RED", _message("Sospechoso", "Suspicious", suspicious)
 
-    if not predictions:
-        indeterminate.append(("sin mamas analizables", "no breast could be analysed"))
-    if not complete:
-        indeterminate.append(("estudio incompleto", "incomplete study"))
+    scored = {p.laterality for p in predictions}
+    for side in ("R", "L"):
+        if side not in scored:
+            indeterminate.append(unscored_breast(side))
     if quality_flags:
         flags = ", ".join(quality_flags)
         indeterminate.append((f"calidad: {flags}", f"quality: {flags}"))
@@ -96,3 +140,6 @@ def triage_light(
     return "GREEN", (
         f"Baja sospecha: puntuación máxima {score} < {low} / Low suspicion: highest score {score} < {low}"
     )
+
+
+__all__ = ["DISCORDANT_BIRADS", "Light", "Reason", "SIDES", "TriageThresholds", "triage_light", "unscored_breast"]

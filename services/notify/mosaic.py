@@ -10,7 +10,7 @@ view without Patient Orientation is mirrored when its tissue lies on the outer s
 
 Each view is decoded once (first frame only), subsampled to about twice the tile size before any
 arithmetic, turned into a display image exactly as preprocessing and WADO-RS ``/rendered`` do
-(:func:`shared.dicom_display.display_values`: modality LUT, its own VOI LUT or window, else a
+(:func:`shared.imaging.display.display_values`: modality LUT, its own VOI LUT or window, else a
 percentile window; MONOCHROME1 inverted) and resized into its tile.
 """
 
@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 from pydicom.pixels import pixel_array
 
-from shared.dicom_display import display_values, first_grey_frame, to_uint8
+from shared.imaging.display import display_values, first_grey_frame, to_uint8
 from shared.dicom_vocabulary import Laterality, Slot, View, chest_wall_on_left, hanging_flips, slot_from_dataset
 
 TILE_ROWS: Final[int] = 384

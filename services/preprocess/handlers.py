@@ -11,10 +11,10 @@ from typing import Final
 import numpy as np
 from pydicom import dcmread
 
-from services.preprocess.pipeline import PreprocessedView, derived_files, npy_bytes, orient, preprocess_view
-from services.preprocess.segmentation import Segmenter, build_segmenter
 from shared.dicom_vocabulary import STANDARD_VIEWS, has_standard_views
 from shared.events import DerivedView, StudyCompleted, StudyPreprocessed, ViewGeometry, ViewRef, follow_up
+from shared.imaging.pipeline import PreprocessedView, derived_files, npy_bytes, orient, preprocess_view
+from shared.imaging.segmentation import Segmenter, build_segmenter
 from shared.runtime import ServiceContext
 
 log = logging.getLogger("mdd.preprocess")
@@ -75,6 +75,7 @@ class PreprocessHandlers:
             breast_area_fraction=float(result.breast_area_fraction),
             flags=list(result.flags),
             geometry=view_geometry(result),
+            not_evaluable=[gate.value for gate in result.not_evaluable],
         )
 
     async def on_study_completed(self, event: StudyCompleted) -> StudyPreprocessed:

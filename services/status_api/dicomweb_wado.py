@@ -34,7 +34,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from shared.dicom_display import to_display, to_uint8
+from shared.imaging.display import to_display, to_uint8
 
 NATIVE: Final[str] = ExplicitVRLittleEndian
 OCTET_STREAM: Final[str] = "application/octet-stream"

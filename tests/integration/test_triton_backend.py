@@ -1,4 +1,5 @@
-"""The triton backend against a real KServe v2 server (MLServer) running the exported model."""
+"""The triton backend against real KServe v2 servers running the exported model: the Triton Inference
+Server that PyPI's nvidia-pytriton ships (HTTP with binary tensors, and gRPC), and MLServer."""
 
 from __future__ import annotations
 
@@ -11,18 +12,21 @@ import numpy as np
 import pytest
 import torch
 
-from infra.mlserver import MLServerInfo, mlserver_server
+from dataclasses import dataclass
+
+from infra.mlserver import mlserver_server
+from infra.pytriton_server import triton_server
 from services.infer.backends import BackendUnavailable, build_backend
 from services.infer.backends.onnx_backend import OnnxBackend
 from services.infer.backends.triton_backend import TritonBackend
 from services.infer.checkpoint import save_checkpoint
-from services.infer.export.exporter import ExportResult, export_all
-from services.infer.export.metadata import read_metadata
+from mlkit.export.exporter import ExportResult, export_all
+from services.infer.backends.metadata import read_metadata
 from services.infer.handlers import InferHandlers, build_predictor
 from services.infer.model import TwoViewNet
 from services.infer.predictor import BreastInputs, TorchPredictor
 from services.infer.triage import TriageThresholds, triage_light
-from services.preprocess.pipeline import preprocess_view
+from shared.imaging.pipeline import preprocess_view
 from shared.events import DerivedView, StudyPreprocessed, producer
 from shared.runtime import build_context
 from shared.settings import Settings
@@ -44,7 +48,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         net = TwoViewNet(backbone="small_cnn")
     path = tmp_path_factory.mktemp("weights") / "twoview.pt"
     metadata = {"model_name": "twoview-smallcnn", "version": "0.0.1", "trained_on": TRAINED_ON}
-    save_checkpoint(net, path, {**metadata, "triage_high": "0.49", "triage_low": "0.2"})
+    save_checkpoint(net, path, {**metadata, "triage_high": "0.49", "triage_low": "0.2", "ood_threshold": "40"})
     return path
 
 
@@ -53,11 +57,26 @@ def exported(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path) -> Expo
     return export_all(tmp_path_factory.mktemp("export"), weights_path=checkpoint)
 
 
-@pytest.fixture(scope="module")
-def server(exported: ExportResult) -> Iterator[MLServerInfo]:
-    """MLServer serving the Triton repository's model; fails the tests when it cannot start."""
-    with mlserver_server(exported.triton_repository / "twoview") as info:
-        yield info
+@dataclass(frozen=True)
+class Server:
+    """A running KServe v2 server and how to talk to it over HTTP."""
+
+    kind: str
+    http_url: str
+    grpc_url: str
+    binary_data: bool
+
+
+@pytest.fixture(scope="module", params=["triton", "mlserver"])
+def server(request: pytest.FixtureRequest, exported: ExportResult) -> Iterator[Server]:
+    """Triton (binary tensors over HTTP) or MLServer (JSON tensors) serving the Triton repository's model;
+    fails the tests when it cannot start."""
+    if request.param == "triton":
+        with triton_server(exported.triton_repository / "twoview") as info:
+            yield Server("triton", info.http_url, info.grpc_url, binary_data=True)
+    else:
+        with mlserver_server(exported.triton_repository / "twoview") as info:
+            yield Server("mlserver", info.http_url, info.grpc_url, binary_data=False)
 
 
 @pytest.fixture(scope="module")
@@ -65,26 +84,28 @@ def breasts(four_view_study: SyntheticStudy) -> list[BreastInputs]:
     return study_breasts(four_view_study)
 
 
-def _url(server: MLServerInfo, protocol: str) -> str:
+def _url(server: Server, protocol: str) -> str:
     return server.http_url if protocol == "http" else server.grpc_url
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_triton_backend_matches_torch_and_onnx(
-    protocol: str, server: MLServerInfo, exported: ExportResult, checkpoint: Path, breasts: list[BreastInputs]
+    protocol: str, server: Server, exported: ExportResult, checkpoint: Path, breasts: list[BreastInputs]
 ) -> None:
     metadata = read_metadata(exported.onnx)
-    backend = TritonBackend(_url(server, protocol), protocol=protocol, model_name="twoview", metadata=metadata)  # type: ignore[arg-type]
+    backend = TritonBackend(_url(server, protocol), protocol=protocol, model_name="twoview", metadata=metadata,  # type: ignore[arg-type]
+                            binary_data=server.binary_data)
     torch_predictions = TorchPredictor(checkpoint).predict(breasts)
     onnx_predictions = OnnxBackend(exported.onnx).predict(breasts)
     triton_predictions = backend.predict(breasts)
 
     assert_same_predictions(triton_predictions, torch_predictions)
     assert_same_predictions(triton_predictions, onnx_predictions)
+    assert all(p.ood_score is not None for p in triton_predictions)  # the served graph has the distance output
     thresholds = TriageThresholds()
-    for complete in (True, False):
+    for breasts_shown in (slice(None), slice(0, 1)):
         lights = {
-            name: triage_light(predictions, thresholds, complete)
+            name: triage_light(predictions[breasts_shown], thresholds)
             for name, predictions in (("torch", torch_predictions), ("onnx", onnx_predictions), ("triton", triton_predictions))
         }
         assert lights["triton"] == lights["torch"] == lights["onnx"], lights
@@ -94,7 +115,7 @@ def test_triton_backend_matches_torch_and_onnx(
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_settings_build_a_working_triton_backend(
-    protocol: str, server: MLServerInfo, exported: ExportResult, breasts: list[BreastInputs], settings: Settings
+    protocol: str, server: Server, exported: ExportResult, breasts: list[BreastInputs], settings: Settings
 ) -> None:
     configured = settings.model_copy(
         update={
@@ -104,6 +125,7 @@ def test_settings_build_a_working_triton_backend(
             "triton_model_name": "twoview",
             "onnx_model_path": exported.onnx,
             "infer_batch_size": 1,
+            "triton_binary_data": server.binary_data,
         }
     )
     backend = build_backend(configured, ready_timeout_s=10)
@@ -113,7 +135,7 @@ def test_settings_build_a_working_triton_backend(
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_readiness_timeout_names_the_missing_model(protocol: str, server: MLServerInfo) -> None:
+def test_readiness_timeout_names_the_missing_model(protocol: str, server: Server) -> None:
     with pytest.raises(BackendUnavailable) as info:
         TritonBackend(_url(server, protocol), protocol=protocol, model_name="no-such-model", ready_timeout_s=1.0)  # type: ignore[arg-type]
     message = str(info.value)
@@ -122,11 +144,12 @@ def test_readiness_timeout_names_the_missing_model(protocol: str, server: MLServ
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_backend_serves_the_handler_threads(protocol: str, server: MLServerInfo, breasts: list[BreastInputs]) -> None:
+def test_backend_serves_the_handler_threads(protocol: str, server: Server, breasts: list[BreastInputs]) -> None:
     """The infer handler calls predict from worker threads, several at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
-    backend = TritonBackend(_url(server, protocol), protocol=protocol, model_name="twoview")  # type: ignore[arg-type]
+    backend = TritonBackend(_url(server, protocol), protocol=protocol, model_name="twoview",  # type: ignore[arg-type]
+                            binary_data=server.binary_data)
     expected = backend.predict(breasts)
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda _: backend.predict(breasts), range(8)))
@@ -167,7 +190,7 @@ def _preprocessed_event(settings: Settings, study: SyntheticStudy) -> StudyPrepr
 
 
 def test_the_infer_service_gives_the_same_light_with_every_backend(
-    server: MLServerInfo, exported: ExportResult, checkpoint: Path, settings: Settings, four_view_study: SyntheticStudy
+    server: Server, exported: ExportResult, checkpoint: Path, settings: Settings, four_view_study: SyntheticStudy
 ) -> None:
     event = _preprocessed_event(settings, four_view_study)
     configurations = {
@@ -180,6 +203,7 @@ def test_the_infer_service_gives_the_same_light_with_every_backend(
                 "triton_protocol": protocol,
                 "triton_model_name": "twoview",
                 "onnx_model_path": exported.onnx,
+                "triton_binary_data": server.binary_data,
             }
             for protocol in ("http", "grpc")
         },

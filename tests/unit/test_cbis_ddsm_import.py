@@ -6,8 +6,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.infer.datasets.cbis_ddsm import import_cbis_ddsm
-from services.infer.datasets.manifest import read_manifest
+from mlkit.datasets.cbis_ddsm import import_cbis_ddsm
+from mlkit.datasets.manifest import read_manifest
 from shared.synth import make_view
 
 MASS_COLUMNS = [

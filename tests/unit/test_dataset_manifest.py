@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from services.infer.datasets.manifest import (
+from mlkit.datasets.manifest import (
     MANIFEST_COLUMNS,
     ManifestError,
     ManifestRow,

@@ -7,16 +7,16 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.infer.datasets.ddsm import (
+from mlkit.datasets.ddsm import (
     import_ddsm,
     parse_ics,
     parse_overlay,
     read_ljpeg,
     read_ljpeg_dataset,
 )
-from services.infer.datasets.lossless_jpeg import LosslessJpegError, encode_lossless_jpeg
-from services.infer.datasets.manifest import read_manifest
-from services.preprocess.pipeline import preprocess_view
+from mlkit.datasets.lossless_jpeg import LosslessJpegError, encode_lossless_jpeg
+from mlkit.datasets.manifest import read_manifest
+from shared.imaging.pipeline import preprocess_view
 
 SHAPES = {"LEFT_CC": (48, 36), "LEFT_MLO": (50, 34), "RIGHT_CC": (46, 38), "RIGHT_MLO": (52, 32)}
 

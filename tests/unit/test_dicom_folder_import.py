@@ -6,9 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.infer.datasets.dicom_folder import import_dicom_folder, pseudonym
-from services.infer.datasets.manifest import group_breasts, read_manifest
-from services.infer.datasets.result import DatasetImportError
+from mlkit.datasets.dicom_folder import import_dicom_folder, pseudonym
+from mlkit.datasets.manifest import group_breasts, read_manifest
+from mlkit.datasets.result import DatasetImportError
 from shared.synth import make_view, write_studies
 
 

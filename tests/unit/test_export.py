@@ -17,12 +17,12 @@ from typer.testing import CliRunner
 from services.cli import app
 from services.infer.backends.onnx_backend import OnnxBackend
 from services.infer.checkpoint import save_checkpoint
-from services.infer.export.exporter import export_all
-from services.infer.export.metadata import read_metadata
+from mlkit.export.exporter import export_all
+from services.infer.backends.metadata import read_metadata
 from services.infer.model import TwoViewNet
 from services.infer.predictor import TorchPredictor
 
-OUTPUTS = ["malignancy_logit", "birads_logits", "density_logits"]
+OUTPUTS = ["malignancy_logit", "birads_logits", "density_logits", "ood_distance"]
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +70,11 @@ def test_onnx_runtime_matches_torch_on_random_inputs(exported: Path) -> None:
     assert got["malignancy_logit"].shape == (5, 1)
     assert got["birads_logits"].shape == (5, 7)
     assert got["density_logits"].shape == (5, 4)
+    assert got["ood_distance"].shape == (5, 1)
     np.testing.assert_allclose(got["malignancy_logit"][:, 0], expected["malignancy_logit"], atol=1e-4, rtol=0)
     np.testing.assert_allclose(got["birads_logits"], expected["birads_logits"], atol=1e-4, rtol=0)
     np.testing.assert_allclose(got["density_logits"], expected["density_logits"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got["ood_distance"][:, 0], expected["ood_distance"], atol=1e-4, rtol=1e-4)
 
 
 def test_torchscript_matches_torch(exported: Path) -> None:
@@ -80,7 +82,8 @@ def test_torchscript_matches_torch(exported: Path) -> None:
     expected = _torch_logits(cc, mlo)
     scripted = torch.jit.load(str(exported / "twoview.torchscript.pt"))
     with torch.no_grad():
-        malignancy, birads, density = scripted(cc, mlo)
+        malignancy, birads, density, distance = scripted(cc, mlo)
+    np.testing.assert_allclose(distance.numpy()[:, 0], expected["ood_distance"], atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(malignancy.numpy()[:, 0], expected["malignancy_logit"], atol=1e-4, rtol=0)
     np.testing.assert_allclose(birads.numpy(), expected["birads_logits"], atol=1e-4, rtol=0)
     np.testing.assert_allclose(density.numpy(), expected["density_logits"], atol=1e-4, rtol=0)
@@ -143,14 +146,16 @@ def test_export_of_a_checkpoint_keeps_its_weights_and_provenance(tmp_path: Path)
             "trained_on": "fantomas seed 3",
             "triage_high": "0.42",
             "triage_low": "0.07",
+            "ood_threshold": "12.5",
         },
     )
     result = export_all(tmp_path / "out", weights_path=weights)
     meta = read_metadata(result.onnx)
     assert (meta.trained, meta.trained_on, meta.model_version) == (True, "fantomas seed 3", "9.9.9")
-    assert meta.calibrated_thresholds == (0.42, 0.07)
+    assert (meta.calibrated_thresholds, meta.ood_threshold) == ((0.42, 0.07), 12.5)
     backend = OnnxBackend(result.onnx)
     assert (backend.trained, backend.trained_on, backend.calibrated_thresholds) == (True, "fantomas seed 3", (0.42, 0.07))
+    assert backend.ood_threshold == 12.5 and "ood_distance" in backend.served_outputs
     assert meta.weights_sha256 is not None and len(meta.weights_sha256) == 64
     assert result.max_difference < 1e-4
     cc, mlo = _random_batch(2, seed=13)

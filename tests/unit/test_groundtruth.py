@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.preprocess.groundtruth import (
+from mlkit.preprocessing.groundtruth import (
     AnnotatedImage,
     GroundTruthError,
     find_truth,

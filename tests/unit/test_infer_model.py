@@ -38,8 +38,9 @@ def test_forward_output_shapes(backbone: str) -> None:
     x = torch.rand(2, 3, 336, 224)
     with torch.inference_mode():
         out = net(x, x.flip(0))
-    assert set(out) == {"malignancy_logit", "birads_logits", "density_logits"}
+    assert set(out) == {"malignancy_logit", "birads_logits", "density_logits", "ood_distance"}
     assert out["malignancy_logit"].shape == (2,)
+    assert out["ood_distance"].shape == (2,) and (out["ood_distance"] >= 0).all()
     assert out["birads_logits"].shape == (2, 7)
     assert out["density_logits"].shape == (2, 4)
     assert all(torch.isfinite(t).all() for t in out.values())
@@ -129,3 +130,20 @@ def test_batch_equals_single_calls(small: TorchPredictor) -> None:
 def test_bad_inputs_are_rejected(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         BreastInputs(**kwargs)
+
+
+def test_a_bgr_model_sees_the_channels_the_seed_fed_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from services.infer.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+
+    torch.manual_seed(1)
+    rgb = TwoViewNet(backbone="small_cnn").eval()
+    bgr = TwoViewNet(backbone="small_cnn", channel_order="BGR").eval()
+    bgr.load_state_dict(rgb.state_dict())
+    x = torch.rand(2, 3, 336, 224)
+    with torch.inference_mode():
+        swapped = rgb.embed(((x - rgb.mean) / rgb.std).flip(1) * rgb.std + rgb.mean)
+        torch.testing.assert_close(bgr.embed(x), swapped, rtol=1e-4, atol=1e-5)
+    path = tmp_path / "bgr.pt"
+    save_checkpoint(bgr, path, {"model_name": "seed", "version": "0", "trained_on": "x"})
+    state, meta = load_checkpoint(path)
+    assert meta["channel_order"] == "BGR" and model_from_checkpoint(state, meta).channel_order == "BGR"

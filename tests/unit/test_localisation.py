@@ -9,7 +9,7 @@ from shared.synth import make_study
 from services.infer.localisation import Localiser, ViewInput, to_image
 from services.infer.predictor import TorchPredictor
 from services.preprocess.handlers import view_geometry
-from services.preprocess.pipeline import preprocess_view
+from shared.imaging.pipeline import preprocess_view
 from shared.events import ViewGeometry
 
 

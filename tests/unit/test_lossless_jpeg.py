@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from services.infer.datasets.lossless_jpeg import (
+from mlkit.datasets.lossless_jpeg import (
     LosslessJpegError,
     decode_lossless_jpeg,
     encode_lossless_jpeg,

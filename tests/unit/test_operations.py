@@ -53,9 +53,10 @@ async def failed_study(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> t
 
 
 def run(*args: str) -> str:
+    """What the command prints (its standard output; log lines go to standard error)."""
     result = CliRunner().invoke(app, list(args))
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout
 
 
 def test_a_dead_letter_is_listed_shown_and_replayed_to_its_consumer_with_an_audit_entry(

@@ -15,9 +15,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.preprocess import batch
-from services.preprocess.pipeline import preprocess_view
-from services.preprocess.segmentation import build_segmenter
+from mlkit.preprocessing import batch
+from shared.imaging.pipeline import preprocess_view
+from shared.imaging.segmentation import build_segmenter
 from shared.settings import Settings
 from shared.synth import make_study, make_view
 
@@ -95,7 +95,7 @@ def test_serial_mode_gives_the_same_outputs(source: Path, tmp_path: Path) -> Non
 
 def _ddsm_case(root: Path) -> Path:
     """A DDSM-like case: the .ics and one LEFT_MLO view as a real lossless JPEG (12-bit, bright breast)."""
-    from services.infer.datasets.lossless_jpeg import encode_lossless_jpeg
+    from mlkit.datasets.lossless_jpeg import encode_lossless_jpeg
 
     view = make_view(laterality="L", view="MLO", seed=33, rows=256, cols=208)
     folder = root / "ddsm" / "caso_0001"
@@ -121,7 +121,7 @@ def test_ljpeg_files_go_through_the_ddsm_reader(tmp_path: Path) -> None:
 
 def test_ljpeg_files_are_skipped_when_the_decoder_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = _ddsm_case(tmp_path)
-    monkeypatch.setattr(batch, "LJPEG_DECODER", "services.infer.datasets.no_existe:read_ljpeg_dataset")
+    monkeypatch.setattr(batch, "LJPEG_DECODER", "mlkit.datasets.no_existe:read_ljpeg_dataset")
     result = runner.invoke(app, ["prep-dataset", str(source), str(tmp_path / "sin"), "--workers", "0"],
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

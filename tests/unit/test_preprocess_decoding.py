@@ -26,8 +26,8 @@ from pydicom.uid import (
 )
 
 from services.ingest.adapters.scp import TRANSFER_SYNTAXES
-from services.preprocess.decoding import MG_FOR_PROCESSING, DecodingError, to_display
-from services.preprocess.pipeline import orient, preprocess_view
+from shared.imaging.display import MG_FOR_PROCESSING, DecodingError, to_display
+from shared.imaging.pipeline import orient, preprocess_view
 from shared.synth import MAX_VALUE, SyntheticView, make_view
 
 LOSSY = {JPEGBaseline8Bit, JPEGLSNearLossless, JPEG2000}

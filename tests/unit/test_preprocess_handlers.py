@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from services.preprocess.handlers import PreprocessHandlers, study_flags
-from services.preprocess.pipeline import (
+from shared.imaging.pipeline import (
     MASK_LABELS,
     PREVIEW_MAX_SIDE,
     derived_files,

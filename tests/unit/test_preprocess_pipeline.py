@@ -11,7 +11,7 @@ from matplotlib import colormaps
 from PIL import Image
 from pydicom.dataset import Dataset
 
-from services.preprocess.pipeline import (
+from shared.imaging.pipeline import (
     crop_to_mask,
     magma,
     orient,

@@ -19,10 +19,10 @@ import torch
 from segment_anything import sam_model_registry
 
 from services.preprocess.__main__ import register
-from services.preprocess.decoding import to_display
-from services.preprocess.pipeline import PreprocessedView, orient, preprocess_view
-from services.preprocess.sam import SAM_INPUT_SIDE, SamPrompt, SamSegmenter, SamSetupError, prompt_from_mask
-from services.preprocess.segmentation import ClassicSegmenter, build_segmenter
+from shared.imaging.display import to_display
+from shared.imaging.pipeline import PreprocessedView, orient, preprocess_view
+from shared.imaging.sam import SAM_INPUT_SIDE, SamPrompt, SamSegmenter, SamSetupError, prompt_from_mask
+from shared.imaging.segmentation import ClassicSegmenter, build_segmenter
 from shared.runtime import build_context
 from shared.settings import Settings
 from shared.synth import make_view

@@ -9,9 +9,9 @@ import pydicom
 import pytest
 from scipy import ndimage
 
-from services.preprocess.decoding import to_display
-from services.preprocess.pipeline import orient
-from services.preprocess.segmentation import (
+from shared.imaging.display import to_display
+from shared.imaging.pipeline import orient
+from shared.imaging.segmentation import (
     ClassicSegmenter,
     PectoralEdge,
     SegmentationResult,

@@ -11,16 +11,16 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.preprocess.evaluation import (
+from mlkit.preprocessing.evaluation import (
     dice,
     evaluate,
     iou,
     score_case,
     synthetic_cases,
 )
-from services.preprocess.groundtruth import AnnotatedImage, write_coco, write_labelme
-from services.preprocess.pipeline import orient
-from services.preprocess.segmentation import build_segmenter
+from mlkit.preprocessing.groundtruth import AnnotatedImage, write_coco, write_labelme
+from shared.imaging.pipeline import orient
+from shared.imaging.segmentation import build_segmenter
 from shared.settings import Settings
 from shared.synth import make_study
 
@@ -98,7 +98,7 @@ def test_sam_backend_is_scored_through_the_same_path() -> None:
     import torch
     from segment_anything.build_sam import _build_sam
 
-    from services.preprocess.sam import SamSegmenter
+    from shared.imaging.sam import SamSegmenter
 
     torch.manual_seed(0)
     # A one-block, narrow SAM with random weights: the same code path as vit_b at a fraction of
@@ -175,3 +175,14 @@ def test_eval_seg_explains_bad_invocations(tmp_path: Path, monkeypatch: pytest.M
     assert missing.exit_code == 2 and "sam_vit_b_01ec64.pth" in missing.output and "Traceback" not in missing.output
     bad_type = runner.invoke(app, ["eval-seg", "--synthetic", "1", "--sam-model-type", "vit_x"], env={"COLUMNS": "300"})
     assert bad_type.exit_code == 2 and "sam_model_type" in bad_type.output
+
+
+def test_eval_seg_compares_the_seed_preset_with_the_project_backend() -> None:
+    from typer.testing import CliRunner
+
+    from services.cli import app
+
+    result = CliRunner().invoke(app, ["eval-seg", "--synthetic", "4", "--backend", "classic", "--compare", "seed"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Comparación / comparison: classic" in result.output and "vs seed" in result.output

@@ -10,9 +10,9 @@ import torch
 
 from services.infer.checkpoint import load_checkpoint
 from services.infer.predictor import SHIPPED_WEIGHTS, BreastInputs, TorchPredictor
-from services.infer.training.data import load_breasts
-from services.infer.training.evaluation import evaluate_weights
-from services.infer.training.synthetic import synthetic_manifest_rows
+from mlkit.training.data import load_breasts
+from mlkit.evaluation.evaluate import evaluate_weights
+from mlkit.training.synthetic import synthetic_manifest_rows
 from services.infer.triage import TriageThresholds, triage_light
 from shared.synth import SyntheticStudy, make_study
 
@@ -49,13 +49,13 @@ def test_shipped_model_meets_its_targets_on_held_out_synthetic_studies(tmp_path:
 
 
 def _lights(study: SyntheticStudy, predictor: TorchPredictor) -> str:
-    from services.preprocess.pipeline import preprocess_view
+    from shared.imaging.pipeline import preprocess_view
 
     inputs = {(v.laterality, v.view): preprocess_view(v.dataset).model_input for v in study.views}
     breasts = [BreastInputs(side, cc=inputs[(side, "CC")], mlo=inputs[(side, "MLO")]) for side in ("R", "L")]
     assert predictor.calibrated_thresholds is not None
     high, low = predictor.calibrated_thresholds
-    light, _ = triage_light(predictor.predict(breasts), TriageThresholds(high=high, low=low), complete=True)
+    light, _ = triage_light(predictor.predict(breasts), TriageThresholds(high=high, low=low))
     return light
 
 

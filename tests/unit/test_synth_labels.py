@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from services.infer.datasets.manifest import read_manifest
-from services.infer.training.synthetic import write_synthetic_dataset
+from mlkit.datasets.manifest import read_manifest
+from mlkit.training.synthetic import write_synthetic_dataset
 from shared.synth import make_view
 from shared.synth_labels import (
     APPEARANCES,

@@ -14,8 +14,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from services.infer.export.metadata import ExportMetadata
-from services.infer.export.signature import OUTPUT_NAMES
+from services.infer.backends.metadata import ExportMetadata
+from services.infer.backends.signature import OUTPUT_NAMES, REQUIRED_OUTPUT_NAMES
 from services.infer.predictor import BreastInputs, BreastPrediction, Logits, predictions_from_logits
 
 
@@ -79,6 +79,9 @@ class ExportedModelBackend(ABC):
         self.trained = metadata.trained
         self.trained_on = metadata.trained_on
         self.calibrated_thresholds = metadata.calibrated_thresholds
+        self.ood_threshold = metadata.ood_threshold
+        #: The outputs the served graph has (a model exported before ``ood_distance`` lacks it).
+        self.served_outputs: tuple[str, ...] = OUTPUT_NAMES
 
     @property
     def model_name(self) -> str:
@@ -92,7 +95,7 @@ class ExportedModelBackend(ABC):
 
     @abstractmethod
     def infer_arrays(self, cc: np.ndarray, mlo: np.ndarray) -> Logits:
-        """Run the graph on one batch; returns the arrays named in ``OUTPUT_NAMES``."""
+        """Run the graph on one batch; returns the arrays named in ``served_outputs``."""
 
     def predict(self, breasts: list[BreastInputs]) -> list[BreastPrediction]:
         """Predict every breast that has at least one view, ``batch_size`` breasts per call."""
@@ -100,8 +103,8 @@ class ExportedModelBackend(ABC):
         for part in chunks(usable_breasts(breasts), self.batch_size):
             cc, mlo = stack_views(part)
             logits = self.infer_arrays(cc, mlo)
-            missing = [name for name in OUTPUT_NAMES if name not in logits]
+            missing = [name for name in REQUIRED_OUTPUT_NAMES if name not in logits]
             if missing:
                 raise ValueError(f"Faltan salidas del modelo / missing model outputs: {missing}")
-            results.extend(predictions_from_logits(part, logits))
+            results.extend(predictions_from_logits(part, logits, self.ood_threshold))
         return results

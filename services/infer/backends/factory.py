@@ -30,7 +30,7 @@ def build_backend(settings: Settings, ready_timeout_s: float = 60.0) -> ModelBac
         return OnnxBackend(settings.onnx_model_path, batch_size=settings.infer_batch_size)
     if settings.infer_backend == "triton":
         from services.infer.backends.triton_backend import TritonBackend
-        from services.infer.export.metadata import read_metadata
+        from services.infer.backends.metadata import read_metadata
 
         metadata = read_metadata(settings.onnx_model_path) if settings.onnx_model_path else None
         return TritonBackend(
@@ -40,6 +40,7 @@ def build_backend(settings: Settings, ready_timeout_s: float = 60.0) -> ModelBac
             metadata=metadata,
             timeout_s=settings.triton_timeout_seconds,
             retries=settings.triton_retries,
+            binary_data=settings.triton_binary_data,
             ready_timeout_s=ready_timeout_s,
             batch_size=settings.infer_batch_size,
         )

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from services.infer.backends.base import ExportedModelBackend, Logits
-from services.infer.export.metadata import ExportMetadata, read_metadata
-from services.infer.export.signature import INPUT_NAMES, OUTPUT_NAMES
+from services.infer.backends.metadata import ExportMetadata, read_metadata
+from services.infer.backends.signature import INPUT_NAMES, OUTPUT_NAMES
 
 
 class OnnxBackend(ExportedModelBackend):
@@ -40,8 +40,10 @@ class OnnxBackend(ExportedModelBackend):
         names = {i.name for i in self.session.get_inputs()}
         if names != set(INPUT_NAMES):
             raise ValueError(f"{model_path}: entradas / inputs {sorted(names)}, se esperaba / expected {list(INPUT_NAMES)}")
+        outputs = {o.name for o in self.session.get_outputs()}
+        self.served_outputs = tuple(name for name in OUTPUT_NAMES if name in outputs)
 
     def infer_arrays(self, cc: np.ndarray, mlo: np.ndarray) -> Logits:
         """One ONNX Runtime call on a batch."""
-        outputs = self.session.run(list(OUTPUT_NAMES), {"cc": cc, "mlo": mlo})
-        return {name: np.asarray(value) for name, value in zip(OUTPUT_NAMES, outputs)}
+        outputs = self.session.run(list(self.served_outputs), {"cc": cc, "mlo": mlo})
+        return {name: np.asarray(value) for name, value in zip(self.served_outputs, outputs)}

@@ -17,8 +17,8 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from services.infer.backends.base import BackendUnavailable, ExportedModelBackend, Logits
-from services.infer.export.metadata import UNKNOWN_TRAINING, ExportMetadata
-from services.infer.export.signature import INPUT_DIMS, INPUT_NAMES, OUTPUT_NAMES
+from services.infer.backends.metadata import UNKNOWN_TRAINING, ExportMetadata
+from services.infer.backends.signature import INPUT_DIMS, INPUT_NAMES, OUTPUT_NAMES, REQUIRED_OUTPUT_NAMES
 
 log = logging.getLogger("mdd.infer.triton")
 
@@ -159,8 +159,11 @@ class TritonBackend(ExportedModelBackend):
         inputs = {t["name"]: [int(d) for d in t.get("shape", [])] for t in meta.get("inputs", [])}
         outputs = {t["name"] for t in meta.get("outputs", [])}
         if not inputs and not outputs:
-            return  # the server does not describe its tensors
-        problems = [n for n in INPUT_NAMES if n not in inputs] + [n for n in OUTPUT_NAMES if n not in outputs]
+            # The server does not describe its tensors: ask only for what every served model has.
+            self.served_outputs = REQUIRED_OUTPUT_NAMES
+            return
+        self.served_outputs = tuple(name for name in OUTPUT_NAMES if name in outputs)
+        problems = [n for n in INPUT_NAMES if n not in inputs] + [n for n in REQUIRED_OUTPUT_NAMES if n not in outputs]
         for name in INPUT_NAMES:
             shape = inputs.get(name)
             if shape and list(shape[-3:]) != list(INPUT_DIMS):
@@ -206,14 +209,14 @@ class TritonBackend(ExportedModelBackend):
                 tensor.set_data_from_numpy(array)
             inputs.append(tensor)
         if self.protocol == "http":
-            outputs = [lib.InferRequestedOutput(n, binary_data=self.binary_data) for n in OUTPUT_NAMES]
+            outputs = [lib.InferRequestedOutput(n, binary_data=self.binary_data) for n in self.served_outputs]
         else:
-            outputs = [lib.InferRequestedOutput(n) for n in OUTPUT_NAMES]
+            outputs = [lib.InferRequestedOutput(n) for n in self.served_outputs]
         result = client.infer(
             self.server_model, inputs, model_version=self.server_version, outputs=outputs, **self._timeout_kwargs()
         )
         logits: Logits = {}
-        for name in OUTPUT_NAMES:
+        for name in self.served_outputs:
             value = result.as_numpy(name)
             if value is None:
                 raise ValueError(f"{self._where()}: falta la salida / missing output {name}")
