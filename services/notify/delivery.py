@@ -28,7 +28,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 from sqlalchemy import update
 from sqlmodel import Session, col
 
-from shared.events import DeadLetter, NotificationSent, producer, utc_now
+from shared.events import DeadLetter, Event, NotificationSent, producer, utc_now
 from shared.mail import message_id_for
 from shared.reliability.claims import FAILED, PENDING, SENT, UNCERTAIN, ClaimLedger
 from shared.reliability.crashpoints import crash_point
@@ -70,6 +70,12 @@ class Origin:
     source_topic: str
     payload: str
     kind: str = "study"
+
+    @classmethod
+    def of(cls, event: Event, source_topic: str) -> "Origin":
+        """The origin of a study's deliveries: the event that called for them, on its topic."""
+        return cls(event.study_uid, event.hospital_id, event.correlation_id, event.accession_number, source_topic,
+                   event.model_dump_json())
 
 
 @dataclass(frozen=True)

@@ -39,14 +39,7 @@ class NotifyHandlers:
         if isinstance(event, StudyInferred):
             await until_available(lambda: asyncio.to_thread(record_green, self.ctx.engine, event), "notify digest")
         planned = notifications_for(self.ctx.settings, event, self.book)
-        origin = Origin(
-            study_uid=event.study_uid,
-            hospital_id=event.hospital_id,
-            correlation_id=event.correlation_id,
-            accession_number=event.accession_number,
-            source_topic=self.ctx.bus.topic(event),
-            payload=event.model_dump_json(),
-        )
+        origin = Origin.of(event, self.ctx.bus.topic(event))
         await self.deliverer.deliver_all(
             [Delivery(f"{event.study_uid}:{n.key_suffix}", n, origin) for n in planned], reopen_failed=True
         )

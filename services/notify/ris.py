@@ -75,14 +75,7 @@ class RisResults:
             return
         settings = self.ctx.settings
         facts = await asyncio.to_thread(study_facts, self.ctx.engine, self.ctx.store, settings.bucket_dicom, event)
-        origin = Origin(
-            study_uid=event.study_uid,
-            hospital_id=event.hospital_id,
-            correlation_id=event.correlation_id,
-            accession_number=event.accession_number,
-            source_topic=self.ctx.bus.topic(event),
-            payload=event.model_dump_json(),
-        )
+        origin = Origin.of(event, self.ctx.bus.topic(event))
         deliveries = []
         for key, rule, recipient, channel in planned:
             body = result_body(channel.kind, event, facts, key)  # type: ignore[attr-defined]
