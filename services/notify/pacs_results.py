@@ -55,7 +55,7 @@ from shared.topics import topic_for
 from services.notify.adapters.pacs_store import (
     UNAVAILABLE_STATUSES, PacsStoreError, PacsUnavailable, describe, store_instances,
 )
-from shared.reliability.errors import is_transient
+from shared.reliability.retry import AttemptsSpent, with_attempts
 from services.notify.cad_sr import CadOptions, build_cad_sr
 from services.notify.mosaic import LIGHT_LABELS, Slot, ViewTile, render_mosaic, view_tile
 from services.notify.result_codes import (
@@ -492,17 +492,11 @@ class PacsResults:
             return []
         built = await asyncio.to_thread(self.build, event, pending)
         settings = self.ctx.settings
-        for attempt in range(1, settings.notify_send_attempts + 1):
-            try:
-                await asyncio.to_thread(self.send, event, destination, built)
-                break
-            except Exception as exc:
-                if is_transient(exc):  # the PACS is down: the bus waits for it, no attempt is spent
-                    raise
-                log.warning("Envío al PACS fallido %d/%d: %r", attempt, settings.notify_send_attempts, exc)
-                if attempt == settings.notify_send_attempts:
-                    return [await self._give_up(event, destination, pending, exc, attempt)]
-                await asyncio.sleep(settings.notify_backoff_seconds * 2 ** (attempt - 1))
+        try:  # a PACS that is down is waited for by the bus (the error is raised through); a refusal is retried
+            await with_attempts(lambda: asyncio.to_thread(self.send, event, destination, built),
+                                settings.notify_send_attempts, settings.notify_backoff_seconds, "notify-pacs")
+        except AttemptsSpent as spent:
+            return [await self._give_up(event, destination, pending, spent.last, spent.attempts)]
         log.info("Resultados enviados / results sent to %s: %s", describe(destination), ", ".join(pending))
         return [self._outcome(event, destination, "sent", " ".join(f"{kind}={built[kind].SOPInstanceUID}" for kind in pending))]
 

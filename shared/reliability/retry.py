@@ -134,3 +134,31 @@ def until_available_sync(
         if waited_on is not None:
             note_recovery(health, waited_on, what)
         return result
+
+
+class AttemptsSpent(RuntimeError):
+    """A call failed deterministically on every attempt; ``attempts`` tells how many, ``__cause__`` the last error."""
+
+    def __init__(self, attempts: int, last: BaseException) -> None:
+        super().__init__(f"{attempts} intento(s) / attempt(s): {describe(last)}")
+        self.attempts = attempts
+        self.last = last
+
+
+async def with_attempts(call: Callable[[], Awaitable[T]], attempts: int, backoff_seconds: float, what: str) -> T:
+    """``await call()``, again after a deterministic failure (exponential backoff), up to ``attempts`` times.
+
+    A failure because a dependency is down is raised at once, for the caller's caller to wait it out
+    (it spends no attempt); after the last deterministic failure :class:`AttemptsSpent` is raised.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return await call()
+        except Exception as exc:
+            if unavailable_dependency(exc) is not None:
+                raise
+            log.warning("Intento %d/%d de %s falló / attempt failed: %s", attempt, attempts, what, describe(exc))
+            if attempt == attempts:
+                raise AttemptsSpent(attempts, exc) from exc
+            await asyncio.sleep(backoff_seconds * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")

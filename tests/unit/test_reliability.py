@@ -307,3 +307,31 @@ async def test_a_study_failed_event_that_fails_is_dead_lettered_without_another_
     await bus.stop()
     assert len([t for t, _ in bus.sent if t == "mdd.dlq"]) == 1
     assert len([t for t, _ in bus.sent if t == "mdd.study.failed"]) == 1  # only the one published above
+
+
+async def test_with_attempts_retries_refusals_and_lets_an_outage_through_at_once() -> None:
+    from shared.reliability.retry import AttemptsSpent, with_attempts
+
+    calls: list[int] = []
+
+    async def refused() -> None:
+        calls.append(1)
+        raise ValueError("0xA900")
+
+    with pytest.raises(AttemptsSpent) as spent:
+        await with_attempts(refused, 3, 0.0, "prueba")
+    assert len(calls) == 3 and spent.value.attempts == 3 and isinstance(spent.value.last, ValueError)
+
+    async def down() -> None:
+        calls.append(2)
+        raise DependencyUnavailable(Dependency.PACS, "sin asociación")
+
+    with pytest.raises(DependencyUnavailable):
+        await with_attempts(down, 3, 0.0, "prueba")
+    assert calls.count(2) == 1  # not spent: the caller waits for the PACS
+
+
+def test_an_inference_server_that_cannot_be_reached_is_a_dependency_down() -> None:
+    from services.infer.backends import BackendUnavailable
+
+    assert unavailable_dependency(BackendUnavailable("Triton no responde")) is Dependency.TRITON

@@ -14,14 +14,21 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from shared.reliability.errors import Dependency, DependencyUnavailable
 from services.infer.backends.metadata import ExportMetadata
 from services.infer.backends.signature import OUTPUT_NAMES, REQUIRED_OUTPUT_NAMES
 from services.infer.predictor import BreastInputs, BreastPrediction, Logits, predictions_from_logits
 
 
 
-class BackendUnavailable(RuntimeError):
-    """The model server cannot be reached or is not ready; the message says what to check."""
+class BackendUnavailable(DependencyUnavailable):
+    """The model server cannot be reached or is not ready; the message says what to check.
+
+    Transient: a study whose inference meets it waits for the server, spending no attempt.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Dependency.TRITON, message)
 
 
 @runtime_checkable

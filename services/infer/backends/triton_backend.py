@@ -182,7 +182,12 @@ class TritonBackend(ExportedModelBackend):
             try:
                 return call()
             except Exception as exc:
-                if attempt >= self.retries or not is_retryable(exc):
+                if not is_retryable(exc):  # the server answered and refused: a deterministic failure
+                    raise RuntimeError(
+                        f"El servidor de inferencia {self._where()} rechazó la petición / refused the request: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                if attempt >= self.retries:
                     raise BackendUnavailable(
                         f"Inferencia falló en {self._where()} tras {attempt + 1} intento(s) / inference failed "
                         f"after {attempt + 1} attempt(s): {type(exc).__name__}: {exc}"
