@@ -353,6 +353,10 @@ class Bus(ABC):
         if self._relay is not None:
             await self._relay.stop()
             self._relay = None
+        try:
+            await asyncio.to_thread(self.outbox.mark_now)
+        except Exception as exc:  # the database is away: the next relay publishes those rows again, as the same events
+            log.warning("Marcas de publicación no escritas / publication marks not written: %r", exc)
         await self._stop()
 
     @abstractmethod

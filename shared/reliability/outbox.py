@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -34,6 +35,8 @@ log = logging.getLogger("mdd.outbox")
 DEAD_LETTER_TYPE = "dead_letter"
 #: How long the relay leaves a row to the flush of the process that wrote it.
 FLUSH_GRACE = timedelta(seconds=30)
+#: How long published rows wait to be marked together.
+MARK_DELAY_SECONDS = 0.05
 _table = OutboxRow.__table__  # type: ignore[attr-defined]
 
 
@@ -58,7 +61,7 @@ def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]])
 def _row(event_id: str, study_uid: str, event_type: str, topic: str, payload: str, at_once: bool) -> dict[str, object]:
     now = utc_now()
     return {"event_id": event_id, "study_uid": study_uid, "event_type": event_type, "topic": topic, "payload": payload,
-            "created_at": now, "relay_after": now if at_once else now + FLUSH_GRACE, "published_at": None}
+            "created_at": now, "relay_after": now if at_once else now + FLUSH_GRACE, "published_at": None, "generation": 0}
 
 
 def add_events(session: Session, events: Iterable[Event], topic: str = "", at_once: bool = False) -> list[str]:
@@ -89,7 +92,7 @@ def requeue_raw(session: Session, event_id: str, study_uid: str, event_type: str
     statement = dialect_insert(_table).values(**_row(event_id, study_uid, event_type, topic, payload, at_once))
     session.execute(statement.on_conflict_do_update(index_elements=["event_id"], set_={
         "published_at": None, "created_at": statement.excluded.created_at, "relay_after": statement.excluded.relay_after,
-        "topic": statement.excluded.topic,
+        "topic": statement.excluded.topic, "generation": _table.c.generation + 1,
     }))
     return event_id
 
@@ -117,44 +120,51 @@ class Outbox:
         self.bus = bus
         self.topic_prefix = topic_prefix
         self.started_at = utc_now()
+        self._marks: list[tuple[int, int]] = []
+        self._unmarked: set[tuple[int, int]] = set()  # published, mark not committed yet (queued or being written)
+        self._marks_lock = threading.Lock()
+        self._marker: threading.Thread | None = None
 
     def _topic(self, row: OutboxRow) -> str:
         return row.topic or topic_for(row.event_type, self.topic_prefix)
 
-    def _mark(self, session: Session, ids: list[int]) -> None:
-        if ids:
-            session.execute(update(_table).where(col(_table.c.id).in_(ids)).values(published_at=utc_now()))
+    def _mark(self, session: Session, keys: list[tuple[int, int]]) -> None:
+        """Mark rows published, by (id, generation): a row queued again since it was published stays unpublished."""
+        if keys:
+            session.execute(
+                update(_table).where(tuple_(_table.c.id, _table.c.generation).in_(keys)).values(published_at=utc_now())
+            )
 
     async def flush(self, event_ids: Sequence[str]) -> None:
         """Publish these events (those not yet published) and mark them; raises when the broker refuses."""
         if not event_ids:
             return
         rows = await asyncio.to_thread(self._pending, event_ids)
-        published: list[int] = []
+        published: list[tuple[int, int]] = []
         try:
             for row in rows:
                 await self.bus.publish_raw(self._topic(row), row.study_uid, row.payload.encode())
                 crash_point("outbox.published")
-                published.append(int(row.id))  # type: ignore[arg-type]
+                published.append((int(row.id), row.generation))  # type: ignore[arg-type]
         finally:
             if published:
-                await asyncio.to_thread(self._mark_ids, published)
+                self._mark_soon(published)
 
     def flush_from_thread(self, event_ids: Sequence[str], timeout: float) -> None:
         """``flush`` for a thread that is not the event loop's (the DICOM SCP); waits at most ``timeout`` in all."""
         if not event_ids:
             return
         deadline = time.monotonic() + timeout
-        published: list[int] = []
+        published: list[tuple[int, int]] = []
         try:
             for row in self._pending(event_ids):
                 remaining = max(0.1, deadline - time.monotonic())
                 self.bus.publish_raw_from_thread(self._topic(row), row.study_uid, row.payload.encode(), remaining)
                 crash_point("outbox.published")
-                published.append(int(row.id))  # type: ignore[arg-type]
+                published.append((int(row.id), row.generation))  # type: ignore[arg-type]
         finally:
             if published:
-                self._mark_ids(published)
+                self._mark_soon(published)
 
     def _pending(self, event_ids: Sequence[str]) -> list[OutboxRow]:
         with Session(self.engine, expire_on_commit=False) as session:
@@ -165,9 +175,49 @@ class Outbox:
             ).scalars().all()
             for row in rows:
                 session.expunge(row)
-            return list(rows)
+        with self._marks_lock:  # published a moment ago, its mark not written yet
+            unmarked = set(self._unmarked)
+        return [row for row in rows if (row.id, row.generation) not in unmarked]
 
-    def _mark_ids(self, ids: list[int]) -> None:
+    def _mark_soon(self, ids: list[tuple[int, int]]) -> None:
+        """Mark rows published in the next batch (one UPDATE for every flush of the last moment).
+
+        Marking is off the hot path: the publish already happened. A row whose mark a crash lost is
+        published again by the relay, as the same event.
+        """
+        with self._marks_lock:
+            self._marks.extend(ids)
+            self._unmarked.update(ids)
+            if self._marker is not None and self._marker.is_alive():
+                return
+            self._marker = threading.Thread(target=self._mark_pending, name="mdd-outbox-marks", daemon=True)
+            self._marker.start()
+
+    def _mark_pending(self) -> None:
+        while True:
+            time.sleep(MARK_DELAY_SECONDS)
+            with self._marks_lock:
+                ids, self._marks = self._marks, []
+                if not ids:
+                    self._marker = None
+                    return
+            try:
+                self._mark_ids(ids)
+            except Exception as exc:  # the database is away: the relay publishes these again, as the same events
+                log.warning("Marcas de publicación perdidas / publication marks lost (%d): %r", len(ids), exc)
+            with self._marks_lock:
+                self._unmarked.difference_update(ids)
+
+    def mark_now(self) -> None:
+        """Write the pending marks (a clean stop, tests)."""
+        with self._marks_lock:
+            ids, self._marks = self._marks, []
+        if ids:
+            self._mark_ids(ids)
+            with self._marks_lock:
+                self._unmarked.difference_update(ids)
+
+    def _mark_ids(self, ids: list[tuple[int, int]]) -> None:
         with Session(self.engine) as session:
             self._mark(session, ids)
             session.commit()
@@ -196,12 +246,12 @@ class Outbox:
                 .with_for_update(skip_locked=True)
             )
             rows = list(session.execute(query).scalars().all())
-            published: list[int] = []
+            published: list[tuple[int, int]] = []
             try:
                 for row in rows:
                     self.bus.publish_raw_from_thread(self._topic(row), row.study_uid, row.payload.encode(), 30.0)
                     crash_point("outbox.published")
-                    published.append(int(row.id))  # type: ignore[arg-type]
+                    published.append((int(row.id), row.generation))  # type: ignore[arg-type]
             finally:
                 self._mark(session, published)
                 session.commit()

@@ -32,6 +32,7 @@ class OutboxRow(SQLModel, table=True):
         description="When the relay may publish it: after the writer's own flush had its chance (now for operators)",
     )
     published_at: datetime | None = Field(default=None, sa_type=_UTC, index=True)  # type: ignore[call-overload]
+    generation: int = Field(0, description="Times it was queued again (a re-drive); a late mark of an earlier publication misses it")
 
 
 class ConsumedRow(SQLModel, table=True):

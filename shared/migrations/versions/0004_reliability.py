@@ -87,6 +87,7 @@ def upgrade() -> None:
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('relay_after', sa.DateTime(timezone=True), nullable=False),
         sa.Column('published_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('generation', sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('event_id')
         )
