@@ -296,7 +296,8 @@ class Bus(ABC):
                     if dependency is not None:
                         note_outage(HEALTH, dependency, consumer, exc)
                         waited_on = dependency
-                        await until_available(lambda: asyncio.to_thread(self.ledger.give_back, consumer, event_id, describe(exc)), consumer)
+                        why = describe(exc)
+                        await until_available(lambda: asyncio.to_thread(self.ledger.give_back, consumer, event_id, why), consumer)
                         waits += 1
                         await asyncio.sleep(dependency_backoff().delay(waits))
                         continue
