@@ -35,8 +35,6 @@ log = logging.getLogger("mdd.outbox")
 DEAD_LETTER_TYPE = "dead_letter"
 #: How long the relay leaves a row to the flush of the process that wrote it.
 FLUSH_GRACE = timedelta(seconds=30)
-#: How long published rows wait to be marked together.
-MARK_DELAY_SECONDS = 0.05
 _table = OutboxRow.__table__  # type: ignore[attr-defined]
 
 
@@ -120,7 +118,7 @@ class Outbox:
         self.bus = bus
         self.topic_prefix = topic_prefix
         self.started_at = utc_now()
-        self._marks: list[tuple[int, int]] = []
+        self._marks: list[tuple[list[tuple[int, int]], threading.Event]] = []
         self._unmarked: set[tuple[int, int]] = set()  # published, mark not committed yet (queued or being written)
         self._marks_lock = threading.Lock()
         self._marker: threading.Thread | None = None
@@ -163,8 +161,9 @@ class Outbox:
                 crash_point("outbox.published")
                 published.append((int(row.id), row.generation))  # type: ignore[arg-type]
         finally:
-            if published:
-                self._mark_soon(published)
+            marked = self._mark_soon(published) if published else None
+        if marked is not None:  # the SCP answers the modality next: a crash after that must not publish these again
+            marked.wait(max(0.1, deadline - time.monotonic()))
 
     def _pending(self, event_ids: Sequence[str]) -> list[OutboxRow]:
         with Session(self.engine, expire_on_commit=False) as session:
@@ -179,43 +178,50 @@ class Outbox:
             unmarked = set(self._unmarked)
         return [row for row in rows if (row.id, row.generation) not in unmarked]
 
-    def _mark_soon(self, ids: list[tuple[int, int]]) -> None:
-        """Mark rows published in the next batch (one UPDATE for every flush of the last moment).
+    def _mark_soon(self, ids: list[tuple[int, int]]) -> threading.Event:
+        """Mark rows published with the next group commit; the event is set once their mark is written (or lost).
 
-        Marking is off the hot path: the publish already happened. A row whose mark a crash lost is
-        published again by the relay, as the same event.
+        Marking is one UPDATE for every flush queued while the previous one was being written, so
+        concurrent writers share a commit. A row whose mark a crash lost is published again by the
+        relay, as the same event.
         """
+        done = threading.Event()
         with self._marks_lock:
-            self._marks.extend(ids)
+            self._marks.append((ids, done))
             self._unmarked.update(ids)
-            if self._marker is not None and self._marker.is_alive():
-                return
-            self._marker = threading.Thread(target=self._mark_pending, name="mdd-outbox-marks", daemon=True)
-            self._marker.start()
+            if self._marker is None or not self._marker.is_alive():
+                self._marker = threading.Thread(target=self._mark_pending, name="mdd-outbox-marks", daemon=True)
+                self._marker.start()
+        return done
 
     def _mark_pending(self) -> None:
         while True:
-            time.sleep(MARK_DELAY_SECONDS)
             with self._marks_lock:
-                ids, self._marks = self._marks, []
-                if not ids:
+                queued, self._marks = self._marks, []
+                if not queued:
                     self._marker = None
                     return
+            ids = [key for keys, _ in queued for key in keys]
             try:
                 self._mark_ids(ids)
             except Exception as exc:  # the database is away: the relay publishes these again, as the same events
                 log.warning("Marcas de publicación perdidas / publication marks lost (%d): %r", len(ids), exc)
             with self._marks_lock:
                 self._unmarked.difference_update(ids)
+            for _, done in queued:
+                done.set()
 
     def mark_now(self) -> None:
         """Write the pending marks (a clean stop, tests)."""
         with self._marks_lock:
-            ids, self._marks = self._marks, []
+            queued, self._marks = self._marks, []
+        ids = [key for keys, _ in queued for key in keys]
         if ids:
             self._mark_ids(ids)
             with self._marks_lock:
                 self._unmarked.difference_update(ids)
+        for _, done in queued:
+            done.set()
 
     def _mark_ids(self, ids: list[tuple[int, int]]) -> None:
         with Session(self.engine) as session:

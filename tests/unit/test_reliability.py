@@ -246,6 +246,20 @@ async def test_the_outbox_flushes_what_its_writer_committed_and_the_relay_what_a
     assert outbox.prune(timedelta(0), now=utc_now() + timedelta(seconds=1)) == 3
 
 
+def test_what_the_scp_flushed_is_marked_before_it_answers_so_a_restart_does_not_publish_it_again(settings: Settings) -> None:
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine, RELIABILITY_TABLES)
+    outbox = Outbox(engine, _Recorder(), "mdd.")
+    with Session(engine) as session:
+        ids = add_events(session, [completed("1.8"), completed("1.9")])
+        session.commit()
+    outbox.flush_from_thread(ids, timeout=5)
+    # kill -9 here, right after the C-STORE answer: the next process finds nothing left to relay
+    restarted = Outbox(engine, publisher := _Recorder(), "mdd.")
+    assert outbox.unpublished() == 0
+    assert asyncio.run(restarted.relay_once()) == 0 and publisher.sent == []
+
+
 async def test_the_relay_publishes_at_once_what_a_previous_process_left_behind(settings: Settings) -> None:
     engine = make_engine(settings.resolved_database_url)
     init_db(engine, RELIABILITY_TABLES)
