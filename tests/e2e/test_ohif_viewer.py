@@ -322,7 +322,8 @@ async def test_ohif_uploads_a_study_to_the_same_dicomweb_root_and_opens_it(
 
         await browse(lambda: page.wait(lambda b: stored()))
         await browse(lambda: page.shot("01-subido"))
-        stows = [e for e in page.network.read() if e.method == "POST"]
+        # The last instance is stored before the STOW-RS answer leaves the server: wait for the answer too.
+        stows = [e for e in await browse(page.settled) if e.method == "POST"]
         assert stows and all(e.url.startswith(f"{api_url}/dicomweb/studies") and e.status == 200 for e in stows)
         await ctx.bus.drain()  # type: ignore[attr-defined]
         await browse(lambda: page.study_list(f"{ohif_url}/?token={doctor}&accession={uploaded.accession_number}", uploaded))
