@@ -10,7 +10,8 @@ export MDD_CACHE_DIR ?= $(CURDIR)/.cache
 $(BIN)/mdd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	@# compat: the checkout itself is on the path, so a package that a pull adds is importable without reinstalling
+	$(BIN)/pip install --quiet --config-settings editable_mode=compat -e '.[test]'
 	touch $@
 
 ## setup: the virtualenv with the project and its test tools
