@@ -35,6 +35,7 @@ from services.status_api.security import (
 )
 from services.status_api.state import STATUS_LABELS
 from services.status_api.tables import NotificationRow, StudyEventRow, StudyRow
+from services.status_api.visibility import notification_for, visible_payload
 
 log = logging.getLogger("mdd.status_api")
 router = APIRouter()
@@ -140,7 +141,10 @@ async def get_study(study_uid: str, request: Request, session: SessionDep, princ
         select(StudyEventRow).where(StudyEventRow.study_uid == study_uid).order_by(col(StudyEventRow.occurred_at))
     ).all()
     detail = summary(row)
-    detail["events"] = [TimelineEntry.model_validate(event.model_dump()) for event in events]
+    detail["events"] = [
+        TimelineEntry.model_validate({**event.model_dump(), "payload": visible_payload(principal, event.payload)})
+        for event in events
+    ]
     detail["thumbnails"] = [
         ViewImage(
             sop_instance_uid=view["sop_instance_uid"], laterality=view.get("laterality"), view_position=view.get("view_position"),
@@ -205,11 +209,11 @@ def study_mosaic(study_uid: str, request: Request, session: SessionDep, principa
 
 @router.get("/studies/{study_uid}/notifications", response_model=list[NotificationEntry], responses=NOT_FOUND,
             tags=["notificaciones / notifications"])
-def study_notifications(study_uid: str, request: Request, session: SessionDep, principal: PrincipalDep) -> list[NotificationRow]:
+def study_notifications(study_uid: str, request: Request, session: SessionDep, principal: PrincipalDep) -> list[dict]:
     """Bitácora de notificaciones de un estudio / a study's notification log."""
     visible_study(session, principal, study_uid)
     query = select(NotificationRow).where(NotificationRow.study_uid == study_uid).order_by(col(NotificationRow.occurred_at))
-    rows = list(session.exec(query).all())
+    rows = [notification_for(principal, row.model_dump()) for row in session.exec(query).all()]
     audit(request, principal, "study.notifications", study_uid)
     return rows
 
@@ -223,7 +227,7 @@ def list_notifications(
     status: Annotated[str | None, Query(pattern="^(sent|failed)$", description="sent o failed")] = None,
     hospital_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-) -> list[NotificationRow]:
+) -> list[dict]:
     """Bitácora de notificaciones visible para quien llama, más recientes primero / notification log, most recent first."""
     query = select(NotificationRow).order_by(col(NotificationRow.occurred_at).desc()).limit(limit)
     scope = study_scope(principal)
@@ -235,7 +239,7 @@ def list_notifications(
         query = query.where(NotificationRow.status == status)
     if hospital_id:
         query = query.where(NotificationRow.hospital_id == hospital_id)
-    rows = list(session.exec(query).all())
+    rows = [notification_for(principal, row.model_dump()) for row in session.exec(query).all()]
     audit(request, principal, "notifications.list", study_uid)
     return rows
 

@@ -39,7 +39,10 @@ class TimelineEntry(BaseModel):
     producer: str
     occurred_at: datetime
     received_at: datetime
-    payload: dict
+    payload: dict = Field(description=(
+        "El evento con los campos que el rol puede leer; `withheld` nombra los retenidos / the event with the "
+        "fields the role may read; `withheld` names those held back (report text, patient key… for staff and providers)"
+    ))
 
 
 class StudyDetail(StudySummary):
