@@ -69,7 +69,7 @@ class InstanceStored(Event):
     object_key: str
     size_bytes: int
     sha256: str
-    patient_key: str = Field(description="Pseudonymous patient key (hash), never the PatientID")
+    patient_key: str = Field(description="Pseudonymous patient key (keyed HMAC, shared/pseudonyms.py), never the PatientID")
     calling_ae: str = ""
 
 

@@ -300,6 +300,15 @@ class Settings(BaseSettings):
         "tras ese tiempo; 0 = consultar siempre / seconds a valid token is remembered (a deactivated key is refused "
         "within that time); 0 = always look up",
     )
+    # --- sec-api: pseudonymous patient keys (issue 15) ---
+    patient_key_secret: SecretStr | None = Field(
+        None, description="Secreto de la implantación para la clave seudónima del paciente (HMAC-SHA256 de hospital y "
+        "PatientID); vacío = uno aleatorio guardado en la carpeta de datos / per-deployment secret of the patient key"
+    )
+    patient_key_previous_secrets: list[SecretStr] = Field(
+        default_factory=list,
+        description="Secretos anteriores (JSON), aceptados al buscar tras una rotación / previous secrets, accepted for lookup",
+    )
     viewer_url_template: str = Field(
         "http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study_uid}",
         description="Enlace «Abrir en visor» del tablero; {study_uid} y {dicomweb} (raíz DICOMweb de la API) se "

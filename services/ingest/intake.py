@@ -8,7 +8,6 @@ broker accepted its event; otherwise the status tells the modality to retry.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import logging
 import uuid
@@ -33,6 +32,7 @@ from shared.reliability.retry import note_back_for, note_outage
 from shared.reliability.lease import LeaderLease
 from shared.reliability.outbox import add_events
 from shared.reliability.periodic import PeriodicTask
+from shared.pseudonyms import patient_key
 from shared.settings import Settings
 from shared.digests import ContentDigest, digest_bytes, digest_file
 from shared.store import GrowingUpload, ObjectStore, UploadsWhileWriting
@@ -125,11 +125,6 @@ def read_header(encoded: bytes | Path) -> InstanceHeader:
 def object_key(hospital_id: str, study_uid: str, series_uid: str, sop_instance_uid: str) -> str:
     """Where an instance lives in the DICOM bucket."""
     return f"{hospital_id}/{study_uid}/{series_uid}/{sop_instance_uid}.dcm"
-
-
-def patient_key(hospital_id: str, patient_id: str) -> str:
-    """A pseudonymous, stable key for a patient of a hospital (never the PatientID itself)."""
-    return hashlib.sha256(f"{hospital_id}\x00{patient_id}".encode()).hexdigest()[:24]
 
 
 def _envelope(study: AssemblingStudy) -> dict[str, object]:
@@ -298,7 +293,7 @@ class Ingest:
         now = utc_now()
         values = {
             "study_uid": header.study_uid, "hospital_id": hospital_id, "correlation_id": str(uuid.uuid4()),
-            "accession_number": header.accession_number, "patient_key": patient_key(hospital_id, header.patient_id),
+            "accession_number": header.accession_number, "patient_key": patient_key(self.settings, hospital_id, header.patient_id),
             "first_instance_at": now, "last_instance_at": now, "views_seen": [],
         }
         if session.get_bind().dialect.name == "postgresql":
