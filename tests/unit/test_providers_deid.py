@@ -99,6 +99,42 @@ def test_burned_in_annotation_and_unreadable_files_are_refused(four_view_study: 
         deidentify(b"esto no es DICOM", SEED)
 
 
+def test_an_instance_that_does_not_state_burned_in_annotation_is_not_sent(
+    four_view_study: SyntheticStudy,
+) -> None:
+    dataset = dcmread(io.BytesIO(four_view_study.views[0].to_bytes()))
+    del dataset.BurnedInAnnotation
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    with pytest.raises(DeidentificationError, match="not stated"):
+        deidentify(buffer.getvalue(), SEED)
+
+
+def test_icon_image_and_every_comment_or_description_attribute_are_removed(
+    four_view_study: SyntheticStudy,
+) -> None:
+    icon = Dataset()
+    icon.Rows, icon.Columns = 2, 2
+    copy = deidentify(
+        _view_bytes(
+            four_view_study,
+            IconImageSequence=[icon],
+            ImageComments="Paciente Juana Pérez",
+            PatientComments="llamar al 555",
+            StudyComments="nota",
+        ),
+        SEED,
+    )
+    result = dcmread(io.BytesIO(copy.data))
+    assert "IconImageSequence" not in result
+    left = [e.keyword for e in result.iterall() if e.keyword.endswith(("Comments", "Comment", "Description"))]
+    assert left == []
+    assert result.PatientIdentityRemoved == "YES"
+    codes = {item.CodeValue for item in result.DeidentificationMethodCodeSequence}
+    assert codes == {"113100", "113107", "113108"}
+    assert all(item.CodingSchemeDesignator == "DCM" for item in result.DeidentificationMethodCodeSequence)
+
+
 def test_sequences_are_walked_too(four_view_study: SyntheticStudy) -> None:
     item = Dataset()
     item.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.3"

@@ -8,15 +8,16 @@ provider, so that two providers cannot link their copies.
 
 On top of dicognito, this module applies the Basic Profile actions dicognito leaves to the caller
 (``EXTRA_REMOVED``, private attributes, overlays and curves) and records what was done
-(DeidentificationMethodCodeSequence; dicognito sets PatientIdentityRemoved where
-BurnedInAnnotation is NO). Kept on purpose:
+(DeidentificationMethodCodeSequence, PatientIdentityRemoved YES). Every comment and description
+attribute and the Icon Image Sequence are removed. Kept on purpose:
 
-- pixel data, unchanged (instances with ``BurnedInAnnotation`` YES are refused, not sent);
+- pixel data, unchanged (instances whose ``BurnedInAnnotation`` is YES or missing are refused,
+  not sent);
 - patient characteristics (sex, age, size, weight) a reader needs: Retain Patient Characteristics
   Option;
 - intervals between dates (birth date to study date): Retain Longitudinal Temporal Information
   with Modified Dates Option;
-- the image description a reader needs (laterality, view, spacing, window).
+- the image attributes a reader needs (laterality, view, spacing, window).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ EXTRA_REMOVED: tuple[str, ...] = (
     "EncryptedAttributesSequence",
     "DigitalSignaturesSequence",
     "MACParametersSequence",
+    "IconImageSequence",
 )
 _EXTRA_REMOVED = frozenset(EXTRA_REMOVED)
 _OVERLAY_AND_CURVE_GROUPS = range(0x5000, 0x6100)  # 50xx curves and 60xx overlays (may carry text)
@@ -111,10 +113,13 @@ def deidentify(data: bytes, seed: str) -> DeidentifiedInstance:
         dataset = dcmread(io.BytesIO(data))
     except (InvalidDicomError, EOFError, ValueError) as exc:
         raise DeidentificationError(f"DICOM ilegible / unreadable DICOM: {exc}") from exc
-    if str(dataset.get("BurnedInAnnotation", "")).upper() == "YES":
+    if str(dataset.get("BurnedInAnnotation", "") or "").strip().upper() != "NO":
+        # PS3.15 E.1: pixel data are kept as they are, so only an instance that states it carries no
+        # burned-in text may leave; a missing or YES value is held, not sent.
         raise DeidentificationError(
-            "La imagen tiene anotaciones grabadas en los píxeles; no se envía a proveedores que piden"
-            " datos anonimizados / burned-in annotation: not sent to de-identifying providers"
+            "La imagen tiene (o no declara que no tiene) anotaciones grabadas en los píxeles; no se"
+            " envía a proveedores que piden datos anonimizados / burned-in annotation YES or not"
+            " stated: not sent to de-identifying providers"
         )
     dataset.remove_private_tags()
     dataset.walk(_strip_extra)
@@ -131,13 +136,23 @@ def deidentify(data: bytes, seed: str) -> DeidentifiedInstance:
     )
 
 
+def _is_free_text(keyword: str) -> bool:
+    """Comment and description attributes (free text a person typed) are all removed."""
+    return keyword.endswith(("Comments", "Comment", "Description"))
+
+
 def _strip_extra(dataset: Dataset, element: DataElement) -> None:
-    if element.keyword in _EXTRA_REMOVED or element.tag.group in _OVERLAY_AND_CURVE_GROUPS:
+    if (
+        element.keyword in _EXTRA_REMOVED
+        or _is_free_text(element.keyword)
+        or element.tag.group in _OVERLAY_AND_CURVE_GROUPS
+    ):
         del dataset[element.tag]
 
 
 def _record_method(dataset: Dataset) -> None:
-    # PatientIdentityRemoved is set by dicognito, only where BurnedInAnnotation says NO.
+    # Only instances whose BurnedInAnnotation is NO get here, so the identity is removed.
+    dataset.PatientIdentityRemoved = "YES"
     dataset.LongitudinalTemporalInformationModified = "MODIFIED"
     codes = []
     for value, meaning in METHOD_CODES:
