@@ -300,7 +300,7 @@ class Settings(BaseSettings):
         "tras ese tiempo; 0 = consultar siempre / seconds a valid token is remembered (a deactivated key is refused "
         "within that time); 0 = always look up",
     )
-    # --- sec-api: pseudonymous patient keys (issue 15) ---
+    # --- pseudonymous patient keys ---
     patient_key_secret: SecretStr | None = Field(
         None, description="Secreto de la implantación para la clave seudónima del paciente (HMAC-SHA256 de hospital y "
         "PatientID); vacío = uno aleatorio guardado en la carpeta de datos / per-deployment secret of the patient key"
