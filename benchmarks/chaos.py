@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from shared.synth import SyntheticStudy, make_study  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.faults.harness import (  # noqa: E402
-    SERVICES, Deployment, RestartableSmtp, Servers, all_notified, mails_by_study, own_servers, settled, study_rows, wait_for,
+    SERVICES, Deployment, RestartableSmtp, Servers, all_notified, mails_by_study, own_servers, settled, study_rows, unsettled,
+    wait_for,
 )
 
 
@@ -141,7 +142,8 @@ def chaos(servers: Servers, root: Path, count: int, kill_every: float, outage: f
         if now - started > 3 * 3600:
             raise SystemExit("más de 3 h / more than 3 h: stopping")
         time.sleep(0.5)
-    wait_for(lambda: holds(lambda: settled(system.engine)), 600, "the deployment settled")
+    wait_for(lambda: holds(lambda: settled(system.engine)), 600, "the deployment settled",
+             lambda: f"{unsettled(system.engine)}\n{system.tails()}")
     lights = lights_at(system, studies)
     for fault in faults:
         after = [at for at in lights.values() if at > fault.ended_at]
