@@ -124,7 +124,9 @@ def chaos(servers: Servers, root: Path, count: int, kill_every: float, outage: f
     next_outage = started + kill_every / 2
     outage_end: float | None = None
     current: tuple[str, object, object] | None = None
-    while sender.is_alive() or not holds(lambda: all_notified(system.engine, studies)):
+    # Until every study has its lights and every dependency has been down once (the last outages may
+    # come after the last study, and the system must still come back from them).
+    while sender.is_alive() or dependencies or current is not None or not holds(lambda: all_notified(system.engine, studies)):
         now = time.time()
         if now >= next_kill and (sender.is_alive() or len(faults) < 2 * len(SERVICES)):
             name = next(services)
