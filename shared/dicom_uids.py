@@ -8,6 +8,7 @@ default root of the instances we create (``MDD_UID_ROOT``; a hospital with its o
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from pydicom.uid import generate_uid
@@ -27,3 +28,22 @@ DEFAULT_INSTANCE_UID_ROOT: Final[str] = f"{PROJECT_UID_ROOT}.2."
 def derived_uid(root: str, *parts: str) -> str:
     """A UID under ``root`` (ending in ``.``) that depends only on ``parts``: the same parts, the same UID."""
     return str(generate_uid(prefix=root, entropy_srcs=[str(part) for part in parts]))
+
+
+#: PS3.5 §9.1: a UID is at most 64 characters of digits and dots.
+UID_MAX_LENGTH: Final[int] = 64
+_UID_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
+def uid_problem(value: str) -> str | None:
+    """Why ``value`` is not a UID under PS3.5 §9.1 (digits and dots, at most 64 characters), or None.
+
+    Components with a leading zero, which PS3.5 also forbids, are accepted: legacy modalities write
+    them, and they cannot make two object keys collide. The reason never repeats a long value whole.
+    """
+    uid = value.rstrip("\x00 ")
+    if len(uid) > UID_MAX_LENGTH:
+        return f"{len(uid)} caracteres, máximo {UID_MAX_LENGTH} / {len(uid)} characters, at most {UID_MAX_LENGTH}"
+    if not _UID_PATTERN.fullmatch(uid):
+        return f"solo dígitos y puntos / digits and dots only: {uid!r}"
+    return None

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from shared.synth import SyntheticView
 
@@ -42,6 +42,16 @@ def _without(view: SyntheticView, *keywords: str) -> bytes:
     return _encode(dataset)
 
 
+def _with_uid(view: SyntheticView, keyword: str, uid: str) -> bytes:
+    """The view with one UID replaced by a value that is not a UID (written as is, unvalidated)."""
+    from pydicom import config
+
+    dataset = copy.deepcopy(view.dataset)
+    with config.disable_value_validation():
+        setattr(dataset, keyword, uid)
+        return _encode(dataset)
+
+
 def _absurd_length(good: bytes) -> bytes:
     """Rewrite the length of the PatientName element to almost 4 GiB."""
     tag = struct.pack("<HH", 0x0010, 0x0010) + b"PN"
@@ -66,6 +76,9 @@ def bad_inputs(view: SyntheticView) -> list[BadInput]:
         BadInput("longitud_absurda.dcm", _absurd_length(good), CANNOT_UNDERSTAND),
         BadInput("no_dicom.jpg", b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40, CANNOT_UNDERSTAND),
         BadInput("sin_uids.dcm", _without(view, "StudyInstanceUID", "SeriesInstanceUID"), DATASET_DOES_NOT_MATCH),
+        # A UID becomes a table key and part of an object name: "A/B"+"C" must never meet "A"+"B/C".
+        BadInput("uid_con_diagonal.dcm", _with_uid(view, "SeriesInstanceUID", "1.2.3/../../4"), DATASET_DOES_NOT_MATCH),
+        BadInput("uid_de_3000.dcm", _with_uid(view, "SOPInstanceUID", "1." + "2" * 2998), DATASET_DOES_NOT_MATCH),
     ]
 
 
@@ -77,7 +90,7 @@ def huge_instance(view: SyntheticView, megabytes: int = 100) -> Dataset:
     pixels = np.zeros((side, side), dtype=np.uint16)
     pixels[::7, ::5] = 3000
     dataset.PixelData = pixels.tobytes()
-    dataset.SOPInstanceUID = view.dataset.SOPInstanceUID + ".100"
+    dataset.SOPInstanceUID = generate_uid(entropy_srcs=[str(view.dataset.SOPInstanceUID), "grande"])
     dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
     dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return dataset

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from shared.bus import Bus
+from shared.dicom_uids import uid_problem
 from shared.dicom_vocabulary import DimseStatus
 from shared.events import InstanceStored, StudyCompleted, ViewRef, producer, utc_now
 from shared.logs import bind_study
@@ -80,6 +81,10 @@ class InstanceHeader:
     patient_id: str
 
 
+#: The identifiers every instance must carry, valid, before it is stored.
+UID_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
 def read_header(encoded: bytes | Path) -> InstanceHeader:
     """Parse the header of an encoded DICOM file or spooled file (pixel data is not read).
 
@@ -95,11 +100,15 @@ def read_header(encoded: bytes | Path) -> InstanceHeader:
         raise ValueError(f"DICOM truncado / truncated DICOM: {structure.truncation}")
     missing = [
         keyword
-        for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+        for keyword in UID_KEYWORDS
         if not str(dataset.get(keyword, "")).strip()
     ]
     if missing:
         raise LookupError(f"Faltan identificadores / missing identifiers: {', '.join(missing)}")
+    for keyword in UID_KEYWORDS:  # they become table keys and object names
+        problem = uid_problem(str(dataset.get(keyword)))
+        if problem:
+            raise LookupError(f"UID inválido / invalid UID ({keyword}): {problem}")
     meta = getattr(dataset, "file_meta", None)
     sop_class = str(dataset.SOPClassUID)
     if sop_class in STORAGE_SOP_CLASSES:

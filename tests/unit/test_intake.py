@@ -150,3 +150,40 @@ async def test_every_bad_input_of_the_corpus_gets_its_status_and_nothing_is_publ
     expected = {bad.name: bad.expected_status for bad in bad_inputs(four_view_study.views[0])}
     assert answers == expected
     assert ingest.bus.sent == []  # type: ignore[attr-defined]
+
+
+async def test_an_instance_whose_uids_are_not_uids_gets_a900_with_a_reason_and_no_path(
+    ingest: Ingest, four_view_study: SyntheticStudy
+) -> None:
+    from tests.corpus import bad_inputs
+
+    for name in ("uid_con_diagonal.dcm", "uid_de_3000.dcm"):
+        [bad] = [b for b in bad_inputs(four_view_study.views[0]) if b.name == name]
+        outcome = await asyncio.to_thread(ingest.accept, bad.data, calling_ae="MAMO1")
+        assert outcome.status == DATASET_DOES_NOT_MATCH_SOP_CLASS, name
+        assert "UID inválido / invalid UID" in outcome.message, outcome.message
+        assert str(ingest.settings.data_dir) not in outcome.message and len(outcome.message) < 300
+    assert ingest.store.list_keys(ingest.settings.bucket_dicom, "") == []
+    assert ingest.bus.sent == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("uid", "valid"),
+    [
+        ("1.2.840.10008.5.1.4.1.1.1.2", True),
+        ("2.25.329800735698586629295641978511506172918", True),
+        ("1.2.840.10008.1.2.1\x00", True),  # the padding of an odd-length UI value
+        ("1.02.3", True),  # a leading zero (PS3.5 forbids it; legacy modalities write it, and it is harmless as a key)
+        ("1." + "2" * 63, False),
+        ("1.2.3/4", False),
+        ("1..2", False),
+        (".1.2", False),
+        ("1.2.", False),
+        ("1.2.abc", False),
+        ("", False),
+    ],
+)
+def test_uids_are_digits_and_dots_of_at_most_64_characters(uid: str, valid: bool) -> None:
+    from shared.dicom_uids import uid_problem
+
+    assert (uid_problem(uid) is None) is valid
