@@ -131,6 +131,26 @@ def read_header(encoded: bytes | Path) -> InstanceHeader:
     )
 
 
+class UidOfAnotherHospital(LookupError):
+    """An instance carries a Study or SOP Instance UID that already belongs to another hospital."""
+
+
+def _refuse_another_hospitals(session: Session, hospital_id: str, study_uid: str, known: StoredInstance | None) -> None:
+    """Raise :class:`UidOfAnotherHospital` when the study, or the stored instance with this SOP Instance
+    UID, belongs to a hospital other than ``hospital_id``: it must never join nor replace the other's.
+
+    The reason names neither hospital nor patient, so the sender learns nothing about the other's data.
+    """
+    owners = {owner.hospital_id for owner in (
+        session.get(AssemblingStudy, study_uid), session.get(AssemblingStudy, known.study_uid) if known else None,
+    ) if owner is not None}
+    if owners - {hospital_id}:
+        raise UidOfAnotherHospital(
+            "UID ya usado por otro hospital; la instancia no se almacena / UID already used by another "
+            "hospital; the instance is not stored"
+        )
+
+
 def object_key(hospital_id: str, study_uid: str, series_uid: str, sop_instance_uid: str) -> str:
     """Where an instance lives in the DICOM bucket."""
     return f"{hospital_id}/{study_uid}/{series_uid}/{sop_instance_uid}.dcm"
@@ -250,6 +270,8 @@ class Ingest:
             )
         try:
             outcome = self._store_and_publish(encoded, header, calling_ae, hospital_id, digest, upload)
+        except UidOfAnotherHospital as exc:
+            return StoreOutcome(DATASET_DOES_NOT_MATCH_SOP_CLASS, str(exc))
         except Exception as exc:  # the SCP must answer a status and keep serving, whatever happens
             dependency = unavailable_dependency(exc)
             if dependency is not None:
@@ -277,6 +299,7 @@ class Ingest:
         key = object_key(hospital_id, header.study_uid, header.series_uid, header.sop_instance_uid)
         with Session(self.engine) as session:
             known = session.get(StoredInstance, header.sop_instance_uid)
+            _refuse_another_hospitals(session, hospital_id, header.study_uid, known)
         if known is not None and known.sha256 == digest:
             # Stored before; its event may still be waiting for the broker (a retry after 0xA700).
             self.outbox.flush_from_thread([str(instance_event_id(hospital_id, header.sop_instance_uid, digest))],
@@ -320,6 +343,8 @@ class Ingest:
         transaction; the outbox ids to flush, and the study's correlation id."""
         with Session(self.engine, expire_on_commit=False) as session:
             study = self._lock_study(session, header, hospital_id)
+            # Checked again under the study's lock: another hospital may have taken the UID meanwhile.
+            _refuse_another_hospitals(session, hospital_id, header.study_uid, session.get(StoredInstance, header.sop_instance_uid))
             with bind_study(study.study_uid, study.correlation_id):
                 return self._record_locked(session, study, header, key, content, calling_ae), study.correlation_id
 

@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+from sqlmodel import Session
+
 from shared.bus import MemoryBus
 from shared.db import init_db, make_engine
 from shared.settings import Settings
@@ -187,3 +189,44 @@ def test_uids_are_digits_and_dots_of_at_most_64_characters(uid: str, valid: bool
     from shared.dicom_uids import uid_problem
 
     assert (uid_problem(uid) is None) is valid
+
+
+async def test_an_instance_from_another_hospital_never_joins_nor_replaces_the_first_hospitals_study(
+    ingest: Ingest, four_view_study: SyntheticStudy
+) -> None:
+    from shared.synth import make_study
+
+    def send(data: bytes, hospital: str):  # type: ignore[no-untyped-def]
+        return asyncio.to_thread(ingest.accept, data, calling_ae="MAMO1", hospital_id=hospital)
+
+    def encoded(dataset) -> bytes:  # type: ignore[no-untyped-def]
+        from io import BytesIO
+
+        buffer = BytesIO()
+        dataset.save_as(buffer, enforce_file_format=True)
+        return buffer.getvalue()
+
+    first = four_view_study.views[0]
+    assert (await send(first.to_bytes(), "HOSP-A")).status == SUCCESS
+    key_a = ingest.store.list_keys(ingest.settings.bucket_dicom, "HOSP-A/")
+    bytes_a = ingest.store.get_bytes(ingest.settings.bucket_dicom, key_a[0])
+
+    joins = copy.deepcopy(four_view_study.views[1].dataset)  # hospital A's StudyInstanceUID, a new instance
+    replaces = copy.deepcopy(make_study(seed=77).views[0].dataset)  # another study carrying A's SOPInstanceUID
+    replaces.SOPInstanceUID = replaces.file_meta.MediaStorageSOPInstanceUID = first.dataset.SOPInstanceUID
+    for attempt in (encoded(joins), encoded(replaces), first.to_bytes()):
+        outcome = await send(attempt, "HOSP-B")
+        assert outcome.status == DATASET_DOES_NOT_MATCH_SOP_CLASS, outcome.message
+        assert "UID ya usado por otro hospital" in outcome.message and "HOSP-A" not in outcome.message
+
+    assert ingest.store.list_keys(ingest.settings.bucket_dicom, "HOSP-B/") == []
+    assert ingest.store.get_bytes(ingest.settings.bucket_dicom, key_a[0]) == bytes_a
+    with Session(ingest.engine) as session:
+        assert session.get(AssemblingStudy, four_view_study.study_uid).hospital_id == "HOSP-A"  # type: ignore[union-attr]
+        assert session.get(StoredInstance, str(first.dataset.SOPInstanceUID)).object_key == key_a[0]  # type: ignore[union-attr]
+    assert {e["hospital_id"] for e in events_of(ingest.bus, "instance.stored")} == {"HOSP-A"}  # type: ignore[arg-type]
+    assert len(events_of(ingest.bus, "instance.stored")) == 1  # type: ignore[arg-type]
+
+    own = make_study(seed=78).views[0]  # hospital B's own study is stored as usual
+    assert (await send(own.to_bytes(), "HOSP-B")).status == SUCCESS
+    assert len(ingest.store.list_keys(ingest.settings.bucket_dicom, "HOSP-B/")) == 1
