@@ -10,6 +10,7 @@ from shared.db import init_db
 from shared.runtime import ServiceContext
 from services.status_api import board as board_pages, live, metrics, routes_auth, routes_studies
 from services.status_api.auth_tables import AUTH_TABLES
+from services.status_api.headers import SecurityHeaders
 from services.status_api.board import render_login
 from services.status_api.dicomweb import create_dicomweb_router, principal_hospitals
 from shared.reliability.health import HealthReport, health_report
@@ -65,6 +66,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.include_router(live.router)
     metrics.install(app, ctx.engine)
     board_pages.install(app)
+    app.add_middleware(SecurityHeaders, settings=ctx.settings)
     if ctx.settings.cors_allow_origins:
         # A viewer on another origin (OHIF) sends a bearer token and multipart Accept headers, so it needs CORS.
         app.add_middleware(

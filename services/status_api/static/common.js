@@ -121,3 +121,6 @@ const MDD = (() => {
 
   return { api, light, when, stream, signIn, signOut, token, AuthError, LIGHTS };
 })();
+
+// Wired here rather than inline: the board's Content Security Policy runs scripts from files only.
+document.getElementById("signout")?.addEventListener("click", MDD.signOut);
