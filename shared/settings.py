@@ -42,6 +42,10 @@ class DicomDestination(BaseModel):
     tls: bool = False
 
 
+#: A shorter JWT signing secret can be found by trying (HS256 is only as strong as its key).
+MIN_JWT_SECRET_LENGTH = 32
+
+
 class Settings(BaseSettings):
     """Configuration of Mexican Deep DICOM, read from ``MDD_*`` environment variables or ``.env``."""
 
@@ -291,7 +295,8 @@ class Settings(BaseSettings):
         None, description="Llave de administrador creada al primer arranque si no hay otra / admin API key created at first start"
     )
     auth_jwt_secret: SecretStr | None = Field(
-        None, description="Secreto que firma los tokens JWT; vacío = uno aleatorio por proceso / JWT signing secret"
+        None, description="Secreto que firma los tokens JWT (al menos 32 caracteres); vacío = uno aleatorio por proceso "
+        "/ JWT signing secret (at least 32 characters); empty = a random one per process"
     )
     auth_token_minutes: int = Field(60, ge=1, le=1440, description="Vigencia de un token de sesión / session token lifetime")
     auth_cache_seconds: float = Field(
@@ -309,6 +314,8 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Secretos anteriores (JSON), aceptados al buscar tras una rotación / previous secrets, accepted for lookup",
     )
+    auth_jwt_issuer: str = Field("mdd-status-api", min_length=1, description="Emisor (iss) de los tokens JWT / JWT issuer")
+    auth_jwt_audience: str = Field("mdd-status-api", min_length=1, description="Audiencia (aud) de los tokens JWT / JWT audience")
     viewer_url_template: str = Field(
         "http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study_uid}",
         description="Enlace «Abrir en visor» del tablero; {study_uid} y {dicomweb} (raíz DICOMweb de la API) se "
@@ -395,6 +402,17 @@ class Settings(BaseSettings):
     def resolved_spool_dir(self) -> Path:
         """Folder where incoming instances are spooled before they reach the store."""
         return self.spool_dir or self.data_dir / "spool"
+
+    @field_validator("auth_jwt_secret")
+    @classmethod
+    def _jwt_secret_is_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        length = len(value.get_secret_value()) if value is not None else 0
+        if 0 < length < MIN_JWT_SECRET_LENGTH:
+            raise ValueError(
+                f"MDD_AUTH_JWT_SECRET es demasiado corto ({length} < {MIN_JWT_SECRET_LENGTH} caracteres); genere uno con "
+                f"`openssl rand -base64 48` / MDD_AUTH_JWT_SECRET is too short ({length} < {MIN_JWT_SECRET_LENGTH} characters)"
+            )
+        return value
 
     @field_validator("uid_root")
     @classmethod

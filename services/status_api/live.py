@@ -141,7 +141,9 @@ def stream_principal(
     if not token:
         raise HTTPException(401, "No autenticado / not authenticated: falta el token / missing bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
-    principal = resolve_principal(request.app.state.ctx.engine, request.app.state.jwt_secret, token)
+    settings = request.app.state.ctx.settings
+    principal = resolve_principal(request.app.state.ctx.engine, request.app.state.jwt_secret, token,
+                                  settings.auth_jwt_issuer, settings.auth_jwt_audience)
     if principal is None:
         raise HTTPException(401, "No autenticado / not authenticated: token inválido o vencido / invalid or expired token",
                             headers={"WWW-Authenticate": "Bearer"})

@@ -26,7 +26,8 @@ def login(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()
     if user is None:
         raise HTTPException(401, "Usuario o contraseña incorrectos / wrong username or password",
                             headers={"WWW-Authenticate": "Bearer"})
-    token, seconds = issue_token(request.app.state.jwt_secret, user.username, ctx.settings.auth_token_minutes)
+    token, seconds = issue_token(request.app.state.jwt_secret, user.username, ctx.settings.auth_token_minutes,
+                                 ctx.settings.auth_jwt_issuer, ctx.settings.auth_jwt_audience)
     return TokenResponse(access_token=token, expires_in=seconds)
 
 

@@ -124,7 +124,8 @@ def ensure_bootstrap_key(engine: Engine, settings: Settings) -> bool:
 
 
 def jwt_secret(settings: Settings) -> str:
-    """The JWT signing secret: the configured one, or a random one for this process."""
+    """The JWT signing secret: the configured one (at least 32 characters, checked by the settings), or a
+    random one for this process."""
     if settings.auth_jwt_secret is not None and settings.auth_jwt_secret.get_secret_value():
         return settings.auth_jwt_secret.get_secret_value()
     return secrets.token_urlsafe(48)
@@ -140,10 +141,11 @@ def authenticate_user(engine: Engine, username: str, password: str) -> UserRow |
     return user if _hasher.verify(password, user.password_hash) else None
 
 
-def issue_token(secret: str, username: str, minutes: int) -> tuple[str, int]:
-    """A signed JWT for ``username`` and its lifetime in seconds."""
+def issue_token(secret: str, username: str, minutes: int, issuer: str, audience: str) -> tuple[str, int]:
+    """A signed JWT for ``username`` (with issuer and audience) and its lifetime in seconds."""
     now = utc_now()
-    claims = {"sub": username, "iat": now, "exp": now + timedelta(minutes=minutes), "typ": "access"}
+    claims = {"sub": username, "iat": now, "exp": now + timedelta(minutes=minutes), "typ": "access", "iss": issuer,
+              "aud": audience}
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM), minutes * 60
 
 
@@ -151,8 +153,8 @@ def _unauthorized(reason: str) -> HTTPException:
     return HTTPException(401, f"No autenticado / not authenticated: {reason}", headers={"WWW-Authenticate": "Bearer"})
 
 
-def resolve_principal(engine: Engine, secret: str, token: str) -> Principal | None:
-    """The principal behind a bearer token (API key or JWT), or None when it is not valid."""
+def resolve_principal(engine: Engine, secret: str, token: str, issuer: str, audience: str) -> Principal | None:
+    """The principal behind a bearer token (API key, or a JWT of this issuer for this audience), or None."""
     with Session(engine) as session:
         key = session.get(ApiKeyRow, hash_api_key(token))
         if key is not None:
@@ -161,7 +163,8 @@ def resolve_principal(engine: Engine, secret: str, token: str) -> Principal | No
             return Principal(name=key.name, kind="apikey", role=key.role, hospitals=key.hospitals,  # type: ignore[arg-type]
                              provider_id=key.provider_id)
         try:
-            claims = jwt.decode(token, secret, algorithms=[JWT_ALGORITHM], options={"require": ["exp", "sub"]})
+            claims = jwt.decode(token, secret, algorithms=[JWT_ALGORITHM], issuer=issuer, audience=audience,
+                                options={"require": ["exp", "sub", "iss", "aud"]})
         except jwt.PyJWTError:
             return None
         user = session.get(UserRow, str(claims["sub"]))
@@ -224,7 +227,9 @@ async def current_principal(request: Request, token: Annotated[str | None, Depen
     cache = principal_cache(request)
     principal = cache.get(token)
     if principal is None:
-        principal = await run_in_threadpool(resolve_principal, request.app.state.ctx.engine, request.app.state.jwt_secret, token)
+        settings = request.app.state.ctx.settings
+        principal = await run_in_threadpool(resolve_principal, request.app.state.ctx.engine, request.app.state.jwt_secret, token,
+                                            settings.auth_jwt_issuer, settings.auth_jwt_audience)
         if principal is not None:
             cache.put(token, principal)
     if principal is None:

@@ -294,3 +294,21 @@ def test_a_trusted_proxy_that_is_no_address_or_network_is_refused_at_start(entry
     with pytest.raises(ValueError, match="MDD_API_FORWARDED_ALLOW_IPS"):
         Settings(api_forwarded_allow_ips=[entry])
     assert Settings(api_forwarded_allow_ips=["10.1.2.10", "10.1.0.0/16", "::1", "*"]).api_forwarded_allow_ips[-1] == "*"
+
+
+def test_a_session_token_is_honoured_only_with_this_issuer_and_audience(world: World) -> None:
+    signed_in = world.token("doctor_a")
+    assert world.client.get("/studies", headers=signed_in).status_code == 200
+    claims = jwt.decode(signed_in["Authorization"].removeprefix("Bearer "), world.app.state.jwt_secret, algorithms=["HS256"],
+                        audience="mdd-status-api")
+    assert claims["iss"] == "mdd-status-api" and claims["aud"] == "mdd-status-api"
+    base = {"sub": "doctor_a", "exp": utc_now() + timedelta(minutes=5)}
+    for extra in ({}, {"iss": "otro-sistema", "aud": "mdd-status-api"}, {"iss": "mdd-status-api", "aud": "otra-api"}):
+        token = jwt.encode({**base, **extra}, world.app.state.jwt_secret, algorithm="HS256")  # the right secret
+        assert world.client.get("/studies", headers={"Authorization": f"Bearer {token}"}).status_code == 401, extra
+
+
+def test_a_short_jwt_secret_is_refused_at_start_naming_the_variable() -> None:
+    with pytest.raises(ValueError, match="MDD_AUTH_JWT_SECRET es demasiado corto"):
+        Settings(auth_jwt_secret="corto-123")
+    assert Settings(auth_jwt_secret="x" * 32).auth_jwt_secret is not None
