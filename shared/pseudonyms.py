@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import os
 import secrets
+from functools import cache
+from pathlib import Path
 
 from shared.settings import Settings
 
@@ -20,8 +22,9 @@ SECRET_FILE = "patient-key.secret"
 KEY_HEX_DIGITS = 32
 
 
-def _stored_secret(settings: Settings) -> str:
-    path = settings.data_dir / SECRET_FILE
+@cache
+def _secret_kept_in(path: Path) -> str:
+    # Read once per process: ingest asks for it with every instance it records.
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -38,7 +41,7 @@ def current_secret(settings: Settings) -> str:
     """The secret new patient keys are made with."""
     if settings.patient_key_secret is not None and settings.patient_key_secret.get_secret_value():
         return settings.patient_key_secret.get_secret_value()
-    return _stored_secret(settings)
+    return _secret_kept_in(settings.data_dir / SECRET_FILE)
 
 
 def keyed_patient_key(secret: str, hospital_id: str, patient_id: str) -> str:
