@@ -298,6 +298,8 @@ class Settings(BaseSettings):
         None, description="Secreto que firma los tokens JWT (al menos 32 caracteres); vacío = uno aleatorio por proceso "
         "/ JWT signing secret (at least 32 characters); empty = a random one per process"
     )
+    auth_jwt_issuer: str = Field("mdd-status-api", min_length=1, description="Emisor (iss) de los tokens JWT / JWT issuer")
+    auth_jwt_audience: str = Field("mdd-status-api", min_length=1, description="Audiencia (aud) de los tokens JWT / JWT audience")
     auth_token_minutes: int = Field(60, ge=1, le=1440, description="Vigencia de un token de sesión / session token lifetime")
     auth_cache_seconds: float = Field(
         10.0, ge=0, le=300,
@@ -314,8 +316,6 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Secretos anteriores (JSON), aceptados al buscar tras una rotación / previous secrets, accepted for lookup",
     )
-    auth_jwt_issuer: str = Field("mdd-status-api", min_length=1, description="Emisor (iss) de los tokens JWT / JWT issuer")
-    auth_jwt_audience: str = Field("mdd-status-api", min_length=1, description="Audiencia (aud) de los tokens JWT / JWT audience")
     viewer_url_template: str = Field(
         "http://127.0.0.1:3000/viewer?StudyInstanceUIDs={study_uid}",
         description="Enlace «Abrir en visor» del tablero; {study_uid} y {dicomweb} (raíz DICOMweb de la API) se "
