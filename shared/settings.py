@@ -30,7 +30,43 @@ class Sender(BaseModel):
     """A modality or PACS allowed to send, by its calling AE title."""
 
     hospital_id: str
-    addresses: list[str] = Field(default_factory=list, description="Allowed source IPs; empty means any")
+    addresses: list[str] = Field(
+        default_factory=list, description="Allowed source addresses or networks (10.1.2.3, 10.1.2.0/24)"
+    )
+    any_address: bool = Field(
+        False, description="Accept this AE title from any address (an explicit opt-out: the AE title alone is easy to forge)"
+    )
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses_are_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"dirección inválida / invalid address: {entry!r}") from exc
+        return value
+
+    def allows(self, address: str) -> bool:
+        """Whether a peer at ``address`` may use this AE title (IPv4-mapped IPv6 read as IPv4)."""
+        if self.any_address:
+            return True
+        try:
+            peer = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+            peer = peer.ipv4_mapped
+        return any(peer in ipaddress.ip_network(entry, strict=False) for entry in self.addresses)
+
+    @model_validator(mode="after")
+    def _addresses_or_explicit_opt_out(self) -> Sender:
+        if not self.addresses and not self.any_address:
+            raise ValueError(
+                "un emisor necesita sus direcciones (addresses) o any_address=true explícito"
+                " / a sender needs its source addresses, or an explicit any_address=true"
+            )
+        return self
 
 
 class DicomDestination(BaseModel):
@@ -40,6 +76,15 @@ class DicomDestination(BaseModel):
     port: int = Field(104, ge=1, le=65535)
     ae_title: str = Field(min_length=1, max_length=16)
     tls: bool = False
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 #: A shorter JWT signing secret can be found by trying (HS256 is only as strong as its key).
@@ -58,8 +103,10 @@ class Settings(BaseSettings):
         description='Modalidades/PACS por AE que llama, JSON / senders by calling AE: '
         '{"MAMO_SALA1": {"hospital_id": "HGE-ENSENADA", "addresses": ["10.1.2.3"]}}',
     )
-    accept_unknown_senders: bool = Field(
-        True, description="Aceptar AE no configurados (false en producción) / accept unknown calling AEs"
+    accept_unknown_senders: bool | None = Field(
+        None,
+        description="Aceptar AE no configurados; por omisión solo si el SCP escucha en loopback"
+        " / accept unknown calling AEs; by default only while the SCP listens on loopback",
     )
 
     transport: Transport = Field("memory", description="memory (un proceso / one process) o kafka")
@@ -431,6 +478,13 @@ class Settings(BaseSettings):
             return self.ingest_url.rstrip("/")
         host = "127.0.0.1" if self.ingest_http_host in ("0.0.0.0", "::", "") else self.ingest_http_host
         return f"http://{host}:{self.ingest_http_port}"
+
+    @property
+    def resolved_accept_unknown_senders(self) -> bool:
+        """Unknown calling AEs are welcome only on a workstation's own loopback, unless set explicitly."""
+        if self.accept_unknown_senders is not None:
+            return self.accept_unknown_senders
+        return _is_loopback(self.dicom_host)
 
     def hospital_for_calling_ae(self, calling_ae: str) -> str:
         """Hospital a sending modality belongs to (falls back to ``hospital_id``); the polled PACS sending by

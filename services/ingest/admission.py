@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.settings import Settings
+from shared.settings import Sender, Settings
 
 REJECTED_PERMANENT = 0x01
 REJECTED_TRANSIENT = 0x02
@@ -37,8 +38,8 @@ def admit(settings: Settings, calling_ae: str, address: str, free_bytes: int) ->
             SOURCE_PRESENTATION,
             TEMPORARY_CONGESTION,
         )
-    sender = settings.senders.get(calling_ae.strip())
-    if sender is None and not settings.accept_unknown_senders:
+    sender = settings.senders.get(calling_ae.strip()) or _polled_pacs(settings, calling_ae)
+    if sender is None and not settings.resolved_accept_unknown_senders:
         return Admission(
             False,
             f"AE no configurado / calling AE not configured: {calling_ae!r}",
@@ -46,7 +47,7 @@ def admit(settings: Settings, calling_ae: str, address: str, free_bytes: int) ->
             SOURCE_SERVICE_USER,
             CALLING_AE_NOT_RECOGNISED,
         )
-    if sender is not None and sender.addresses and address not in sender.addresses:
+    if sender is not None and not sender.allows(address):
         return Admission(
             False,
             f"AE {calling_ae!r} no permitido desde / not allowed from {address}",
@@ -55,6 +56,17 @@ def admit(settings: Settings, calling_ae: str, address: str, free_bytes: int) ->
             CALLING_AE_NOT_RECOGNISED,
         )
     return Admission(True, "aceptada / accepted")
+
+
+def _polled_pacs(settings: Settings, calling_ae: str) -> Sender | None:
+    """The PACS ingest polls answers C-MOVE by C-STORE: it may send, from its own address only."""
+    if not settings.pacs_host or calling_ae.strip() != settings.pacs_ae_title:
+        return None
+    try:
+        addresses = sorted({info[4][0] for info in socket.getaddrinfo(settings.pacs_host, None)})
+    except OSError:
+        return None
+    return Sender(hospital_id=settings.pacs_hospital_id or settings.hospital_id, addresses=addresses)
 
 
 def free_space(settings: Settings) -> int:

@@ -27,6 +27,7 @@ from tests.integration.test_pacs_results import orthanc_study, remove_from_ortha
 from tests.unit.test_pacs_results import inferred
 
 HOSPITAL, OTHER_HOSPITAL = "HGE-ENSENADA", "HG-TIJUANA"
+LOOPBACK = ["127.0.0.1"]  # every peer of these tests runs on this machine
 RESULT_CLASSES = {MammographyCADSRStorage, ComprehensiveSRStorage, SecondaryCaptureImageStorage}
 
 
@@ -67,7 +68,7 @@ def stored(tmp_path: Path) -> SyntheticStudy:
 
 
 def qr_settings(settings: Settings, **update: object) -> Settings:
-    senders = {"MAMO_SALA1": Sender(hospital_id=HOSPITAL), "VISOR": Sender(hospital_id=HOSPITAL), "VISOR_TIJ": Sender(hospital_id=OTHER_HOSPITAL)}
+    senders = {"MAMO_SALA1": Sender(hospital_id=HOSPITAL, addresses=LOOPBACK), "VISOR": Sender(hospital_id=HOSPITAL, addresses=LOOPBACK), "VISOR_TIJ": Sender(hospital_id=OTHER_HOSPITAL, addresses=LOOPBACK)}
     return settings.model_copy(update={"senders": senders, "accept_unknown_senders": False, **update})
 
 
@@ -148,7 +149,7 @@ async def test_movescu_and_getscu_retrieve_the_study_with_our_results(settings: 
 async def test_orthanc_queries_and_retrieves_a_study_from_us(orthanc, settings: Settings, stored: SyntheticStudy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ours = DicomDestination(host="127.0.0.1", port=orthanc.dicom_port, ae_title=orthanc.ae_title)
     configured = qr_settings(settings, dicom_destinations={orthanc.ae_title: ours})
-    configured.senders[orthanc.ae_title] = Sender(hospital_id=HOSPITAL)
+    configured.senders[orthanc.ae_title] = Sender(hospital_id=HOSPITAL, addresses=LOOPBACK)
     async with ingest_running(configured) as ctx:
         await store_with_results(ctx, stored, tmp_path / "study")
         api = orthanc.http_url

@@ -90,7 +90,7 @@ async def strict_scp(settings: Settings):  # type: ignore[no-untyped-def]
     from shared.settings import Sender
 
     strict = settings.model_copy(
-        update={"senders": {"MAMO_SALA1": Sender(hospital_id="HGE-ENSENADA")}, "accept_unknown_senders": False}
+        update={"senders": {"MAMO_SALA1": Sender(hospital_id="HGE-ENSENADA", addresses=["127.0.0.1"])}, "accept_unknown_senders": False}
     )
     async with ingest_running(strict) as ctx:
         yield ctx
@@ -109,6 +109,21 @@ async def test_unknown_calling_ae_is_rejected_and_known_one_lands_in_its_hospita
     output = await asyncio.to_thread(storescu, study_folder, port)  # calling AE MAMO_SALA1
     assert output.count("Received Store Response (Success)") == 4
     assert len(strict_scp.store.list_keys("dicom", f"HGE-ENSENADA/{four_view_study.study_uid}/")) == 4
+
+
+async def test_a_known_ae_title_from_an_address_not_its_own_is_refused(settings: Settings) -> None:
+    from shared.settings import Sender
+
+    elsewhere = settings.model_copy(update={"senders": {"MAMO_SALA1": Sender(hospital_id="HGE-ENSENADA", addresses=["192.0.2.10"])}})
+    async with ingest_running(elsewhere):
+        forged = await asyncio.to_thread(
+            subprocess.run,
+            [dcmtk_tool("echoscu"), "-aet", "MAMO_SALA1", "-aec", "MDD", "127.0.0.1", str(elsewhere.dicom_port)],
+            capture_output=True,
+            text=True,
+        )
+    assert forged.returncode != 0
+    assert "Calling AE Title Not Recognized" in forged.stdout + forged.stderr
 
 
 async def test_free_space_below_the_reserve_refuses_associations_with_a_reason(settings: Settings, study_folder: Path) -> None:
