@@ -19,11 +19,6 @@ from pynetdicom.association import Association
 from shared.dicom_uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from shared.settings import DicomDestination, Settings
 
-#: Headers of a STOW-RS request the status API authenticated and forwards to ingest: the caller's
-#: hospital, and the DICOMweb root the caller used (the Retrieve URLs of the answer point there).
-STOW_HOSPITAL_HEADER = "x-mdd-hospital"
-STOW_DICOMWEB_ROOT_HEADER = "x-mdd-dicomweb-root"
-
 #: Seconds to wait for the peer at each step (association, DIMSE message, network idle).
 TIMEOUT_SECONDS = 30.0
 

@@ -11,37 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import secrets
-from functools import cache
-from pathlib import Path
 
+from shared.local_secrets import configured_or_kept
 from shared.settings import Settings
 
 SECRET_FILE = "patient-key.secret"
 KEY_HEX_DIGITS = 32
 
 
-@cache
-def _secret_kept_in(path: Path) -> str:
-    # Read once per process: ingest asks for it with every instance it records.
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first: use theirs
-            pass
-        else:
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
-
-
 def current_secret(settings: Settings) -> str:
     """The secret new patient keys are made with."""
-    if settings.patient_key_secret is not None and settings.patient_key_secret.get_secret_value():
-        return settings.patient_key_secret.get_secret_value()
-    return _secret_kept_in(settings.data_dir / SECRET_FILE)
+    return configured_or_kept(settings.patient_key_secret, settings, SECRET_FILE)
 
 
 def keyed_patient_key(secret: str, hospital_id: str, patient_id: str) -> str:

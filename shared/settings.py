@@ -210,6 +210,11 @@ class Settings(BaseSettings):
         description="URL con la que la API llega a la ingesta (STOW-RS en /dicomweb de la API); vacío = "
         "http://INGEST_HTTP_HOST:INGEST_HTTP_PORT / URL the status API reaches ingest at (e.g. http://ingest:8100)",
     )
+    ingest_http_token: SecretStr | None = Field(
+        None,
+        description="Token con el que la API entra a las puertas HTTP de la ingesta (igual en ambas); vacío = uno "
+        "aleatorio en DATA_DIR / token the status API presents at ingest's HTTP doors; empty: a random one in DATA_DIR",
+    )
     study_quiet_seconds: float = Field(30.0, gt=0, description="Silencio que completa un estudio / quiet period")
     publish_timeout_seconds: float = Field(15.0, gt=0, description="Espera máxima del broker por evento / broker ack timeout")
     watchdog_interval_seconds: float = Field(

@@ -30,14 +30,9 @@ class Admission:
 
 def admit(settings: Settings, calling_ae: str, address: str, free_bytes: int) -> Admission:
     """Decide whether a calling AE at ``address`` may send now."""
-    if free_bytes < settings.min_free_bytes:
-        return Admission(
-            False,
-            f"Espacio libre insuficiente ({free_bytes} < {settings.min_free_bytes} bytes) / free space below reserve",
-            REJECTED_TRANSIENT,
-            SOURCE_PRESENTATION,
-            TEMPORARY_CONGESTION,
-        )
+    space = admit_space(settings, free_bytes)
+    if not space.accepted:
+        return space
     sender = settings.senders.get(calling_ae.strip()) or _polled_pacs(settings, calling_ae)
     if sender is None and not settings.resolved_accept_unknown_senders:
         return Admission(
@@ -54,6 +49,19 @@ def admit(settings: Settings, calling_ae: str, address: str, free_bytes: int) ->
             REJECTED_PERMANENT,
             SOURCE_SERVICE_USER,
             CALLING_AE_NOT_RECOGNISED,
+        )
+    return Admission(True, "aceptada / accepted")
+
+
+def admit_space(settings: Settings, free_bytes: int) -> Admission:
+    """The free-space reserve, the part of admission every door applies (the HTTP doors as C-STORE does)."""
+    if free_bytes < settings.min_free_bytes:
+        return Admission(
+            False,
+            f"Espacio libre insuficiente ({free_bytes} < {settings.min_free_bytes} bytes) / free space below reserve",
+            REJECTED_TRANSIENT,
+            SOURCE_PRESENTATION,
+            TEMPORARY_CONGESTION,
         )
     return Admission(True, "aceptada / accepted")
 

@@ -8,11 +8,11 @@ from fastapi.responses import HTMLResponse
 
 from shared.db import init_db
 from shared.runtime import ServiceContext
-from services.status_api import board as board_pages, live, metrics, routes_auth, routes_studies
+from services.status_api import board as board_pages, live, metrics, routes_auth, routes_studies, uploads
 from services.status_api.auth_tables import AUTH_TABLES
 from services.status_api.headers import SecurityHeaders
 from services.status_api.board import render_login
-from services.status_api.dicomweb import create_dicomweb_router, principal_hospitals
+from services.status_api.dicomweb import create_dicomweb_router, principal_hospitals, storing_hospitals
 from shared.reliability.health import HealthReport, health_report
 from services.status_api.security import current_principal, ensure_bootstrap_key, jwt_secret
 
@@ -62,7 +62,8 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.include_router(router)
     app.include_router(routes_auth.router)
     app.include_router(routes_studies.router)
-    app.include_router(create_dicomweb_router(principal_hospitals))
+    app.include_router(create_dicomweb_router(principal_hospitals, storing_hospitals))
+    app.include_router(uploads.router)
     app.include_router(live.router)
     metrics.install(app, ctx.engine)
     board_pages.install(app)

@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
-ROLES = ("admin", "hospital_staff", "doctor", "provider")
+#: ``uploader`` is write-only: it stores for its hospitals (``/uploads``, STOW-RS) and reads nothing.
+ROLES = ("admin", "hospital_staff", "doctor", "provider", "uploader")
 
 
 class UserRow(SQLModel, table=True):

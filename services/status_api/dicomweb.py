@@ -42,7 +42,7 @@ from services.status_api import dicomweb_stow as stow
 from services.status_api import dicomweb_wado as wado
 from shared.instance_index import RELATIVE_BULK_PREFIX, InstanceIndexRow
 from services.status_api.dicomweb_qido import FUZZY_WARNING, Level, QueryError, parse_query, search
-from services.status_api.security import Principal, audit, current_principal
+from services.status_api.security import Principal, audit, current_principal, storing_principal
 
 PREFIX = "/dicomweb"
 VOI_LUT_FUNCTION_TAG = "00281056"
@@ -66,6 +66,14 @@ def principal_hospitals(
     if not principal.sees_identity:
         raise HTTPException(403, "Sin permiso / forbidden: DICOMweb requiere / requires doctor o / or admin")
     audit(request, principal, "dicomweb", request.path_params.get("study"), request.url.path)
+    return None if principal.role == "admin" else set(principal.hospitals)
+
+
+def storing_hospitals(
+    request: Request, principal: Annotated[Principal, Depends(storing_principal)]
+) -> set[str] | None:
+    """The status API's rule for STOW-RS: doctors and uploaders store for their hospitals, administrators for any."""
+    audit(request, principal, "dicomweb-store", request.path_params.get("study"), request.url.path)
     return None if principal.role == "admin" else set(principal.hospitals)
 
 
@@ -199,21 +207,25 @@ def _frame_numbers(raw: str, available: int) -> list[int]:
     return numbers
 
 
-def create_dicomweb_router(principal_dependency: AllowedHospitals | None = None) -> APIRouter:
-    """The DICOMweb routes (STOW-RS, QIDO-RS, WADO-RS) under ``/dicomweb``, restricted by ``principal_dependency``."""
+def create_dicomweb_router(
+    principal_dependency: AllowedHospitals | None = None, store_dependency: AllowedHospitals | None = None
+) -> APIRouter:
+    """The DICOMweb routes under ``/dicomweb``: QIDO-RS and WADO-RS restricted by ``principal_dependency``,
+    STOW-RS by ``store_dependency``."""
     allowed_dependency = Depends(principal_dependency or no_restriction)
+    storing_dependency = Depends(store_dependency or no_restriction)
     router = APIRouter(prefix=PREFIX, tags=["DICOMweb"])
 
     @router.post("/studies", response_class=api_doc.DicomJSONResponse, responses=api_doc.STOW)
     async def store_instances(
-        request: Request, hospital: str | None = None, allowed: set[str] | None = allowed_dependency
+        request: Request, hospital: str | None = None, allowed: set[str] | None = storing_dependency
     ) -> Response:
         """STOW-RS: almacenar instancias / store instances (multipart/related; type="application/dicom")."""
         return await stow.forward_stow(request, _ctx(request), _base_url(request), None, stow.stow_hospital(allowed, hospital))
 
     @router.post("/studies/{study}", response_class=api_doc.DicomJSONResponse, responses=api_doc.STOW)
     async def store_study_instances(
-        study: str, request: Request, hospital: str | None = None, allowed: set[str] | None = allowed_dependency
+        study: str, request: Request, hospital: str | None = None, allowed: set[str] | None = storing_dependency
     ) -> Response:
         """STOW-RS a un estudio / store instances of one study (others fail with 0xA900)."""
         with Session(_ctx(request).engine) as session:

@@ -30,11 +30,14 @@ from services.status_api.audit_log import AuditLog
 from services.status_api.auth_tables import AUTH_TABLES, ROLES, ApiKeyRow, AssignmentRow, UserRow
 from services.status_api.tables import StudyRow
 
-Role = Literal["admin", "hospital_staff", "doctor", "provider"]
+Role = Literal["admin", "hospital_staff", "doctor", "provider", "uploader"]
 JWT_ALGORITHM = "HS256"
 API_KEY_PREFIX = "mdd_"
 IDENTITY_ROLES = frozenset({"admin", "doctor"})
 REPORT_ROLES = frozenset({"admin", "doctor", "provider"})
+#: Who may store instances (``/uploads``, STOW-RS), for the hospitals of their scope.
+STORE_ROLES = frozenset({"admin", "doctor", "uploader"})
+WRITE_ONLY_ROLES = frozenset({"uploader"})
 
 _hasher = PasswordHash.recommended()
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
@@ -72,7 +75,7 @@ def hash_api_key(key: str) -> str:
 def _check_role(role: str, hospitals: list[str], provider_id: str | None) -> None:
     if role not in ROLES:
         raise AuthError(f"Rol inválido / invalid role: {role} ({', '.join(ROLES)})")
-    if role in ("hospital_staff", "doctor") and not hospitals:
+    if role in ("hospital_staff", "doctor", "uploader") and not hospitals:
         raise AuthError("Este rol necesita al menos un hospital / this role needs at least one hospital")
     if role == "provider" and not provider_id:
         raise AuthError("Un proveedor necesita su id de proveedor / a provider needs its provider id")
@@ -217,11 +220,8 @@ def principal_cache(request: Request) -> PrincipalCache:
     return state.principal_cache  # type: ignore[no-any-return]
 
 
-async def current_principal(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal:
-    """FastAPI dependency: the authenticated caller, or 401 with ``WWW-Authenticate: Bearer``.
-
-    Reusable by any router of the status API (e.g. DICOMweb): ``Depends(current_principal)``.
-    """
+async def authenticated_principal(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal:
+    """FastAPI dependency: the authenticated caller, whatever its role, or 401 with ``WWW-Authenticate: Bearer``."""
     if not token:
         raise _unauthorized("falta el token / missing bearer token")
     cache = principal_cache(request)
@@ -235,6 +235,23 @@ async def current_principal(request: Request, token: Annotated[str | None, Depen
     if principal is None:
         raise _unauthorized("token inválido o vencido / invalid or expired token")
     request.state.principal = principal
+    return principal
+
+
+async def current_principal(principal: Annotated[Principal, Depends(authenticated_principal)]) -> Principal:
+    """FastAPI dependency of every route that reads: the authenticated caller; write-only keys get 403.
+
+    Reusable by any router of the status API (e.g. DICOMweb): ``Depends(current_principal)``.
+    """
+    if principal.role in WRITE_ONLY_ROLES:
+        raise HTTPException(403, "Llave solo para cargar (/uploads, STOW-RS) / upload-only key: it reads nothing")
+    return principal
+
+
+async def storing_principal(principal: Annotated[Principal, Depends(authenticated_principal)]) -> Principal:
+    """FastAPI dependency of the routes that store: roles in ``STORE_ROLES`` only (403 otherwise)."""
+    if principal.role not in STORE_ROLES:
+        raise HTTPException(403, f"Sin permiso para almacenar / not allowed to store: requiere / requires {', '.join(sorted(STORE_ROLES))}")
     return principal
 
 

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from shared.local_secrets import ingest_http_token
 from shared.runtime import ServiceContext, build_context
 from shared.settings import Settings
 from services.ingest.__main__ import register
@@ -38,3 +39,8 @@ async def running_ingest(settings: Settings) -> AsyncIterator[ServiceContext]:
 def ingest_web(running_ingest: ServiceContext) -> tuple[ServiceContext, str]:
     """The running ingest and the base URL of its HTTP front doors."""
     return running_ingest, f"http://127.0.0.1:{running_ingest.settings.ingest_http_port}"
+
+
+def door_headers(ctx: ServiceContext) -> dict[str, str]:
+    """What the status API presents at ingest's HTTP doors when it forwards a request it authenticated."""
+    return {"Authorization": f"Bearer {ingest_http_token(ctx.settings)}"}

@@ -15,6 +15,7 @@ import httpx
 from shared.synth import SyntheticStudy
 from tests.corpus import bad_inputs, huge_instance
 from tests.e2e.harness import storescu
+from tests.integration.conftest import door_headers
 
 FAILED_SOP_SEQUENCE = "00081198"
 
@@ -30,7 +31,7 @@ async def test_corpus_over_stow_and_zip_while_a_good_study_completes(ingest_web,
 
     async def send_bad_over_stow() -> list[int]:
         answers = []
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with httpx.AsyncClient(timeout=60, headers=door_headers(ctx)) as client:
             for bad in corpus:  # one request per file, so each answer maps to its file
                 response = await client.post(
                     f"{base}/dicomweb/studies",
@@ -49,7 +50,7 @@ async def test_corpus_over_stow_and_zip_while_a_good_study_completes(ingest_web,
     with zipfile.ZipFile(archive, "w") as bundle:
         for bad in corpus:
             bundle.writestr(f"malos/{bad.name}", bad.data)
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with httpx.AsyncClient(timeout=60, headers=door_headers(ctx)) as client:
         report = (await client.post(f"{base}/uploads", content=archive.getvalue(), headers={"Content-Type": "application/zip"})).json()
     statuses = {f["name"]: (f["status"], f["dicom_status"]) for f in report["files"]}
     for bad in corpus:

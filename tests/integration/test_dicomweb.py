@@ -33,6 +33,7 @@ from services.ingest.__main__ import IngestComponent
 from services.ingest.stow import boundary_of, split_parts
 from services.status_api.__main__ import register as register_status_api
 from services.status_api.security import create_api_key
+from tests.integration.conftest import door_headers
 
 HOSPITAL = "HOSP-DEMO"  # the ingest's default hospital for STOW-RS
 NATIVE_FRAME = ("application/octet-stream",)
@@ -104,7 +105,7 @@ def encoded(study: SyntheticStudy, syntaxes: dict[str, str]) -> list[pydicom.Dat
 
 
 async def stow(running: Running, datasets: list[pydicom.Dataset]) -> None:
-    client = DICOMwebClient(url=f"{running.ingest_url}/dicomweb")
+    client = DICOMwebClient(url=f"{running.ingest_url}/dicomweb", headers=door_headers(running.ctx))
     await asyncio.to_thread(client.store_instances, datasets)
     await running.ctx.bus.drain()  # type: ignore[attr-defined]
 

@@ -14,6 +14,7 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom import dcmread
 
 from shared.synth import SyntheticStudy, make_study
+from tests.integration.conftest import door_headers
 
 REFERENCED_SOP_SEQUENCE = "00081199"
 FAILED_SOP_SEQUENCE = "00081198"
@@ -25,7 +26,7 @@ def events(ctx, event_type: str) -> list[dict]:  # type: ignore[no-untyped-def]
 
 async def test_stow_rs_with_dicomweb_client_stores_a_study(ingest_web, four_view_study: SyntheticStudy) -> None:  # type: ignore[no-untyped-def]
     ctx, base = ingest_web
-    client = DICOMwebClient(url=f"{base}/dicomweb")
+    client = DICOMwebClient(url=f"{base}/dicomweb", headers=door_headers(ctx))
     datasets = [view.dataset for view in four_view_study.views]
     response = await asyncio.to_thread(client.store_instances, datasets)
     referenced = response.ReferencedSOPSequence
@@ -49,6 +50,7 @@ async def test_stow_rs_with_curl_reports_failures_per_instance(ingest_web, tmp_p
         subprocess.run,
         [
             "curl", "-s", "-w", "\n%{http_code}", "-X", "POST",
+            "-H", f"Authorization: {door_headers(ctx)['Authorization']}",
             "-H", f'Content-Type: multipart/related; type="application/dicom"; boundary={boundary}',
             "--data-binary", f"@{tmp_path / 'body.bin'}",
             f"{base}/dicomweb/studies/{four_view_study.study_uid}",
@@ -66,8 +68,8 @@ async def test_stow_rs_with_curl_reports_failures_per_instance(ingest_web, tmp_p
 
 
 async def test_stow_rs_refuses_other_media_types_with_415(ingest_web) -> None:  # type: ignore[no-untyped-def]
-    _, base = ingest_web
-    async with httpx.AsyncClient() as client:
+    ctx, base = ingest_web
+    async with httpx.AsyncClient(headers=door_headers(ctx)) as client:
         response = await client.post(f"{base}/dicomweb/studies", content=b"{}", headers={"Content-Type": "application/json"})
     assert response.status_code == 415 and "multipart/related" in response.json()["detail"]
 
@@ -88,7 +90,8 @@ async def test_zip_upload_ingests_every_dicom_file_and_reports_the_rest(ingest_w
     (tmp_path / "estudio.zip").write_bytes(zip_of_study(four_view_study))
     result = await asyncio.to_thread(
         subprocess.run,
-        ["curl", "-s", "-F", f"file=@{tmp_path / 'estudio.zip'}", f"{base}/uploads"],
+        ["curl", "-s", "-H", f"Authorization: {door_headers(ctx)['Authorization']}",
+         "-F", f"file=@{tmp_path / 'estudio.zip'}", f"{base}/uploads"],
         capture_output=True, text=True, check=True,
     )
     report = json.loads(result.stdout)
@@ -101,13 +104,13 @@ async def test_zip_upload_ingests_every_dicom_file_and_reports_the_rest(ingest_w
     key = stored[0]["object_key"]
     assert dcmread(io.BytesIO(ctx.store.get_bytes("dicom", key))).StudyInstanceUID == four_view_study.study_uid
 
-    async with httpx.AsyncClient() as client:  # the same ZIP again, as a raw body: duplicates, nothing new
+    async with httpx.AsyncClient(headers=door_headers(ctx)) as client:  # the same ZIP again, as a raw body: duplicates, nothing new
         again = (await client.post(f"{base}/uploads", content=(tmp_path / "estudio.zip").read_bytes(), headers={"Content-Type": "application/zip"})).json()
     assert again["duplicates"] == 4 and again["stored"] == 0
 
 
 async def test_not_a_zip_is_a_400_with_a_reason(ingest_web) -> None:  # type: ignore[no-untyped-def]
-    _, base = ingest_web
-    async with httpx.AsyncClient() as client:
+    ctx, base = ingest_web
+    async with httpx.AsyncClient(headers=door_headers(ctx)) as client:
         response = await client.post(f"{base}/uploads", content=b"PK-not-really", headers={"Content-Type": "application/zip"})
     assert response.status_code == 400 and "ZIP" in response.json()["detail"]

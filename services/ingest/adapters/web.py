@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import hmac
 import tempfile
 import zipfile
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from shared.dicom_network import STOW_DICOMWEB_ROOT_HEADER, STOW_HOSPITAL_HEADER
+from shared.ingest_doors import DICOMWEB_ROOT_HEADER, HOSPITAL_HEADER, STORED_BY_HEADER, zip_media_type_problem
 from shared.dicom_vocabulary import DimseStatus
+from shared.local_secrets import ingest_http_token
 from shared.reliability.health import HealthReport, health_report
+from services.ingest.admission import admit_space, free_space
 from services.ingest.intake import Ingest, read_header
 from services.ingest.stow import (
     PROCESSING_FAILURE,
@@ -27,18 +31,41 @@ from services.ingest.uploads import UploadReport, ingest_zip
 
 DICOM_JSON = "application/dicom+json"
 STOW_CALLING_AE = "STOW-RS"
-# STOW_HOSPITAL_HEADER and STOW_DICOMWEB_ROOT_HEADER are set by the status API when it forwards a STOW-RS
-# request it authenticated: this port must only be reachable by the status API and the hospital's proxy.
+# Only the status API forwards here (shared/ingest_doors.py): without its token nothing is accepted, so no
+# web page can post here either (an Authorization header never crosses origins without a preflight, which
+# this app does not answer).
 UPLOAD_CALLING_AE = "ZIP-UPLOAD"
+RETRY_AFTER_SECONDS = 60
 DATASET_DOES_NOT_MATCH = DimseStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS
 CANNOT_UNDERSTAND = DimseStatus.CANNOT_UNDERSTAND
 CHUNK_BYTES = 1024 * 1024
 
-router = APIRouter()
-
-
 def _ingest(request: Request) -> Ingest:
     return request.app.state.ingest  # type: ignore[no-any-return]
+
+
+def _forwarded_by_the_api(request: Request) -> None:
+    expected = ingest_http_token(_ingest(request).settings)
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected.encode()):
+        raise HTTPException(
+            401,
+            "Se almacena a través de la API de estado (/uploads, /dicomweb) con su usuario o llave"
+            " / store through the status API (/uploads, /dicomweb) with your user or key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def _room_to_receive(request: Request) -> None:
+    settings = _ingest(request).settings
+    decision = admit_space(settings, free_space(settings))
+    if not decision.accepted:  # as C-STORE's association is rejected-transient: come back later
+        raise HTTPException(503, decision.reason, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+log = logging.getLogger("mdd.ingest.web")
+router = APIRouter()
+doors = APIRouter(dependencies=[Depends(_forwarded_by_the_api), Depends(_room_to_receive)])
 
 
 def _store_part(ingest: Ingest, content: bytes, base_url: str, study_uid: str | None, hospital_id: str | None) -> StoredItem:
@@ -67,8 +94,8 @@ async def _stow(request: Request, study_uid: str | None) -> JSONResponse:
         parts = split_parts(await request.body(), boundary_of(content_type))
     except MultipartError as exc:
         raise HTTPException(400, f"Cuerpo multipart inválido / invalid multipart body: {exc}") from exc
-    base_url = request.headers.get(STOW_DICOMWEB_ROOT_HEADER) or str(request.base_url).rstrip("/") + "/dicomweb"
-    hospital_id = request.headers.get(STOW_HOSPITAL_HEADER) or None
+    base_url = request.headers.get(DICOMWEB_ROOT_HEADER) or str(request.base_url).rstrip("/") + "/dicomweb"
+    hospital_id = request.headers.get(HOSPITAL_HEADER) or None
     ingest = _ingest(request)
     items = []
     for headers, content in parts:
@@ -80,25 +107,31 @@ async def _stow(request: Request, study_uid: str | None) -> JSONResponse:
     return JSONResponse(store_response(items, study_url), status_code=http_status(items), media_type=DICOM_JSON)
 
 
-@router.post("/dicomweb/studies", tags=["DICOMweb"])
+@doors.post("/dicomweb/studies", tags=["DICOMweb"])
 async def stow_studies(request: Request) -> JSONResponse:
     """STOW-RS: almacena instancias / store instances (multipart/related; type="application/dicom")."""
     return await _stow(request, None)
 
 
-@router.post("/dicomweb/studies/{study_uid}", tags=["DICOMweb"])
+@doors.post("/dicomweb/studies/{study_uid}", tags=["DICOMweb"])
 async def stow_study(study_uid: str, request: Request) -> JSONResponse:
     """STOW-RS a un estudio: instancias de otro estudio se rechazan / instances of another study fail."""
     return await _stow(request, study_uid)
 
 
-@router.post("/uploads", response_model=UploadReport, tags=["cargas / uploads"])
+@doors.post("/uploads", response_model=UploadReport, tags=["cargas / uploads"])
 async def upload_zip(request: Request) -> UploadReport:
     """Carga un ZIP de archivos DICOM (carpetas, DICOMDIR y basura incluidos) / upload a ZIP of DICOM files.
 
     Send the archive as the body (`Content-Type: application/zip`) or as a form field named `file`.
+    Forwarded by the status API's ``/uploads``, which names the hospital.
     """
+    problem = zip_media_type_problem(request.headers.get("content-type", ""))
+    if problem:
+        raise HTTPException(415, problem)
     ingest = _ingest(request)
+    hospital_id = request.headers.get(HOSPITAL_HEADER) or None
+    log.info("Carga ZIP de / ZIP upload by %s para / for %s", request.headers.get(STORED_BY_HEADER, "?"), hospital_id)
     with tempfile.TemporaryDirectory(prefix="mdd-upload-", dir=ingest.settings.resolved_spool_dir) as folder:
         archive = Path(folder) / "upload.zip"
         content_type = request.headers.get("content-type", "")
@@ -115,7 +148,7 @@ async def upload_zip(request: Request) -> UploadReport:
                 async for chunk in request.stream():
                     handle.write(chunk)
         try:
-            return await asyncio.to_thread(ingest_zip, archive, lambda data: ingest.accept(data, calling_ae=UPLOAD_CALLING_AE))
+            return await asyncio.to_thread(ingest_zip, archive, lambda data: ingest.accept(data, calling_ae=UPLOAD_CALLING_AE, hospital_id=hospital_id))
         except zipfile.BadZipFile as exc:
             raise HTTPException(400, f"El archivo no es un ZIP válido / not a valid ZIP: {exc}") from exc
 
@@ -130,5 +163,6 @@ def create_ingest_app(ingest: Ingest) -> FastAPI:
     """The ingest web application over an ``Ingest``."""
     app = FastAPI(title="Mexican Deep DICOM — ingesta / ingest", version="0.1.0")
     app.state.ingest = ingest
+    app.include_router(doors)
     app.include_router(router)
     return app
