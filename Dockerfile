@@ -9,7 +9,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
+COPY mlkit ./mlkit
 COPY infra/__init__.py infra/servers.py ./infra/
+COPY infra/provision ./infra/provision
 RUN pip install --upgrade pip && pip install .
 
 RUN useradd --create-home --uid 10001 mdd

@@ -45,6 +45,7 @@ app.add_typer(importlib.import_module("services.notify.providers.commands").comm
 app.add_typer(importlib.import_module("shared.migrations.commands").commands, name="db")
 app.add_typer(importlib.import_module("services.status_api.commands").commands)
 app.add_typer(importlib.import_module("services.status_api.operations").commands)
+app.add_typer(importlib.import_module("infra.provision.commands").commands)
 
 
 class ServiceName(str, Enum):

@@ -209,8 +209,15 @@ class MinioStore:
         from minio.error import S3Error
 
         for bucket in buckets:
-            if self.client.bucket_exists(bucket):
-                continue
+            try:
+                if self.client.bucket_exists(bucket):
+                    continue
+            except S3Error as exc:
+                # A least-privilege user (``mdd provision``) may not even look at a bucket it does not use:
+                # the provisioner made it, and this service never touches it.
+                if exc.code == "AccessDenied":
+                    continue
+                raise
             try:
                 self.client.make_bucket(bucket)
             except S3Error as exc:  # another service made it at the same moment: that is what we wanted
