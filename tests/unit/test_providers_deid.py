@@ -140,8 +140,8 @@ def test_sequences_are_walked_too(four_view_study: SyntheticStudy) -> None:
     item.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.3"
     item.ReferencedSOPInstanceUID = four_view_study.views[1].dataset.SOPInstanceUID
     item.PatientComments = "nota libre"
-    copy = deidentify(_view_bytes(four_view_study, ReferencedPerformedProcedureStepSequence=[item]), SEED)
-    nested = dcmread(io.BytesIO(copy.data)).ReferencedPerformedProcedureStepSequence[0]
+    copy = deidentify(_view_bytes(four_view_study, ReferencedInstanceSequence=[item]), SEED)
+    nested = dcmread(io.BytesIO(copy.data)).ReferencedInstanceSequence[0]
     assert nested.ReferencedSOPInstanceUID == deidentify(four_view_study.views[1].to_bytes(), SEED).sop_uid
     assert "PatientComments" not in nested
 
@@ -168,3 +168,91 @@ def test_mapping_round_trip_gives_back_the_original_study(
         reidentify(engine, "otro", copy.study_uid)  # another provider cannot resolve acme's UID
     with pytest.raises(UnknownDeidStudy):
         reidentify(engine, "acme", "2.999")
+
+
+# --------------------------------------------------------------------------- PS3.15 Table E.1-1
+
+#: Kept on purpose, by the option the method codes name (Retain Patient Characteristics Option).
+RETAINED_CHARACTERISTICS = frozenset({"PatientSex", "PatientAge", "PatientSize", "PatientWeight"})
+_SAMPLE_VALUES = {
+    "DA": "20240115", "TM": "101010", "DT": "20240115101010", "AS": "045Y", "CS": "ORIGINAL",
+    "AE": "ORIGINALAE", "IS": "7", "DS": "7.5", "US": 7, "UL": 7, "SS": 7, "SL": 7, "FL": 7.5, "FD": 7.5,
+    "SV": 7, "UV": 7, "AT": 0x00100010,
+}
+
+
+def _original_value(tag: int, vr: str, index: int) -> object:
+    from pydicom.uid import generate_uid
+
+    if vr == "UI":
+        return generate_uid(prefix="1.2.826.0.1.3680043.10.543.", entropy_srcs=[str(index)])
+    if vr == "PN":
+        return f"ORIGINAL{index}^PACIENTE"
+    if vr in ("LO", "LT", "ST", "UT", "UC", "SH", "UR"):
+        return f"ORIG{index}"[: 16 if vr == "SH" else 64]
+    if vr in ("OB", "OW", "OD", "OF", "OL", "OV", "UN"):
+        return b"ORIG" * 2
+    if vr == "SQ":
+        item = Dataset()
+        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = f"O{index}", "99ORIG", f"ORIGINAL {index}"
+        return [item]
+    return _SAMPLE_VALUES[vr]
+
+
+def _every_profile_attribute(study: SyntheticStudy) -> tuple[bytes, dict[int, tuple[str, object]]]:
+    """An MG instance carrying every attribute of Table E.1-1 pydicom knows, each with a value of its own."""
+    from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as table
+    from pydicom.datadict import dictionary_VR, keyword_for_tag
+
+    dataset = dcmread(io.BytesIO(study.views[0].to_bytes()))
+    planted: dict[int, tuple[str, object]] = {}
+    for category in ("D_TAGS", "Z_TAGS", "X_TAGS", "U_TAGS", "Z_D_TAGS", "X_Z_TAGS", "X_D_TAGS", "X_Z_D_TAGS", "X_Z_U_STAR_TAGS"):
+        for entry in getattr(table, category):  # (group, element), or with masks for repeating groups
+            tag = (entry[0] << 16) | entry[1]
+            if tag in planted or tag >> 16 in (0x0000, 0x0002) or not keyword_for_tag(tag):
+                continue
+            vr = dictionary_VR(tag).split(" or ")[0]
+            if tag in dataset:
+                value = dataset[tag].value
+            else:
+                value = _original_value(tag, vr, len(planted))
+                dataset.add_new(tag, vr, value)
+            planted[tag] = (category, value)
+    dataset.BurnedInAnnotation = "NO"
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue(), planted
+
+
+def _leaks(original: object, now: object) -> bool:
+    if isinstance(original, list):  # a sequence leaks if any of its original items' values survived
+        return any(str(item.get("CodeMeaning", "")).startswith("ORIGINAL") for item in now or [])  # type: ignore[union-attr]
+    return str(now) == str(original) and str(original) not in ("", "None")
+
+
+def test_every_attribute_of_table_e_1_1_is_removed_emptied_or_replaced(four_view_study: SyntheticStudy) -> None:
+    from pydicom.datadict import keyword_for_tag
+
+    data, planted = _every_profile_attribute(four_view_study)
+    assert len(planted) > 450  # the profile's table, not a sample of it
+    out = dcmread(io.BytesIO(deidentify(data, SEED).data))
+    leaked, kept_but_removed_by_x, uids_not_replaced = [], [], []
+    for tag, (category, original) in planted.items():
+        keyword = keyword_for_tag(tag)
+        if keyword in RETAINED_CHARACTERISTICS:
+            assert out[tag].value == original, keyword  # the option keeps them as they were
+            continue
+        element = out.get(tag)
+        if element is None or element.value in (None, "", b"", []):
+            continue  # removed or emptied: X and Z, and what X/Z/D allows
+        if category == "X_TAGS" and element.VR not in ("DA", "DT", "TM"):  # dates: the Modified Dates Option shifts them
+            kept_but_removed_by_x.append(keyword)
+        elif category == "U_TAGS" and (str(element.value) == str(original) or not str(element.value).replace(".", "").isdigit()):
+            uids_not_replaced.append(keyword)
+        elif _leaks(original, element.value):
+            leaked.append(keyword)
+    assert leaked == [], f"original values survived: {leaked}"
+    assert kept_but_removed_by_x == [], f"X (remove) attributes still present: {kept_but_removed_by_x}"
+    assert uids_not_replaced == [], f"U attributes not replaced by new UIDs: {uids_not_replaced}"
+    assert out.PatientIdentityRemoved == "YES"
+    assert "113100" in {code.CodeValue for code in out.DeidentificationMethodCodeSequence}

@@ -8,6 +8,7 @@ import io
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
 from pydicom import dcmread
@@ -34,18 +35,26 @@ def receiver() -> Iterator[WebhookReceiver]:
         yield server
 
 
-@pytest.fixture
-async def ctx(settings: Settings) -> AsyncIterator[ServiceContext]:
+@asynccontextmanager
+async def _context(settings: Settings) -> AsyncIterator[ServiceContext]:
     context = build_context(
         settings.model_copy(update={"provider_delivery_attempts": 3, "provider_retry_backoff_seconds": 0.01})
     )
     dispatcher = register_providers(context)
     await context.bus.start()
     await dispatcher.start()  # the sweep sends what had to wait
-    yield context
-    await dispatcher.stop()
-    await context.bus.stop()
-    context.engine.dispose()
+    try:
+        yield context
+    finally:
+        await dispatcher.stop()
+        await context.bus.stop()
+        context.engine.dispose()
+
+
+@pytest.fixture
+async def ctx(settings: Settings) -> AsyncIterator[ServiceContext]:
+    async with _context(settings) as context:
+        yield context
 
 
 async def _complete(ctx: ServiceContext, event: StudyCompleted) -> None:
@@ -155,8 +164,14 @@ async def test_a_refusing_webhook_is_dead_lettered_and_one_that_is_down_is_waite
 
 
 async def test_burned_in_annotation_is_refused_for_de_identifying_providers_only(
-    ctx: ServiceContext, receiver: WebhookReceiver, four_view_study: SyntheticStudy
+    settings: Settings, receiver: WebhookReceiver, four_view_study: SyntheticStudy
 ) -> None:
+    it_channel = receiver.url("/ti").replace("http://", "json://")
+    async with _context(settings.model_copy(update={"it_alert_channels": [it_channel]})) as ctx:
+        await _burned_in_case(ctx, receiver, four_view_study)
+
+
+async def _burned_in_case(ctx: ServiceContext, receiver: WebhookReceiver, four_view_study: SyntheticStudy) -> None:
     add_provider(
         ctx.engine,
         ProviderSpec(
@@ -188,3 +203,6 @@ async def test_burned_in_annotation_is_refused_for_de_identifying_providers_only
     assert _statuses(ctx)[f"{study}:anon:webhook"][0] == "failed"
     [letter] = _dead_letters(ctx)
     assert letter.stage == "notify-providers:anon:webhook" and "burned-in" in letter.error
+    [alert] = receiver.posts_to("/ti")  # held, and IT told once, by its own channel
+    told = json.loads(alert.body)
+    assert study in told["message"] and "anon" in told["title"] and "burned-in" in told["message"]

@@ -7,7 +7,9 @@ for every instance, every redelivery and every study of that provider, and diffe
 provider, so that two providers cannot link their copies.
 
 On top of dicognito, this module applies the Basic Profile actions dicognito leaves to the caller
-(``EXTRA_REMOVED``, private attributes, overlays and curves) and records what was done
+(``EXTRA_REMOVED``, private attributes, overlays and curves), then every action of PS3.15 Table
+E.1-1 as dicom-anonymizer transcribes it (X removed, Z emptied, D replaced by a dummy unless
+dicognito replaced it already, U replaced by a UID derived from the seed), and records what was done
 (DeidentificationMethodCodeSequence, PatientIdentityRemoved YES). Every comment and description
 attribute and the Icon Image Sequence are removed. Kept on purpose:
 
@@ -123,7 +125,9 @@ def deidentify(data: bytes, seed: str) -> DeidentifiedInstance:
         )
     dataset.remove_private_tags()
     dataset.walk(_strip_extra)
+    before = {element.tag: str(element.value) for element in dataset if element.VR != "SQ"}
     Anonymizer(seed=seed).anonymize(dataset)
+    _apply_profile_table(dataset, before, seed)
     _record_method(dataset)
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
@@ -148,6 +152,89 @@ def _strip_extra(dataset: Dataset, element: DataElement) -> None:
         or element.tag.group in _OVERLAY_AND_CURVE_GROUPS
     ):
         del dataset[element.tag]
+
+
+#: Kept as they are (Retain Patient Characteristics Option, named in the method codes).
+RETAINED_CHARACTERISTICS = frozenset({"PatientSex", "PatientAge", "PatientSize", "PatientWeight"})
+#: Value representations dicognito replaces everywhere, consistently per seed (and dates by one shift).
+_DICOGNITO_VRS = frozenset({"PN", "DA", "DT", "TM", "UI"})
+_REMOVE, _EMPTY, _DUMMY, _UID = "remove", "empty", "dummy", "uid"
+_TABLE_ACTIONS = {  # what each column of Table E.1-1 becomes here: removal wherever X is allowed
+    "X_TAGS": _REMOVE, "X_Z_TAGS": _REMOVE, "X_D_TAGS": _REMOVE, "X_Z_D_TAGS": _REMOVE, "X_Z_U_STAR_TAGS": _REMOVE,
+    "Z_TAGS": _EMPTY, "D_TAGS": _DUMMY, "Z_D_TAGS": _DUMMY, "U_TAGS": _UID,
+}
+_DUMMY_VALUES: dict[str, object] = {
+    "DA": "19000101", "TM": "000000", "DT": "19000101000000", "AS": "000Y", "IS": "0", "DS": "0", "UR": "http://anonimizado.invalid",
+    "US": 0, "UL": 0, "SS": 0, "SL": 0, "FL": 0.0, "FD": 0.0, "SV": 0, "UV": 0,
+}
+
+
+def _profile_actions() -> tuple[dict[int, str], list[tuple[int, int, int, int, str]]]:
+    from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as table
+
+    exact: dict[int, str] = {}
+    masked: list[tuple[int, int, int, int, str]] = []
+    for category, action in _TABLE_ACTIONS.items():
+        for entry in getattr(table, category):
+            if len(entry) == 4:  # a repeating group: (group, element, group mask, element mask)
+                masked.append((*entry, action))
+            else:
+                exact[(entry[0] << 16) | entry[1]] = action
+    return exact, masked
+
+
+_ACTIONS: tuple[dict[int, str], list[tuple[int, int, int, int, str]]] | None = None
+
+
+def _action_for(tag: int) -> str | None:
+    global _ACTIONS
+    if _ACTIONS is None:
+        _ACTIONS = _profile_actions()
+    exact, masked = _ACTIONS
+    if tag in exact:
+        return exact[tag]
+    group, element = tag >> 16, tag & 0xFFFF
+    for base_group, base_element, group_mask, element_mask, action in masked:
+        if group & group_mask == base_group & group_mask and element & element_mask == base_element & element_mask:
+            return action
+    return None
+
+
+def _apply_profile_table(dataset: Dataset, before: dict[int, str], seed: str) -> None:
+    from pydicom.uid import generate_uid
+
+    top_level = dataset
+
+    def apply(current: Dataset, element: DataElement) -> None:
+        action = _action_for(int(element.tag))
+        if action is None or element.keyword in RETAINED_CHARACTERISTICS:
+            return
+        untouched = current is top_level and before.get(element.tag) == str(element.value)
+        if element.VR in ("DA", "DT", "TM") and not untouched:
+            return  # shifted by dicognito: Retain Longitudinal Temporal Information Modified Dates Option
+        if action == _REMOVE:
+            del current[element.tag]
+        elif action == _EMPTY:
+            element.value = [] if element.VR == "SQ" else None
+        elif action == _UID:
+            if element.VR == "UI" and untouched and element.value:
+                element.value = generate_uid(prefix=None, entropy_srcs=[seed, str(element.value)])
+        elif element.VR == "SQ":
+            element.value = []  # a dummy sequence: no item of the original survives
+        elif (current is top_level and not untouched) or (current is not top_level and element.VR in _DICOGNITO_VRS):
+            return  # dicognito replaced it, consistently for this provider
+        elif element.VR == "UI":
+            element.value = generate_uid(prefix=None, entropy_srcs=[seed, str(element.value)])
+        elif element.VR in _DUMMY_VALUES:
+            element.value = _DUMMY_VALUES[element.VR]
+        elif element.VR in ("OB", "OW", "OD", "OF", "OL", "OV", "UN"):
+            element.value = b"\x00\x00"
+        elif element.VR == "AT":
+            del current[element.tag]
+        else:
+            element.value = "ANONIMIZADO"
+
+    dataset.walk(apply)
 
 
 def _record_method(dataset: Dataset) -> None:

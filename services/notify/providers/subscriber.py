@@ -20,7 +20,8 @@ from shared.db import init_db
 from shared.events import DeadLetter, ProviderStudyOffer, StudyCompleted
 from shared.reliability.claims import FAILED, SENT, ClaimLedger
 from shared.reliability.deadletters import record_dead_letter
-from shared.reliability.errors import describe, unavailable_dependency
+from shared.it_alerts import NoItChannel, send_it_alert
+from shared.reliability.errors import DependencyUnavailable, describe, unavailable_dependency
 from shared.reliability.health import HEALTH
 from shared.reliability.periodic import PeriodicTask
 from shared.reliability.retry import dependency_backoff, note_back_for, note_outage, until_available
@@ -95,7 +96,9 @@ class ProviderDispatcher:
             offer: ProviderStudyOffer = await asyncio.to_thread(build_offer, self.ctx, provider, event)
             await self._channel(record.channel).send(provider, offer)
         except DeidentificationError as exc:
+            # Held, not sent: the dead letter keeps it for IT (mdd dlq), and IT is told once.
             await self._settle(record, FAILED, claim.attempts, str(exc))
+            await asyncio.to_thread(self._tell_it_held, record, str(exc))
             return
         except Exception as exc:
             dependency = unavailable_dependency(exc)
@@ -133,6 +136,20 @@ class ProviderDispatcher:
                 ), self.ctx.settings.topic_prefix)
             session.commit()
             return ids
+
+    def _tell_it_held(self, record: ProviderDelivery, reason: str) -> None:
+        subject = f"Estudio retenido, no enviado a {record.provider_id} / study held, not sent to {record.provider_id}"
+        body = (
+            f"Estudio / study {record.study_uid} no se envió al proveedor "
+            f"{record.provider_id}: {reason}.\nQueda en la cola de mensajes muertos: revíselo y decida con "
+            "`mdd dlq list` / `mdd dlq replay` o `mdd dlq discard` / it is held in the dead-letter queue."
+        )
+        try:
+            send_it_alert(self.ctx.settings, f"deid-held:{record.delivery_key}", subject, body)
+        except NoItChannel:
+            log.error("%s (sin MDD_IT_ALERT_CHANNELS / no IT channel): %s", subject, reason)
+        except DependencyUnavailable as exc:
+            log.error("%s; la alerta a TI no salió / the IT alert did not leave: %s", subject, describe(exc))
 
     async def _settle(self, record: ProviderDelivery, status: str, attempts: int, detail: str) -> None:
         ids = await until_available(lambda: asyncio.to_thread(self._settle_sync, record, status, attempts, detail), GROUP)
