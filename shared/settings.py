@@ -334,6 +334,21 @@ class Settings(BaseSettings):
         description="Un objeto JSON por línea (true) o líneas legibles (false); vacío = JSON salvo en una terminal / "
         "JSON lines (true) or readable lines (false); empty = JSON unless writing to a terminal",
     )
+    # --- input limits (bombs): every door refuses past these, with a reason ---
+    instance_max_bytes: int = Field(
+        2_147_483_648, ge=1024,
+        description="Tamaño máximo de una instancia por cualquier puerta (C-STORE, STOW-RS, entrada de ZIP) / largest "
+        "instance accepted through any door",
+    )
+    upload_max_entries: int = Field(10_000, ge=1, description="Entradas máximas de un ZIP / most entries in a ZIP upload")
+    upload_max_total_bytes: int = Field(
+        21_474_836_480, ge=1024, description="Tamaño descomprimido máximo de un ZIP / largest uncompressed ZIP upload"
+    )
+    upload_max_ratio: int = Field(
+        200, ge=2,
+        description="Compresión máxima de una entrada de ZIP de más de 1 MiB (descomprimido ÷ comprimido) / highest "
+        "compression ratio of a ZIP entry over 1 MiB",
+    )
 
     @field_validator("minio_public_url")
     @classmethod

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import io
 import struct
+import zipfile
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -94,3 +96,17 @@ def huge_instance(view: SyntheticView, megabytes: int = 100) -> Dataset:
     dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
     dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return dataset
+
+
+@lru_cache
+def zip_bomb(megabytes: int = 800) -> bytes:
+    """A ZIP of about a megabyte whose one entry inflates to ``megabytes`` MB of zeros."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        info = zipfile.ZipInfo("bomba/vista.dcm")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with bundle.open(info, "w", force_zip64=True) as entry:
+            block = bytes(1024 * 1024)
+            for _ in range(megabytes):
+                entry.write(block)
+    return archive.getvalue()

@@ -23,7 +23,7 @@ from services.ingest.stow import (
     split_parts,
     store_response,
 )
-from services.ingest.uploads import UploadReport, ingest_zip
+from services.ingest.uploads import UploadRefused, UploadReport, ZipLimits, ingest_zip
 
 DICOM_JSON = "application/dicom+json"
 STOW_CALLING_AE = "STOW-RS"
@@ -114,10 +114,13 @@ async def upload_zip(request: Request) -> UploadReport:
             with open(archive, "wb") as handle:
                 async for chunk in request.stream():
                     handle.write(chunk)
+        limits = ZipLimits.from_settings(ingest.settings)
         try:
-            return await asyncio.to_thread(ingest_zip, archive, lambda data: ingest.accept(data, calling_ae=UPLOAD_CALLING_AE))
+            return await asyncio.to_thread(ingest_zip, archive, lambda data: ingest.accept(data, calling_ae=UPLOAD_CALLING_AE), limits)
         except zipfile.BadZipFile as exc:
             raise HTTPException(400, f"El archivo no es un ZIP válido / not a valid ZIP: {exc}") from exc
+        except UploadRefused as exc:
+            raise HTTPException(exc.status_code, exc.reason) from exc
 
 
 @router.get("/healthz", response_model=HealthReport, tags=["salud / health"])
