@@ -349,6 +349,14 @@ class Settings(BaseSettings):
         description="Compresión máxima de una entrada de ZIP de más de 1 MiB (descomprimido ÷ comprimido) / highest "
         "compression ratio of a ZIP entry over 1 MiB",
     )
+    inflated_max_bytes: int = Field(
+        268_435_456, ge=1024,
+        description="Tamaño máximo de un conjunto de datos Deflated ya inflado / largest Deflated data set once inflated",
+    )
+    image_max_side: int = Field(16384, ge=1, description="Filas o columnas máximas de una imagen / largest Rows or Columns")
+    image_max_pixels: int = Field(
+        1_073_741_824, ge=1, description="Filas × columnas × cuadros máximos de una imagen / most Rows x Columns x frames"
+    )
 
     @field_validator("minio_public_url")
     @classmethod

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
+import os
+import subprocess
+import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
+from pydicom import dcmread
+from pynetdicom import AE
 
+from infra.servers import dcmtk_tool
+from shared.settings import Settings
 from shared.synth import SyntheticStudy
-from tests.corpus import zip_bomb
+from tests.corpus import bad_inputs, huge_instance, zip_bomb
+from tests.e2e.harness import storescu
+from tests.integration.conftest import ingest_running
 
 
 async def test_a_zip_bomb_is_refused_with_413_and_a_good_zip_is_ingested_after(ingest_web, four_view_study: SyntheticStudy) -> None:  # type: ignore[no-untyped-def]
@@ -25,3 +38,95 @@ async def test_a_zip_bomb_is_refused_with_413_and_a_good_zip_is_ingested_after(i
                 bundle.writestr(f"estudio/{view.dataset.SOPInstanceUID}.dcm", view.to_bytes())
         report = (await client.post(f"{base}/uploads", content=archive.getvalue(), headers={"Content-Type": "application/zip"})).json()
     assert report["stored"] == 4 and report["failed"] == 0
+
+
+def _store(port: int, path: Path) -> tuple[int, str]:
+    """C-STORE one file with pynetdicom (the data set goes as it is in the file): its status and Error Comment."""
+    dataset = dcmread(path, stop_before_pixels=True)
+    ae = AE(ae_title="MAMO_SALA1")
+    ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title="MDD")
+    assert assoc.is_established
+    try:
+        answer = assoc.send_c_store(path)
+        return int(answer.Status), str(answer.get("ErrorComment", ""))
+    finally:
+        assoc.release()
+
+
+async def test_c_store_bombs_get_their_status_and_reason_while_a_good_study_completes(  # type: ignore[no-untyped-def]
+    running_ingest, tmp_path: Path, study_folder: Path, four_view_study: SyntheticStudy
+) -> None:
+    ctx = running_ingest
+    bombs = [bad for bad in bad_inputs(four_view_study.views[0]) if bad.reason]
+    for bad in bombs:
+        (tmp_path / bad.name).write_bytes(bad.data)
+
+    def send_bombs() -> list[tuple[int, str]]:
+        return [_store(ctx.settings.dicom_port, tmp_path / bad.name) for bad in bombs]
+
+    good, answers = await asyncio.gather(
+        asyncio.to_thread(storescu, study_folder, ctx.settings.dicom_port), asyncio.to_thread(send_bombs)
+    )
+    assert good.count("Received Store Response (Success)") == 4
+    assert [status for status, _ in answers] == [bad.expected_status for bad in bombs]
+    assert all(comment for _, comment in answers)  # each refusal says why
+    await ctx.bus.drain()
+    events = [json.loads(p) for _, p in ctx.bus.sent]
+    assert [e["study_uid"] for e in events if e["event_type"] == "study.completed"] == [four_view_study.study_uid]
+    assert list(ctx.settings.resolved_spool_dir.iterdir()) == []
+
+
+@pytest.fixture
+async def small_ingest(settings: Settings):  # type: ignore[no-untyped-def]
+    """Ingest that accepts instances of at most 1 MB, started over a spool folder an earlier process left dirty."""
+    spool = settings.resolved_spool_dir
+    spool.mkdir(parents=True)
+    (spool / "abandonado.dcm").write_bytes(b"\0" * 1000)
+    (spool / "mdd-upload-viejo").mkdir()
+    (spool / "mdd-upload-viejo" / "upload.zip").write_bytes(b"PK")
+    for leftover in (spool / "mdd-upload-viejo" / "upload.zip", spool / "mdd-upload-viejo", spool / "abandonado.dcm"):
+        os.utime(leftover, (time.time() - 3600, time.time() - 3600))
+    async with ingest_running(settings.model_copy(update={"instance_max_bytes": 1_000_000})) as ctx:
+        yield ctx
+
+
+async def test_an_instance_over_the_limit_is_refused_while_it_arrives_and_the_spool_stays_clean(  # type: ignore[no-untyped-def]
+    small_ingest, tmp_path: Path, study_folder: Path, four_view_study: SyntheticStudy
+) -> None:
+    ctx = small_ingest
+    spool = ctx.settings.resolved_spool_dir
+    assert list(spool.iterdir()) == []  # what the killed process left was swept at start
+    big = tmp_path / "grande.dcm"
+    huge_instance(four_view_study.views[0], megabytes=8).save_as(big, enforce_file_format=True)
+    status, comment = await asyncio.to_thread(_store, ctx.settings.dicom_port, big)
+    assert status == 0xA700 and "instance over 1000000 bytes" in comment
+    assert (await asyncio.to_thread(storescu, study_folder, ctx.settings.dicom_port)).count("(Success)") == 4
+    assert list(spool.iterdir()) == []
+
+
+async def test_the_spool_file_of_a_killed_sender_is_removed(running_ingest, tmp_path: Path, four_view_study: SyntheticStudy) -> None:  # type: ignore[no-untyped-def]
+    ctx = running_ingest
+    spool = ctx.settings.resolved_spool_dir
+    folder = tmp_path / "grande"
+    folder.mkdir()
+    huge_instance(four_view_study.views[0], megabytes=200).save_as(folder / "grande.dcm", enforce_file_format=True)
+    sender = subprocess.Popen(
+        [dcmtk_tool("storescu"), "-aet", "MAMO_SALA1", "-aec", "MDD", "--max-send-pdu", "16384", "127.0.0.1",
+         str(ctx.settings.dicom_port), str(folder / "grande.dcm")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        await _until(lambda: any(p.stat().st_size > 1_000_000 for p in spool.iterdir()), "a spool file growing")
+    finally:
+        sender.kill()  # SIGKILL: the association is never released nor aborted
+        sender.wait()
+    await _until(lambda: list(spool.iterdir()) == [], "the spool file removed")
+    assert ctx.store.list_keys(ctx.settings.bucket_dicom, "") == []
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)

@@ -23,6 +23,7 @@ from services.ingest.stow import (
     split_parts,
     store_response,
 )
+from services.ingest.validation import InstanceTooLarge
 from services.ingest.uploads import UploadRefused, UploadReport, ZipLimits, ingest_zip
 
 DICOM_JSON = "application/dicom+json"
@@ -32,6 +33,7 @@ STOW_CALLING_AE = "STOW-RS"
 UPLOAD_CALLING_AE = "ZIP-UPLOAD"
 DATASET_DOES_NOT_MATCH = DimseStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS
 CANNOT_UNDERSTAND = DimseStatus.CANNOT_UNDERSTAND
+OUT_OF_RESOURCES = DimseStatus.OUT_OF_RESOURCES
 CHUNK_BYTES = 1024 * 1024
 
 router = APIRouter()
@@ -43,7 +45,9 @@ def _ingest(request: Request) -> Ingest:
 
 def _store_part(ingest: Ingest, content: bytes, base_url: str, study_uid: str | None, hospital_id: str | None) -> StoredItem:
     try:
-        header = read_header(content)
+        header = read_header(content, ingest.limits)
+    except InstanceTooLarge:
+        return StoredItem("", "", failure_reason=OUT_OF_RESOURCES)
     except LookupError:
         return StoredItem("", "", failure_reason=DATASET_DOES_NOT_MATCH)
     except ValueError:
