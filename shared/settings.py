@@ -357,6 +357,11 @@ class Settings(BaseSettings):
     image_max_pixels: int = Field(
         1_073_741_824, ge=1, description="Filas × columnas × cuadros máximos de una imagen / most Rows x Columns x frames"
     )
+    decode_max_bytes: int = Field(
+        134_217_728, ge=1024,
+        description="Memoria máxima de los píxeles decodificados (preprocesado, WADO-RS), calculada del encabezado antes "
+        "de decodificar / largest decoded pixel data (preprocess, WADO-RS), computed from the header before decoding",
+    )
 
     @field_validator("minio_public_url")
     @classmethod

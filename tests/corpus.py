@@ -5,8 +5,11 @@ from __future__ import annotations
 import copy
 import io
 import struct
+import tracemalloc
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -180,3 +183,15 @@ def rle_bomb(view: SyntheticView, side: int = 12000) -> bytes:
     dataset["PixelData"].VR = "OB"
     dataset.file_meta.TransferSyntaxUID = RLELossless
     return _encode(dataset)
+
+
+@contextmanager
+def peak_memory() -> Iterator[list[int]]:
+    """The peak of Python allocations inside the block, in bytes (``box[0]``, set when the block ends)."""
+    box = [0]
+    tracemalloc.start()
+    try:
+        yield box
+    finally:
+        box[0] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()

@@ -20,7 +20,7 @@ from pynetdicom import AE
 from infra.servers import dcmtk_tool
 from shared.settings import Settings
 from shared.synth import SyntheticStudy
-from tests.corpus import bad_inputs, huge_instance, zip_bomb
+from tests.corpus import bad_inputs, huge_instance, rle_bomb, zip_bomb
 from tests.e2e.harness import storescu
 from tests.integration.conftest import ingest_running
 
@@ -130,3 +130,37 @@ async def _until(condition: Callable[[], bool], what: str, timeout: float = 60) 
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
+
+
+def _stow_body(parts: list[bytes], boundary: str) -> bytes:
+    body = b"".join(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + part + b"\r\n" for part in parts)
+    return body + f"--{boundary}--\r\n".encode()
+
+
+STOW_TYPE = 'multipart/related; type="application/dicom"; boundary=bomba'
+
+
+async def test_wado_answers_413_for_an_rle_bomb_and_keeps_rendering_good_images(settings: Settings, four_view_study: SyntheticStudy) -> None:
+    from tests.integration.test_dicomweb import services_running
+
+    bomb_view, good_view = four_view_study.views[0], four_view_study.views[1]
+    async with services_running(settings) as running:
+        async with httpx.AsyncClient(timeout=60) as client:
+            stored = await client.post(f"{running.ingest_url}/dicomweb/studies", headers={"Content-Type": STOW_TYPE},
+                                       content=_stow_body([rle_bomb(bomb_view), good_view.to_bytes()], "bomba"))
+        assert stored.status_code == 200  # its header is plausible: ingest keeps it, decoding is where it is judged
+        await running.ctx.bus.drain()
+        async with httpx.AsyncClient(base_url=running.api_url, headers={"Authorization": f"Bearer {running.keys['doctor']}"},
+                                     timeout=60) as http:
+            def path(view) -> str:  # type: ignore[no-untyped-def]
+                ds = view.dataset
+                return f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+
+            rendered = await http.get(f"{path(bomb_view)}/rendered", headers={"Accept": "image/png"})
+            frame = await http.get(f"{path(bomb_view)}/frames/1",
+                                   headers={"Accept": 'multipart/related; type="application/octet-stream"'})
+            good = await http.get(f"{path(good_view)}/rendered", headers={"Accept": "image/png"})
+    for answer in (rendered, frame):
+        assert answer.status_code == 413
+        assert "would take 288000000 bytes" in answer.json()["detail"] and "ocuparía" in answer.json()["detail"]
+    assert good.status_code == 200 and good.content.startswith(b"\x89PNG")

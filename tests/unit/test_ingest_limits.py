@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import io
-import tracemalloc
 
 import pytest
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
@@ -13,7 +12,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, 
 from services.ingest.intake import DATASET_DOES_NOT_MATCH_SOP_CLASS, OUT_OF_RESOURCES, SUCCESS, Ingest, read_header
 from services.ingest.validation import DEFAULT_LIMITS, InputLimits, InstanceTooLarge, image_problem, read_checked
 from shared.synth import SyntheticStudy
-from tests.corpus import bad_inputs, deflate_bomb, rle_bomb
+from tests.corpus import bad_inputs, deflate_bomb, peak_memory, rle_bomb
 from tests.unit.test_intake import ingest  # noqa: F401 (fixture)
 
 MB = 1024 * 1024
@@ -66,23 +65,13 @@ async def test_each_bomb_and_lie_gets_its_status_and_reason(ingest: Ingest, four
 def test_a_deflate_bomb_is_refused_without_inflating_it_in_memory(four_view_study: SyntheticStudy) -> None:
     bomb = deflate_bomb(four_view_study.views[0])
     assert len(bomb) < 1 * MB
-    tracemalloc.start()
-    try:
-        with pytest.raises(InstanceTooLarge, match="inflates to more than 268435456 bytes"):
-            read_header(bomb)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 8 * MB, peak
+    with peak_memory() as peak, pytest.raises(InstanceTooLarge, match="inflates to more than 268435456 bytes"):
+        read_header(bomb)
+    assert peak[0] < 8 * MB, peak
     # Under a higher limit the same file is read from its inflated copy on disk, still not in memory.
-    tracemalloc.start()
-    try:
-        limits = InputLimits(DEFAULT_LIMITS.instance_max_bytes, 512 * MB, 16384, 2**30)
-        header = read_header(bomb, limits)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert header.sop_instance_uid == str(four_view_study.views[0].dataset.SOPInstanceUID) and peak < 8 * MB, peak
+    with peak_memory() as peak:
+        header = read_header(bomb, InputLimits(DEFAULT_LIMITS.instance_max_bytes, 512 * MB, 16384, 2**30))
+    assert header.sop_instance_uid == str(four_view_study.views[0].dataset.SOPInstanceUID) and peak[0] < 8 * MB, peak
 
 
 async def test_an_instance_over_the_size_limit_is_refused_with_a700(ingest: Ingest, four_view_study: SyntheticStudy) -> None:  # noqa: F811
