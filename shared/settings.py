@@ -362,6 +362,10 @@ class Settings(BaseSettings):
         description="Memoria máxima de los píxeles decodificados (preprocesado, WADO-RS), calculada del encabezado antes "
         "de decodificar / largest decoded pixel data (preprocess, WADO-RS), computed from the header before decoding",
     )
+    stow_max_body_bytes: int = Field(
+        4_294_967_296, ge=1024,
+        description="Tamaño máximo del cuerpo de una petición STOW-RS (413 si lo excede) / largest STOW-RS request body",
+    )
 
     @field_validator("minio_public_url")
     @classmethod

@@ -9,7 +9,7 @@ import os
 import subprocess
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -164,3 +164,31 @@ async def test_wado_answers_413_for_an_rle_bomb_and_keeps_rendering_good_images(
         assert answer.status_code == 413
         assert "would take 288000000 bytes" in answer.json()["detail"] and "ocuparía" in answer.json()["detail"]
     assert good.status_code == 200 and good.content.startswith(b"\x89PNG")
+
+
+@pytest.fixture
+async def stow_limited(settings: Settings):  # type: ignore[no-untyped-def]
+    """Ingest that takes STOW-RS bodies of at most 3 MB."""
+    async with ingest_running(settings.model_copy(update={"stow_max_body_bytes": 3_000_000})) as ctx:
+        yield ctx, f"http://127.0.0.1:{ctx.settings.ingest_http_port}"
+
+
+async def test_an_oversize_stow_body_gets_413_declared_or_not_and_a_good_one_is_stored(stow_limited, four_view_study: SyntheticStudy) -> None:  # type: ignore[no-untyped-def]
+    ctx, base = stow_limited
+    oversize = _stow_body([view.to_bytes() for view in four_view_study.views] * 2, "bomba")  # about 3.4 MB
+    assert len(oversize) > 3_000_000
+
+    async def streamed() -> AsyncIterator[bytes]:  # chunked: no Content-Length to judge it by
+        for at in range(0, len(oversize), 65536):
+            yield oversize[at : at + 65536]
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        declared = await client.post(f"{base}/dicomweb/studies", headers={"Content-Type": STOW_TYPE}, content=oversize)
+        chunked = await client.post(f"{base}/dicomweb/studies", headers={"Content-Type": STOW_TYPE}, content=streamed())
+        good = await client.post(f"{base}/dicomweb/studies", headers={"Content-Type": STOW_TYPE},
+                                 content=_stow_body([view.to_bytes() for view in four_view_study.views], "bomba"))
+    for refused in (declared, chunked):
+        assert refused.status_code == 413
+        assert "El cuerpo excede 3000000 bytes" in refused.json()["detail"] and "the body exceeds" in refused.json()["detail"]
+    assert good.status_code == 200 and len(good.json()["00081199"]["Value"]) == 4
+    assert list(ctx.settings.resolved_spool_dir.iterdir()) == []

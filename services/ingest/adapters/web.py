@@ -16,11 +16,13 @@ from shared.reliability.health import HealthReport, health_report
 from services.ingest.intake import Ingest, read_header
 from services.ingest.stow import (
     PROCESSING_FAILURE,
+    BodyTooLarge,
     MultipartError,
+    Part,
+    PartReader,
     StoredItem,
     boundary_of,
     http_status,
-    split_parts,
     store_response,
 )
 from services.ingest.validation import InstanceTooLarge
@@ -43,9 +45,11 @@ def _ingest(request: Request) -> Ingest:
     return request.app.state.ingest  # type: ignore[no-any-return]
 
 
-def _store_part(ingest: Ingest, content: bytes, base_url: str, study_uid: str | None, hospital_id: str | None) -> StoredItem:
+def _store_part(ingest: Ingest, part: Part, base_url: str, study_uid: str | None, hospital_id: str | None) -> StoredItem:
+    if part.oversize or part.path is None:
+        return StoredItem("", "", failure_reason=OUT_OF_RESOURCES)
     try:
-        header = read_header(content, ingest.limits)
+        header = read_header(part.path, ingest.limits)
     except InstanceTooLarge:
         return StoredItem("", "", failure_reason=OUT_OF_RESOURCES)
     except LookupError:
@@ -54,11 +58,30 @@ def _store_part(ingest: Ingest, content: bytes, base_url: str, study_uid: str | 
         return StoredItem("", "", failure_reason=CANNOT_UNDERSTAND)
     if study_uid and header.study_uid != study_uid:
         return StoredItem(header.sop_class_uid, header.sop_instance_uid, failure_reason=DATASET_DOES_NOT_MATCH)
-    outcome = ingest.accept(content, calling_ae=STOW_CALLING_AE, hospital_id=hospital_id)
+    outcome = ingest.accept(part.path, calling_ae=STOW_CALLING_AE, hospital_id=hospital_id)
     if not outcome.ok:
         return StoredItem(header.sop_class_uid, header.sop_instance_uid, failure_reason=outcome.status or PROCESSING_FAILURE)
     url = f"{base_url}/studies/{header.study_uid}/series/{header.series_uid}/instances/{header.sop_instance_uid}"
     return StoredItem(header.sop_class_uid, header.sop_instance_uid, retrieve_url=url)
+
+
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(413, f"El cuerpo excede {limit} bytes (MDD_STOW_MAX_BODY_BYTES) / the body exceeds {limit} bytes")
+
+
+async def _spool_parts(request: Request, reader: PartReader, limit: int) -> list[Part]:
+    """Parse the body as it arrives, each part to its spool file; 413 past ``limit``, 400 when malformed."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)  # refused before a byte is read
+    try:
+        async for chunk in request.stream():
+            reader.feed(chunk)
+        return reader.finish()
+    except BodyTooLarge as exc:
+        raise _too_large(limit) from exc
+    except MultipartError as exc:
+        raise HTTPException(400, f"Cuerpo multipart inválido / invalid multipart body: {exc}") from exc
 
 
 async def _stow(request: Request, study_uid: str | None) -> JSONResponse:
@@ -68,18 +91,25 @@ async def _stow(request: Request, study_uid: str | None) -> JSONResponse:
     if 'type="application/dicom"' not in content_type.replace("'", '"') and "type=application/dicom" not in content_type:
         raise HTTPException(415, 'Solo type="application/dicom" / only type="application/dicom" is supported')
     try:
-        parts = split_parts(await request.body(), boundary_of(content_type))
+        boundary = boundary_of(content_type)
     except MultipartError as exc:
         raise HTTPException(400, f"Cuerpo multipart inválido / invalid multipart body: {exc}") from exc
     base_url = request.headers.get(STOW_DICOMWEB_ROOT_HEADER) or str(request.base_url).rstrip("/") + "/dicomweb"
     hospital_id = request.headers.get(STOW_HOSPITAL_HEADER) or None
     ingest = _ingest(request)
-    items = []
-    for headers, content in parts:
-        if not headers.get("content-type", "application/dicom").lower().startswith("application/dicom"):
-            items.append(StoredItem("", "", failure_reason=CANNOT_UNDERSTAND))
-            continue
-        items.append(await asyncio.to_thread(_store_part, ingest, content, base_url, study_uid, hospital_id))
+    settings = ingest.settings
+    settings.resolved_spool_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mdd-stow-", dir=settings.resolved_spool_dir) as folder:
+        reader = PartReader(boundary, Path(folder), settings.stow_max_body_bytes, settings.instance_max_bytes)
+        try:
+            items = []
+            for part in await _spool_parts(request, reader, settings.stow_max_body_bytes):
+                if not part.headers.get("content-type", "application/dicom").lower().startswith("application/dicom"):
+                    items.append(StoredItem("", "", failure_reason=CANNOT_UNDERSTAND))
+                    continue
+                items.append(await asyncio.to_thread(_store_part, ingest, part, base_url, study_uid, hospital_id))
+        finally:
+            reader.close()
     study_url = f"{base_url}/studies/{study_uid}" if study_uid else None
     return JSONResponse(store_response(items, study_url), status_code=http_status(items), media_type=DICOM_JSON)
 
