@@ -138,6 +138,7 @@ def _stow_body(parts: list[bytes], boundary: str) -> bytes:
 
 
 STOW_TYPE = 'multipart/related; type="application/dicom"; boundary=bomba'
+FAILED_SOP_SEQUENCE = "00081198"
 
 
 async def test_wado_answers_413_for_an_rle_bomb_and_keeps_rendering_good_images(settings: Settings, four_view_study: SyntheticStudy) -> None:
@@ -192,3 +193,99 @@ async def test_an_oversize_stow_body_gets_413_declared_or_not_and_a_good_one_is_
         assert "El cuerpo excede 3000000 bytes" in refused.json()["detail"] and "the body exceeds" in refused.json()["detail"]
     assert good.status_code == 200 and len(good.json()["00081199"]["Value"]) == 4
     assert list(ctx.settings.resolved_spool_dir.iterdir()) == []
+
+
+def _memory_kib(pid: int, field: str) -> int:
+    """A memory figure of a process from /proc (VmRSS now, VmHWM its peak), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"{field} missing for {pid}")
+
+
+PEAK_BOUND_MB = 300  # what every bomb together may add to the ingest process's resident memory
+
+
+def test_every_bomb_at_a_real_ingest_process_keeps_its_memory_bounded(tmp_path: Path, study_folder: Path, four_view_study: SyntheticStudy) -> None:
+    from shared.db import make_engine
+    from tests.conftest import free_port
+    from tests.e2e.harness import echoscu_ok, mdd_process, wait_for
+
+    dicom_port, http_port = free_port(), free_port()
+    env = {
+        "MDD_TRANSPORT": "memory", "MDD_STORE_BACKEND": "local", "MDD_DATA_DIR": str(tmp_path / "var"),
+        "MDD_DICOM_PORT": str(dicom_port), "MDD_INGEST_HTTP_PORT": str(http_port), "MDD_LOG_JSON": "false",
+        "MDD_MIN_FREE_BYTES": "0", "MDD_INSTANCE_MAX_BYTES": str(64 * 1024 * 1024),
+        "MDD_STOW_MAX_BODY_BYTES": str(96 * 1024 * 1024),
+    }
+    view = four_view_study.views[0]
+    bombs = [bad for bad in bad_inputs(view) if bad.reason]
+    for bad in bombs:
+        (tmp_path / bad.name).write_bytes(bad.data)
+    big = tmp_path / "grande.dcm"  # 100 MB: over the 64 MB instance limit
+    huge_instance(view).save_as(big, enforce_file_format=True)
+    fits = huge_instance(four_view_study.views[1], megabytes=48)  # under it: streamed through STOW-RS and stored
+    fits_body = io.BytesIO()
+    fits.save_as(fits_body, enforce_file_format=True)
+    base = f"http://127.0.0.1:{http_port}"
+    log = tmp_path / "ingest.log"
+    with mdd_process(["serve", "ingest"], env, log) as process:
+        wait_for(lambda: echoscu_ok(dicom_port) and httpx.get(f"{base}/healthz").status_code == 200, 90, "ingest", [(process, log)])
+        idle_kib = _memory_kib(process.pid, "VmRSS")
+
+        def throw_bombs() -> dict[str, object]:
+            seen: dict[str, object] = {}
+            for bad in bombs:
+                seen[f"c-store {bad.name}"] = _store(dicom_port, tmp_path / bad.name)[0]
+            seen["c-store grande.dcm"] = _store(dicom_port, big)[0]
+            with httpx.Client(base_url=base, timeout=120) as client:
+                zipped = client.post("/uploads", content=zip_bomb(), headers={"Content-Type": "application/zip"})
+                seen["zip bomb"] = zipped.status_code
+                answer = client.post("/dicomweb/studies", headers={"Content-Type": STOW_TYPE},
+                                     content=_stow_body([bad.data for bad in bombs], "bomba"))
+                seen["stow corpus"] = [item["00081197"]["Value"][0] for item in answer.json()[FAILED_SOP_SEQUENCE]["Value"]]
+                seen["stow oversize body"] = client.post(
+                    "/dicomweb/studies", headers={"Content-Type": STOW_TYPE}, content=_stow_body([big.read_bytes()], "bomba")
+                ).status_code
+                seen["stow 48 MB instance"] = client.post(
+                    "/dicomweb/studies", headers={"Content-Type": STOW_TYPE}, content=_stow_body([fits_body.getvalue()], "bomba")
+                ).status_code
+                seen["stow rle bomb"] = client.post(
+                    "/dicomweb/studies", headers={"Content-Type": STOW_TYPE}, content=_stow_body([rle_bomb(view)], "bomba")
+                ).status_code
+            return seen
+
+        async def together() -> tuple[str, dict[str, object]]:
+            return await asyncio.gather(asyncio.to_thread(storescu, study_folder, dicom_port), asyncio.to_thread(throw_bombs))
+
+        good, seen = asyncio.run(together())
+        peak_kib = _memory_kib(process.pid, "VmHWM")
+        assert echoscu_ok(dicom_port) and httpx.get(f"{base}/healthz").status_code == 200  # still serving
+        engine = make_engine(f"sqlite:///{tmp_path / 'var' / 'mdd.db'}")
+        try:
+            study = wait_for(lambda: _completed(engine, four_view_study.study_uid), 30, "the good study completed", [(process, log)])
+        finally:
+            engine.dispose()
+    print(f"\ningest: idle {idle_kib / 1024:.0f} MB, peak across the bombs {peak_kib / 1024:.0f} MB, "
+          f"added {(peak_kib - idle_kib) / 1024:.0f} MB (bound {PEAK_BOUND_MB} MB)")
+    assert good.count("Received Store Response (Success)") == 4 and study.completion_reason == "all_views"
+    assert seen == {
+        **{f"c-store {bad.name}": bad.expected_status for bad in bombs},
+        "c-store grande.dcm": 0xA700,
+        "zip bomb": 413,
+        "stow corpus": [bad.expected_status for bad in bombs],
+        "stow oversize body": 413,
+        "stow 48 MB instance": 200,
+        "stow rle bomb": 200,
+    }
+    assert peak_kib - idle_kib < PEAK_BOUND_MB * 1024
+
+
+def _completed(engine, study_uid: str):  # type: ignore[no-untyped-def]
+    from sqlmodel import Session, select
+
+    from services.ingest.tables import AssemblingStudy
+
+    with Session(engine) as session:
+        study = session.exec(select(AssemblingStudy).where(AssemblingStudy.study_uid == study_uid)).one_or_none()
+    return study if study is not None and study.completed_at is not None else None
