@@ -89,7 +89,7 @@ def bad_inputs(view: SyntheticView) -> list[BadInput]:
         BadInput("uid_con_diagonal.dcm", _with_uid(view, "SeriesInstanceUID", "1.2.3/../../4"), DATASET_DOES_NOT_MATCH),
         BadInput("uid_de_3000.dcm", _with_uid(view, "SOPInstanceUID", "1." + "2" * 2998), DATASET_DOES_NOT_MATCH),
         # Bombs and lies about the image: refused before anything is stored or decoded.
-        BadInput("pixeles_cortos.dcm", short_pixel_data(view), DATASET_DOES_NOT_MATCH, "the dimensions require"),
+        BadInput("pixeles_cortos.dcm", short_pixel_data(view), DATASET_DOES_NOT_MATCH, "Pixel Data short"),
         BadInput("dimensiones_absurdas.dcm", absurd_dimensions(view), DATASET_DOES_NOT_MATCH, "absurd dimensions"),
         BadInput("cuadros_faltantes.dcm", missing_frames(view), DATASET_DOES_NOT_MATCH, "1 fragments for 3 frames"),
         BadInput("bomba_deflate.dcm", deflate_bomb(view), OUT_OF_RESOURCES, "inflates to more than"),

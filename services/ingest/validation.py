@@ -30,6 +30,7 @@ PIXEL_TAGS = frozenset({PIXEL_DATA, 0x7FE00008, 0x7FE00009})  # Pixel Data, Floa
 DEFER_BYTES = 4096  # large values (pixel data) are skipped by offset, never read into memory
 CHUNK_BYTES = 1024 * 1024
 ITEM, SEQUENCE_DELIMITER = 0xFFFEE000, 0xFFFEE0DD
+SUBSAMPLED_PHOTOMETRICS = frozenset({"YBR_FULL_422", "YBR_PARTIAL_422"})
 
 
 class InstanceTooLarge(ValueError):
@@ -115,8 +116,8 @@ def _read_deflated(stream: BinaryIO, meta: FileMetaDataset, max_bytes: int) -> t
                 length += len(data)
                 if length > max_bytes:
                     raise InstanceTooLarge(
-                        f"El conjunto de datos Deflated se infla a más de {max_bytes} bytes (bomba) / the Deflated data "
-                        f"set inflates to more than {max_bytes} bytes (bomb)"
+                        f"Deflated se infla a más de {max_bytes} bytes (bomba) / the Deflated data set inflates to "
+                        f"more than {max_bytes} bytes (bomb)"
                     )
                 inflated.write(data)
                 data = inflater.decompress(inflater.unconsumed_tail, CHUNK_BYTES) if inflater.unconsumed_tail else b""
@@ -202,10 +203,13 @@ def image_problem(dataset: Dataset, structure: Structure, limits: InputLimits = 
     if rows * columns * frames > limits.image_max_pixels:
         return (f"Demasiados píxeles / too many pixels: {rows} x {columns} x {frames} > {limits.image_max_pixels}")
     if structure.native_pixel_bytes is not None:
+        if str(dataset.get("PhotometricInterpretation", "")).upper() in SUBSAMPLED_PHOTOMETRICS:
+            samples = 2  # PS3.5 8.2: two chrominance samples shared by each pair of pixels
         expected = (rows * columns * samples * frames * bits + 7) // 8
-        if structure.native_pixel_bytes < expected:
-            return (f"Pixel Data trae {structure.native_pixel_bytes} bytes; Rows x Columns x Samples x Bits x Frames exigen "
-                    f"{expected} / Pixel Data has {structure.native_pixel_bytes} bytes, the dimensions require {expected}")
+        have = structure.native_pixel_bytes
+        if have < expected:
+            return (f"Pixel Data corto: {have} de {expected} bytes / Pixel Data short: {have} of the {expected} bytes "
+                    "Rows x Columns x Samples per Pixel x Bits Allocated x Number of Frames require")
     if structure.fragments is not None:
         if structure.fragments < frames:
             return (f"Pixel Data encapsulado con {structure.fragments} fragmentos para {frames} cuadros / encapsulated "

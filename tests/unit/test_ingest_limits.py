@@ -110,3 +110,20 @@ def test_the_spool_sweep_removes_leftovers_and_spares_transfers_in_progress(tmp_
     os.utime(fresh, (time.time() - 3600,) * 2)
     assert sweep_spool(tmp_path) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["mdd-upload-activo"]
+
+
+@pytest.mark.parametrize(("photometric", "length", "refused"), [
+    ("YBR_FULL_422", 4 * 4 * 2, False),  # two samples a pixel once subsampled (PS3.5 8.2)
+    ("RGB", 4 * 4 * 3, False),
+    ("RGB", 4 * 4 * 2, True),
+])
+def test_native_pixel_length_follows_the_photometric_interpretation(photometric: str, length: int, refused: bool) -> None:
+    from pydicom.dataset import Dataset
+
+    from services.ingest.validation import Structure
+
+    dataset = Dataset()
+    dataset.Rows = dataset.Columns = 4
+    dataset.SamplesPerPixel, dataset.BitsAllocated, dataset.PhotometricInterpretation = 3, 8, photometric
+    problem = image_problem(dataset, Structure(None, True, native_pixel_bytes=length))
+    assert (problem is not None) == refused, problem
