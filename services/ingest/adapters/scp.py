@@ -189,6 +189,14 @@ def discard_unfinished_spools(event: evt.Event) -> None:
         spool.discard()
 
 
+def _last_touched(entry: Path) -> float:
+    """When a spool file, or anything inside a spool folder, was last written."""
+    times = [entry.stat().st_mtime]
+    if entry.is_dir():
+        times += [inner.stat().st_mtime for inner in entry.rglob("*")]
+    return max(times)
+
+
 def sweep_spool(spool_dir: Path, idle_seconds: float = SPOOL_SWEEP_IDLE_SECONDS) -> int:
     """Remove what earlier processes left in the spool folder (files and upload folders untouched for
     ``idle_seconds``: another replica's transfer in progress is spared); returns how many went."""
@@ -196,10 +204,12 @@ def sweep_spool(spool_dir: Path, idle_seconds: float = SPOOL_SWEEP_IDLE_SECONDS)
     now = time.time()
     for entry in spool_dir.iterdir():
         try:
-            newest = max([entry.stat().st_mtime, *(p.stat().st_mtime for p in entry.rglob("*"))] if entry.is_dir() else [entry.stat().st_mtime])
-            if now - newest < idle_seconds:
+            if now - _last_touched(entry) < idle_seconds:
                 continue
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
             removed += 1
         except OSError as exc:  # gone meanwhile, or not ours to remove
             log.warning("No se pudo barrer / could not sweep %s: %r", entry.name, exc)
