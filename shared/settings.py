@@ -386,6 +386,38 @@ class Settings(BaseSettings):
         description="Un objeto JSON por línea (true) o líneas legibles (false); vacío = JSON salvo en una terminal / "
         "JSON lines (true) or readable lines (false); empty = JSON unless writing to a terminal",
     )
+    # --- input limits (bombs): every door refuses past these, with a reason ---
+    instance_max_bytes: int = Field(
+        2_147_483_648, ge=1024,
+        description="Tamaño máximo de una instancia por cualquier puerta (C-STORE, STOW-RS, entrada de ZIP) / largest "
+        "instance accepted through any door",
+    )
+    upload_max_entries: int = Field(10_000, ge=1, description="Entradas máximas de un ZIP / most entries in a ZIP upload")
+    upload_max_total_bytes: int = Field(
+        21_474_836_480, ge=1024, description="Tamaño descomprimido máximo de un ZIP / largest uncompressed ZIP upload"
+    )
+    upload_max_ratio: int = Field(
+        200, ge=2,
+        description="Compresión máxima de una entrada de ZIP de más de 1 MiB (descomprimido ÷ comprimido) / highest "
+        "compression ratio of a ZIP entry over 1 MiB",
+    )
+    inflated_max_bytes: int = Field(
+        268_435_456, ge=1024,
+        description="Tamaño máximo de un conjunto de datos Deflated ya inflado / largest Deflated data set once inflated",
+    )
+    image_max_side: int = Field(16384, ge=1, description="Filas o columnas máximas de una imagen / largest Rows or Columns")
+    image_max_pixels: int = Field(
+        1_073_741_824, ge=1, description="Filas × columnas × cuadros máximos de una imagen / most Rows x Columns x frames"
+    )
+    decode_max_bytes: int = Field(
+        134_217_728, ge=1024,
+        description="Memoria máxima de los píxeles decodificados (preprocesado, WADO-RS), calculada del encabezado antes "
+        "de decodificar / largest decoded pixel data (preprocess, WADO-RS), computed from the header before decoding",
+    )
+    stow_max_body_bytes: int = Field(
+        4_294_967_296, ge=1024,
+        description="Tamaño máximo del cuerpo de una petición STOW-RS (413 si lo excede) / largest STOW-RS request body",
+    )
 
     @field_validator("minio_public_url")
     @classmethod

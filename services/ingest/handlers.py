@@ -29,6 +29,7 @@ from services.ingest.commitment import CommitmentResult, Reference, commit
 from services.ingest.query import Holdings, Model
 from services.ingest.admission import admit, free_space
 from services.ingest.intake import Ingest
+from services.ingest.validation import InstanceTooLarge
 
 log = logging.getLogger("mdd.ingest.scp")
 
@@ -62,6 +63,11 @@ def make_store_handler(ingest: Ingest) -> Callable[[events.Event], Dataset]:
         status = Dataset()
         try:
             received = received_instance(event)
+        except InstanceTooLarge as exc:  # counted while it arrived, not kept
+            log.warning("C-STORE rechazado / refused: %s", exc)
+            status.Status = DimseStatus.OUT_OF_RESOURCES
+            status.ErrorComment = str(exc)[:64]
+            return status
         except Exception as exc:  # a malformed P-DATA stream must not take the SCP down
             log.warning("C-STORE ilegible / unreadable C-STORE: %r", exc)
             status.Status = DimseStatus.CANNOT_UNDERSTAND

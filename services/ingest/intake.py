@@ -8,7 +8,6 @@ broker accepted its event; otherwise the status tells the modality to retry.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import uuid
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from pathlib import Path
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydicom import dcmread
-from pydicom.dataset import Dataset
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -40,7 +38,7 @@ from shared.store import GrowingUpload, ObjectStore, UploadsWhileWriting
 from services.ingest.assembly import has_standard_views, normalise_view, parse_view_label, quiet_since, view_label
 from services.ingest.tables import AssemblingStudy, StoredInstance
 from services.ingest.sop_classes import IMAGE_ATTRIBUTES, STORAGE_SOP_CLASSES
-from services.ingest.validation import inspect_structure
+from services.ingest.validation import DEFAULT_LIMITS, InputLimits, InstanceTooLarge, image_problem, read_checked
 
 log = logging.getLogger("mdd.ingest")
 SERVICE = "ingest"
@@ -85,15 +83,16 @@ class InstanceHeader:
 UID_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
 
-def read_header(encoded: bytes | Path) -> InstanceHeader:
+def read_header(encoded: bytes | Path, limits: InputLimits = DEFAULT_LIMITS) -> InstanceHeader:
     """Parse the header of an encoded DICOM file or spooled file (pixel data is not read).
 
-    Raises ``ValueError`` with a reason when the file cannot be parsed or lacks its identifiers.
+    Raises ``ValueError`` with a reason when the file cannot be parsed (:class:`InstanceTooLarge` past
+    the size ``limits``), ``LookupError`` when it lacks its identifiers or its image cannot be right.
     """
     try:
-        source = encoded if isinstance(encoded, Path) else io.BytesIO(encoded)
-        dataset: Dataset = dcmread(source, stop_before_pixels=True)
-        structure = inspect_structure(encoded)
+        dataset, structure = read_checked(encoded, limits)
+    except InstanceTooLarge:
+        raise
     except Exception as exc:
         raise ValueError(f"DICOM ilegible / unreadable DICOM: {exc}") from exc
     if structure.truncation:
@@ -117,6 +116,9 @@ def read_header(encoded: bytes | Path) -> InstanceHeader:
             absent.append("PixelData")
         if absent:
             raise LookupError(f"Imagen sin / image without: {', '.join(absent)}")
+        problem = image_problem(dataset, structure, limits)
+        if problem:
+            raise LookupError(problem)
     return InstanceHeader(
         sop_class_uid=str(dataset.SOPClassUID),
         sop_instance_uid=str(dataset.SOPInstanceUID),
@@ -198,6 +200,7 @@ class Ingest:
         self.bus = bus
         self.engine = engine
         self.outbox = bus.outbox
+        self.limits = InputLimits.from_settings(settings)
         self.quiet_scan = PeriodicTask(
             QUIET_SCAN_LEASE,
             lambda: asyncio.to_thread(self.complete_quiet_studies),
@@ -254,7 +257,9 @@ class Ingest:
         upload: GrowingUpload | None,
     ) -> StoreOutcome:
         try:
-            header = read_header(encoded)
+            header = read_header(encoded, self.limits)
+        except InstanceTooLarge as exc:
+            return StoreOutcome(OUT_OF_RESOURCES, str(exc))
         except LookupError as exc:
             return StoreOutcome(DATASET_DOES_NOT_MATCH_SOP_CLASS, str(exc))
         except ValueError as exc:

@@ -1,8 +1,14 @@
-"""DICOMweb STOW-RS: multipart/related bodies in, the standard store response out (pure)."""
+"""DICOMweb STOW-RS: multipart/related bodies in (parsed as they stream, parts spooled), the standard store response out."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser
 
 from shared.dicom_vocabulary import DimseStatus
 
@@ -33,27 +39,112 @@ def boundary_of(content_type: str) -> str:
     raise MultipartError("Falta el parámetro boundary / missing boundary parameter")
 
 
+class BodyTooLarge(MultipartError):
+    """The body is larger than the configured limit (``MDD_STOW_MAX_BODY_BYTES``)."""
+
+
+@dataclass
+class Part:
+    """One part of a multipart body as it was read: its headers and where its content went."""
+
+    headers: dict[str, str]
+    sink: BinaryIO
+    path: Path | None  # the spool file, when parts are spooled
+    size: int = 0
+    oversize: bool = False  # past the per-part limit: counted, not kept
+
+
+class PartReader:
+    """An incremental multipart parser (python-multipart's) that writes each part as it arrives.
+
+    Parts go to their own files in ``spool_dir`` (or to memory without one); past ``max_part_bytes``
+    a part is only counted (``oversize``), past ``max_body_bytes`` the body is refused. Nothing but
+    one chunk is ever held in memory.
+    """
+
+    def __init__(
+        self, boundary: str, spool_dir: Path | None = None, max_body_bytes: int | None = None, max_part_bytes: int | None = None
+    ) -> None:
+        self.parts: list[Part] = []
+        self._spool_dir = spool_dir
+        self._max_body = max_body_bytes
+        self._max_part = max_part_bytes
+        self._read = 0
+        self._ended = False
+        self._field = b""
+        self._value = b""
+        self._headers: dict[str, str] = {}
+        callbacks = {
+            "on_part_begin": self._begin, "on_part_data": self._data, "on_header_field": self._header_field,
+            "on_header_value": self._header_value, "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished, "on_end": self._end,
+        }
+        self._parser = MultipartParser(boundary.encode("latin-1"), callbacks)  # type: ignore[arg-type]
+
+    def feed(self, chunk: bytes) -> None:
+        """Parse one more piece of the body; raises :class:`BodyTooLarge` or :class:`MultipartError`."""
+        self._read += len(chunk)
+        if self._max_body is not None and self._read > self._max_body:
+            raise BodyTooLarge(f"El cuerpo excede {self._max_body} bytes / the body exceeds {self._max_body} bytes")
+        try:
+            self._parser.write(chunk)
+        except MultipartParseError as exc:
+            raise MultipartError(f"{exc}") from exc
+
+    def finish(self) -> list[Part]:
+        """The parts, their files flushed and rewound; raises :class:`MultipartError` for an incomplete body."""
+        if not self._ended:
+            raise MultipartError("Cuerpo multipart incompleto o sin partes / incomplete multipart body, or without parts")
+        for part in self.parts:
+            part.sink.flush()
+            part.sink.seek(0)
+        return self.parts
+
+    def close(self) -> None:
+        """Close every part's sink (the spool folder's owner removes the files)."""
+        for part in self.parts:
+            part.sink.close()
+
+    def _begin(self) -> None:
+        self._headers = {}
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._field.decode("latin-1").strip().lower()] = self._value.decode("latin-1").strip()
+        self._field = self._value = b""
+
+    def _headers_finished(self) -> None:
+        if self._spool_dir is None:
+            self.parts.append(Part(self._headers, io.BytesIO(), None))
+            return
+        path = self._spool_dir / f"part-{len(self.parts):05d}.dcm"
+        self.parts.append(Part(self._headers, open(path, "w+b"), path))
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        part = self.parts[-1]
+        part.size += end - start
+        if part.oversize:
+            return
+        if self._max_part is not None and part.size > self._max_part:
+            part.oversize = True
+            part.sink.truncate(0)
+            return
+        part.sink.write(data[start:end])
+
+    def _end(self) -> None:
+        self._ended = bool(self.parts)
+
+
 def split_parts(body: bytes, boundary: str) -> list[tuple[dict[str, str], bytes]]:
-    """Split a multipart body into (headers, content) pairs, bytes kept exactly as sent."""
-    delimiter = b"--" + boundary.encode()
-    chunks = body.split(delimiter)
-    if len(chunks) < 3:
-        raise MultipartError("Cuerpo multipart sin partes / multipart body without parts")
-    parts = []
-    for chunk in chunks[1:]:
-        if chunk.startswith(b"--"):
-            break
-        chunk = chunk.removeprefix(b"\r\n")
-        head, separator, content = chunk.partition(b"\r\n\r\n")
-        if not separator:
-            raise MultipartError("Parte sin encabezados / part without headers")
-        headers = {}
-        for line in head.decode("latin-1").split("\r\n"):
-            if ":" in line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        parts.append((headers, content.removesuffix(b"\r\n")))
-    return parts
+    """Split a multipart body held in memory into (headers, content) pairs, bytes kept exactly as sent."""
+    reader = PartReader(boundary)
+    reader.feed(body)
+    return [(part.headers, part.sink.read()) for part in reader.finish()]
 
 
 def store_response(items: list[StoredItem], study_url: str | None) -> dict:

@@ -60,7 +60,7 @@ class PreprocessHandlers:
     def _process_view(self, study_uid: str, view: ViewRef) -> DerivedView:
         settings = self.ctx.settings
         dataset = dcmread(io.BytesIO(self.ctx.store.get_bytes(settings.bucket_dicom, view.object_key)))
-        result: PreprocessedView = preprocess_view(dataset, self.segmenter)
+        result: PreprocessedView = preprocess_view(dataset, self.segmenter, settings.decode_max_bytes)
         prefix = f"{study_uid}/{view.sop_instance_uid}"
         for name, (data, content_type) in derived_files(result).items():
             self.ctx.store.put_bytes(settings.bucket_derived, f"{prefix}/{name}", data, content_type)

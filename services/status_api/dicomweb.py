@@ -188,7 +188,7 @@ def _retrieve(request: Request, rows: Sequence[Row]) -> StreamingResponse:
             content_type = f"{wado.DICOM}; transfer-syntax={syntax}"
             data = _read(request, row)
             if syntax != row.transfer_syntax_uid:
-                data = wado.transcode(data, syntax)
+                data = wado.transcode(data, syntax, _ctx(request).settings.decode_max_bytes)
             yield wado.part(boundary, content_type, data, _instance_url(request, row))
         yield wado.closing(boundary)
 
@@ -358,7 +358,10 @@ def create_dicomweb_router(
             choice = wado.choose_frame_representation(request.headers.get("accept"), row.transfer_syntax_uid)
         except wado.NotAcceptable as exc:
             raise HTTPException(406, str(exc)) from exc
-        content = wado.frames(_read(request, row), wanted, choice)
+        try:
+            content = wado.frames(_read(request, row), wanted, choice, _ctx(request).settings.decode_max_bytes)
+        except wado.DecodeBudgetExceeded as exc:
+            raise HTTPException(413, str(exc)) from exc
         boundary = wado.new_boundary()
         body = b"".join(
             wado.multipart_body(boundary, [(choice.part_content_type, frame) for frame in content])
@@ -407,6 +410,10 @@ def create_dicomweb_router(
             media_type = wado.choose_rendered_type(request.headers.get("accept"))
         except wado.NotAcceptable as exc:
             raise HTTPException(406, str(exc)) from exc
-        return Response(wado.render(_read(request, row), media_type), media_type=media_type)
+        try:
+            rendered = wado.render(_read(request, row), media_type, _ctx(request).settings.decode_max_bytes)
+        except wado.DecodeBudgetExceeded as exc:
+            raise HTTPException(413, str(exc)) from exc
+        return Response(rendered, media_type=media_type)
 
     return router

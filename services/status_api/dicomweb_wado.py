@@ -34,7 +34,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from shared.imaging.display import to_display, to_uint8
+from shared.imaging.display import DECODE_MAX_BYTES, DecodeBudgetExceeded, require_decode_budget, to_display, to_uint8
 
 NATIVE: Final[str] = ExplicitVRLittleEndian
 OCTET_STREAM: Final[str] = "application/octet-stream"
@@ -138,11 +138,15 @@ def instance_syntax(accept: str | None, stored_syntax: str) -> str:
     )
 
 
-def transcode(data: bytes, target: str) -> bytes:
-    """A Part 10 file in another transfer syntax: pixels decoded, then encoded losslessly for ``target``."""
+def transcode(data: bytes, target: str, budget_bytes: int = DECODE_MAX_BYTES) -> bytes:
+    """A Part 10 file in another transfer syntax: pixels decoded, then encoded losslessly for ``target``.
+
+    Raises :class:`DecodeBudgetExceeded` when decoding every frame would take more than ``budget_bytes``.
+    """
     ds = pydicom.dcmread(io.BytesIO(data))
     if str(ds.file_meta.TransferSyntaxUID) == target:
         return data
+    require_decode_budget(ds, budget_bytes, _frame_count(ds))
     if UID(str(ds.file_meta.TransferSyntaxUID)).is_compressed:
         ds.decompress()
     if UID(target).is_compressed:
@@ -204,10 +208,20 @@ def _encoded_choice(part: str, syntax: str | None) -> FrameChoice | None:
     return None
 
 
-def frames(data: bytes, numbers: Iterable[int], choice: FrameChoice) -> list[bytes]:
-    """The requested frames (1-based) of a Part 10 file in the chosen representation."""
+def _frame_count(ds: pydicom.Dataset) -> int:
+    try:
+        return int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def frames(data: bytes, numbers: Iterable[int], choice: FrameChoice, budget_bytes: int = DECODE_MAX_BYTES) -> list[bytes]:
+    """The requested frames (1-based) of a Part 10 file in the chosen representation.
+
+    Raises :class:`DecodeBudgetExceeded` when the frames to decode would take more than ``budget_bytes``.
+    """
     if choice.representation == "encoded":
-        data = transcode(data, choice.syntax)
+        data = transcode(data, choice.syntax, budget_bytes)
         choice = FrameChoice("stored", choice.part_content_type, choice.part_type, choice.syntax)
     ds = pydicom.dcmread(io.BytesIO(data))
     syntax = str(ds.file_meta.TransferSyntaxUID)
@@ -226,6 +240,7 @@ def frames(data: bytes, numbers: Iterable[int], choice: FrameChoice) -> list[byt
         size = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * bits // 8
         pixel_bytes = bytes(ds.PixelData)
         return [pixel_bytes[(number - 1) * size : number * size] for number in wanted]
+    require_decode_budget(ds, budget_bytes, len(wanted))
     return [_native_bytes(pixel_array(ds, index=number - 1)) for number in wanted]
 
 
@@ -279,11 +294,12 @@ def choose_rendered_type(accept: str | None) -> str:
     raise NotAcceptable("Solo image/jpeg o image/png / only image/jpeg or image/png")
 
 
-def render(data: bytes, media_type: str) -> bytes:
-    """The instance's first frame for display (VOI window applied, breast bright), 8 bits."""
+def render(data: bytes, media_type: str, budget_bytes: int = DECODE_MAX_BYTES) -> bytes:
+    """The instance's first frame for display (VOI window applied, breast bright), 8 bits; raises
+    :class:`DecodeBudgetExceeded` when that frame would take more than ``budget_bytes`` decoded."""
     from PIL import Image
 
-    image = to_display(pydicom.dcmread(io.BytesIO(data)))
+    image = to_display(pydicom.dcmread(io.BytesIO(data)), budget_bytes=budget_bytes)
     buffer = io.BytesIO()
     Image.fromarray(to_uint8(image)).save(buffer, format=RENDERED_TYPES[media_type])
     return buffer.getvalue()

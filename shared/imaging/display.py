@@ -21,6 +21,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 from pydicom.uid import UID
 
 from shared.dicom_vocabulary import has_voi, is_for_processing, is_inverted
+from shared.settings import Settings
 
 #: Digital Mammography X-Ray Image Storage - For Processing.
 MG_FOR_PROCESSING: Final[str] = "1.2.840.10008.5.1.4.1.1.1.2.1"
@@ -38,6 +39,36 @@ class DecodingError(ValueError):
     """The pixel data cannot be decoded (unknown transfer syntax or a missing decoder plugin)."""
 
 
+class DecodeBudgetExceeded(DecodingError):
+    """Decoding would take more memory than the budget (``MDD_DECODE_MAX_BYTES``): refused before decoding."""
+
+
+#: The decode budget with ``MDD_DECODE_MAX_BYTES`` at its default.
+DECODE_MAX_BYTES: Final[int] = Settings.model_construct().decode_max_bytes
+
+
+def decoded_bytes(ds: pydicom.Dataset, frames: int = 1) -> int:
+    """The memory ``frames`` decoded frames of ``ds`` take, from its header alone (0 when it lacks dimensions)."""
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.get("BitsAllocated", 16) or 16)
+    except (AttributeError, TypeError, ValueError):
+        return 0
+    return max(rows, 0) * max(columns, 0) * max(samples, 1) * max(1, (bits + 7) // 8) * max(frames, 1)
+
+
+def require_decode_budget(ds: pydicom.Dataset, budget_bytes: int, frames: int = 1) -> None:
+    """Raise :class:`DecodeBudgetExceeded`, with a reason, when decoding ``frames`` frames would pass the budget."""
+    size = decoded_bytes(ds, frames)
+    if size > budget_bytes:
+        raise DecodeBudgetExceeded(
+            f"Decodificar {ds.get('Rows')} x {ds.get('Columns')} píxeles ({frames} cuadro/s) ocuparía {size} bytes; el "
+            f"máximo es {budget_bytes} (MDD_DECODE_MAX_BYTES) / decoding {ds.get('Rows')} x {ds.get('Columns')} pixels "
+            f"({frames} frame/s) would take {size} bytes, at most {budget_bytes}"
+        )
+
+
 def _frames(ds: pydicom.Dataset) -> int:
     try:
         return int(ds.get("NumberOfFrames", 1) or 1)
@@ -45,12 +76,14 @@ def _frames(ds: pydicom.Dataset) -> int:
         return 1
 
 
-def decode_pixels(ds: pydicom.Dataset) -> np.ndarray:
+def decode_pixels(ds: pydicom.Dataset, budget_bytes: int = DECODE_MAX_BYTES) -> np.ndarray:
     """Return the stored pixel values of the first frame as a 2-D array.
 
     Colour images (secondary captures) are reduced to grey by averaging their channels.
-    Raises :class:`DecodingError` with the transfer syntax and what to install.
+    Raises :class:`DecodeBudgetExceeded` before decoding a frame larger than ``budget_bytes``, and
+    :class:`DecodingError` with the transfer syntax and what to install.
     """
+    require_decode_budget(ds, budget_bytes)
     syntax = UID(str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or ""))
     try:
         # Only the first frame of a multi-frame object is decoded: memory stays bounded by one frame.
@@ -160,10 +193,12 @@ def display_values(ds: pydicom.Dataset, stored: np.ndarray, *, use_window: bool 
     return _display_transform(ds, values, values, use_window)
 
 
-def to_display(ds: pydicom.Dataset, *, use_window: bool = True, stored: np.ndarray | None = None) -> np.ndarray:
+def to_display(
+    ds: pydicom.Dataset, *, use_window: bool = True, stored: np.ndarray | None = None, budget_bytes: int = DECODE_MAX_BYTES
+) -> np.ndarray:
     """The image's first frame as float32 in 0..1 with the breast bright (see :func:`display_values`);
-    ``stored`` skips decoding when the pixels are already at hand."""
-    return display_values(ds, decode_pixels(ds) if stored is None else stored, use_window=use_window)
+    ``stored`` skips decoding when the pixels are already at hand; ``budget_bytes`` bounds decoding."""
+    return display_values(ds, decode_pixels(ds, budget_bytes) if stored is None else stored, use_window=use_window)
 
 
 def to_uint8(image01: np.ndarray) -> np.ndarray:
@@ -180,12 +215,16 @@ __all__ = [
     "DX_FOR_PROCESSING",
     "MG_FOR_PROCESSING",
     "WINDOW_PERCENTILES",
+    "DECODE_MAX_BYTES",
+    "DecodeBudgetExceeded",
     "DecodingError",
     "decode_pixels",
+    "decoded_bytes",
     "display_values",
     "first_grey_frame",
     "has_voi",
     "is_for_processing",
+    "require_decode_budget",
     "to_display",
     "to_uint8",
 ]

@@ -20,7 +20,7 @@ from PIL import Image
 
 from shared.dicom_vocabulary import chest_wall_on_left, laterality_from_dataset, projection_from_dataset
 from shared.imaging.applicability import MIN_BREAST_AREA_FRACTION, NotEvaluable, header_gates, rendering_gates
-from shared.imaging.display import has_voi, to_display, to_uint8
+from shared.imaging.display import DECODE_MAX_BYTES, has_voi, to_display, to_uint8
 from shared.imaging.segmentation import ClassicSegmenter, Segmenter, segment_breast
 from shared.synth import STORED_CHEST_WALL_SIDE
 
@@ -124,8 +124,9 @@ def is_mammogram(ds: pydicom.Dataset) -> bool:
     return str(ds.get("Modality", "") or "").strip().upper() == "MG"
 
 
-def oriented_image(ds: pydicom.Dataset) -> OrientedImage:
-    """Decode ``ds``, read laterality and view, and mirror it to the chest-wall-left frame.
+def oriented_image(ds: pydicom.Dataset, decode_budget: int = DECODE_MAX_BYTES) -> OrientedImage:
+    """Decode ``ds`` (refused past ``decode_budget`` bytes), read laterality and view, and mirror it to
+    the chest-wall-left frame.
 
     A mammogram without a laterality tag gets one from the image (flag ``laterality_missing``
     stays); nothing is guessed for other modalities (flag ``not_mg``).
@@ -139,7 +140,7 @@ def oriented_image(ds: pydicom.Dataset) -> OrientedImage:
         flags.append("laterality_missing")
     if view is None:
         flags.append("view_missing")
-    display = to_display(ds)
+    display = to_display(ds, budget_bytes=decode_budget)
     guessed = laterality is None and mammogram
     if guessed:
         laterality = laterality_from_image(display)
@@ -265,8 +266,10 @@ def derived_files(result: PreprocessedView) -> dict[str, tuple[bytes, str]]:
     }
 
 
-def preprocess_view(ds: pydicom.Dataset, segmenter: Segmenter | None = None) -> PreprocessedView:
-    """Run the whole one-view pipeline and collect quality flags.
+def preprocess_view(
+    ds: pydicom.Dataset, segmenter: Segmenter | None = None, decode_budget: int = DECODE_MAX_BYTES
+) -> PreprocessedView:
+    """Run the whole one-view pipeline and collect quality flags (decoding refused past ``decode_budget`` bytes).
 
     ``segmenter`` defaults to the classic backend. Flags: ``not_mg`` (Modality is not MG),
     ``laterality_missing`` and ``view_missing`` (the tags do not say; for a mammogram both are
@@ -276,7 +279,7 @@ def preprocess_view(ds: pydicom.Dataset, segmenter: Segmenter | None = None) -> 
     """
     segmenter = segmenter or ClassicSegmenter()
     gates = header_gates(ds)
-    prepared = oriented_image(ds)
+    prepared = oriented_image(ds, decode_budget)
     flags: list[str] = list(prepared.flags)
     image = prepared.image
     segmentation = segmenter.segment(image, prepared.view)

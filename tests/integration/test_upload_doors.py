@@ -158,3 +158,21 @@ async def test_the_api_and_ingest_share_the_token_from_settings_or_the_data_fold
     assert report.status_code == 200 and report.json()["stored"] == 4
     kept = settings.data_dir / "ingest-http.token"
     assert kept.exists() is not configured
+
+
+async def test_a_zip_larger_than_the_upload_limit_gets_413_declared_or_chunked(settings: Settings) -> None:
+    small = settings.model_copy(update={"upload_max_total_bytes": 200_000})
+    study = make_study(seed=15_207, hospital_id=HOSPITAL)
+    body = zip_of(study)
+    assert len(body) > 200_000
+
+    async def chunked() -> AsyncIterator[bytes]:
+        for at in range(0, len(body), 65536):
+            yield body[at : at + 65536]
+
+    async with doors_open(small) as doors, httpx.AsyncClient(base_url=doors.api, timeout=60) as http:
+        declared = await http.post("/uploads", content=body, headers={**ZIP, **doors.as_("uploader")})
+        streamed = await http.post("/uploads", content=chunked(), headers={**ZIP, **doors.as_("uploader")})
+    for answer in (declared, streamed):
+        assert answer.status_code == 413 and "MDD_UPLOAD_MAX_TOTAL_BYTES" in answer.json()["detail"]
+    assert doors.stored() == []

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import ssl
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +44,8 @@ from shared.dicom_network import new_ae
 from shared.settings import Settings
 from shared.store import GrowingUpload
 from services.ingest.sop_classes import RESULT_SOP_CLASSES, STORAGE_SOP_CLASSES
+from services.ingest.admission import admit_space, free_space
+from services.ingest.validation import InstanceTooLarge
 
 log = logging.getLogger("mdd.ingest.scp")
 
@@ -73,6 +77,9 @@ EarlyUploadStarter = Callable[[Path, str], GrowingUpload | None]
 
 EARLY_UPLOAD_AFTER_BYTES = 5 * 1024 * 1024  # smaller instances are uploaded whole once received
 EARLY_UPLOAD_ATTEMPTS = 3  # the header may need more than the first fragment
+SPOOL_SWEEP_IDLE_SECONDS = 600.0
+ROOM_CHECK_BYTES = 8 * 1024 * 1024  # free space is looked at again after this much of an instance
+RoomCheck = Callable[[], "str | None"]  # why there is no room for more (free space below the reserve), or None  # what no transfer touched for this long at start is left over
 
 
 class SpoolFile:
@@ -83,24 +90,64 @@ class SpoolFile:
     the store while it is still arriving (the object becomes visible only once it is accepted).
     """
 
-    def __init__(self, spool_dir: Path, starter: EarlyUploadStarter | None = None) -> None:
+    def __init__(
+        self, spool_dir: Path, starter: EarlyUploadStarter | None = None, max_bytes: int | None = None,
+        room: RoomCheck | None = None,
+    ) -> None:
         self._file: Any = tempfile.NamedTemporaryFile(delete=False, mode="wb", suffix=".dcm", dir=str(spool_dir))
         self.name: str = self._file.name
         self.digester = Digester()
         self.upload: GrowingUpload | None = None
+        self.max_bytes = max_bytes
+        self.oversize = False  # past ``max_bytes``: the rest is counted, not kept
+        self.out_of_room: str | None = None  # why the disk cannot take the rest (free space below the reserve)
+        self._room = room
+        self._room_checked_at = 0
+        self.handed = False  # given to the C-STORE handler (pynetdicom removes it after the handler)
         self._starter = starter
         self._start_attempts = 0
+        assoc = getattr(threading.current_thread(), "assoc", None)
+        self.association = id(assoc) if assoc is not None else None
         self._calling_ae = _calling_ae_of_this_thread()
         with _SPOOLS_LOCK:
             _SPOOLS[self.name] = self
+        # An association aborted mid-instance never reaches the handler: its spool file goes with it.
+        self._remove = weakref.finalize(self, _remove_spool, self.name, self._file)
 
     def write(self, data: bytes) -> int:
-        """Write a piece of the instance, add it to the digest and feed the early upload."""
+        """Write a piece of the instance, add it to the digest and feed the early upload.
+
+        Past ``max_bytes`` nothing more is kept: the file is emptied, the early upload dropped and the
+        handler told (``oversize``), so an endless instance costs neither disk nor memory.
+        """
         self.digester.update(data)
+        if self.oversize or self.out_of_room:
+            return len(data)
+        if self.max_bytes is not None and self.digester.size > self.max_bytes:
+            self.oversize = True
+            self._drop()
+            return len(data)
+        if self._room is not None and self.digester.size - self._room_checked_at >= ROOM_CHECK_BYTES:
+            self._room_checked_at = self.digester.size
+            self.out_of_room = self._room()
+            if self.out_of_room:
+                self._drop()
+                return len(data)
         written = int(self._file.write(data))
         if self._starter is not None and self._calling_ae:
             self._feed_upload()
         return written
+
+    def _drop(self) -> None:
+        self._file.truncate(0)
+        if self.upload is not None:
+            self.upload.abort()
+
+    def discard(self) -> None:
+        """Close and remove the file, and abort its early upload (the association ended before the handler)."""
+        if self.upload is not None:
+            self.upload.abort()
+        self._remove()
 
     def _feed_upload(self) -> None:
         size = self.digester.size
@@ -141,6 +188,54 @@ _SPOOLS: weakref.WeakValueDictionary[str, SpoolFile] = weakref.WeakValueDictiona
 _SPOOLS_LOCK = threading.Lock()
 
 
+def _remove_spool(name: str, file: Any) -> None:
+    """Close and remove a spool file; a no-op once pynetdicom removed it after its handler."""
+    try:
+        file.close()
+        Path(name).unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("Archivo temporal no borrado / spool file not removed: %r", exc)
+
+
+def discard_unfinished_spools(event: evt.Event) -> None:
+    """EVT_CONN_CLOSE handler: remove the spool files of the closing association that no handler took."""
+    association = id(event.assoc)
+    with _SPOOLS_LOCK:
+        unfinished = [spool for spool in _SPOOLS.values() if spool.association == association and not spool.handed]
+    for spool in unfinished:
+        log.info("Recepción interrumpida; se borra su archivo temporal / interrupted receive, spool file removed")
+        spool.discard()
+
+
+def _last_touched(entry: Path) -> float:
+    """When a spool file, or anything inside a spool folder, was last written."""
+    times = [entry.stat().st_mtime]
+    if entry.is_dir():
+        times += [inner.stat().st_mtime for inner in entry.rglob("*")]
+    return max(times)
+
+
+def sweep_spool(spool_dir: Path, idle_seconds: float = SPOOL_SWEEP_IDLE_SECONDS) -> int:
+    """Remove what earlier processes left in the spool folder (files and upload folders untouched for
+    ``idle_seconds``: another replica's transfer in progress is spared); returns how many went."""
+    removed = 0
+    now = time.time()
+    for entry in spool_dir.iterdir():
+        try:
+            if now - _last_touched(entry) < idle_seconds:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed += 1
+        except OSError as exc:  # gone meanwhile, or not ours to remove
+            log.warning("No se pudo barrer / could not sweep %s: %r", entry.name, exc)
+    if removed:
+        log.info("Archivos temporales abandonados borrados / leftover spool files removed: %d", removed)
+    return removed
+
+
 def spool_at(path: Path) -> SpoolFile | None:
     """The open spool file this SCP is writing at ``path``, if any."""
     with _SPOOLS_LOCK:
@@ -161,7 +256,7 @@ def received_instance(event: evt.Event) -> ReceivedInstance:
 
     With chunked receiving on, that is the spool file, the digest taken while it was written and
     the upload started while it arrived; otherwise the encoded bytes. Raises when the received data
-    cannot be framed as a DICOM file.
+    cannot be framed as a DICOM file, :class:`InstanceTooLarge` when it was larger than the limit.
     """
     try:
         spooled = event.dataset_path
@@ -172,6 +267,13 @@ def received_instance(event: evt.Event) -> ReceivedInstance:
     spool = spool_at(spooled)
     if spool is None:
         return ReceivedInstance(spooled)
+    spool.handed = True
+    if spool.oversize:
+        raise InstanceTooLarge(
+            f"Instancia > {spool.max_bytes} bytes / instance over {spool.max_bytes} bytes"
+        )
+    if spool.out_of_room:
+        raise InstanceTooLarge(spool.out_of_room)
     return ReceivedInstance(spooled, spool.digester.digest(), spool.upload)
 
 
@@ -234,10 +336,21 @@ def start_scp(
     _config.STORE_RECV_CHUNKED_DATASET = True
     spool = spool_dir if spool_dir is not None else Path(tempfile.gettempdir())
     spool.mkdir(parents=True, exist_ok=True)
+    if spool_dir is not None:
+        sweep_spool(spool)
     # pynetdicom spools with NamedTemporaryFile() and no folder argument; give its module a
     # factory bound to our spool (and digesting) rather than changing the process's temp folder.
-    dimse_messages.NamedTemporaryFile = lambda **_: SpoolFile(spool, early_upload)  # type: ignore[attr-defined]
-    handlers = [(evt.EVT_CONN_OPEN, use_bulk_reads), *handlers]
+    max_bytes = settings.instance_max_bytes
+
+    def room() -> str | None:
+        decision = admit_space(settings, free_space(settings))
+        if decision.accepted:
+            return None
+        log.warning("Sin espacio a media recepción / out of room while receiving: %s", decision.reason)
+        return "Sin espacio al recibir / free space below reserve"  # fits the 64 characters of Error Comment
+
+    dimse_messages.NamedTemporaryFile = lambda **_: SpoolFile(spool, early_upload, max_bytes, room)  # type: ignore[attr-defined]
+    handlers = [(evt.EVT_CONN_OPEN, use_bulk_reads), (evt.EVT_CONN_CLOSE, discard_unfinished_spools), *handlers]
     ae = new_ae(settings.ae_title, settings)
     ae.maximum_associations = settings.max_associations
     ae.require_called_aet = True

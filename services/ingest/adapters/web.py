@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import hmac
+import logging
 import tempfile
 import zipfile
 from pathlib import Path
@@ -20,14 +20,17 @@ from services.ingest.admission import admit_space, free_space
 from services.ingest.intake import Ingest, read_header
 from services.ingest.stow import (
     PROCESSING_FAILURE,
+    BodyTooLarge,
     MultipartError,
+    Part,
+    PartReader,
     StoredItem,
     boundary_of,
     http_status,
-    split_parts,
     store_response,
 )
-from services.ingest.uploads import UploadReport, ingest_zip
+from services.ingest.validation import InstanceTooLarge
+from services.ingest.uploads import UploadRefused, UploadReport, ZipLimits, ingest_zip
 
 DICOM_JSON = "application/dicom+json"
 STOW_CALLING_AE = "STOW-RS"
@@ -38,7 +41,9 @@ UPLOAD_CALLING_AE = "ZIP-UPLOAD"
 RETRY_AFTER_SECONDS = 60
 DATASET_DOES_NOT_MATCH = DimseStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS
 CANNOT_UNDERSTAND = DimseStatus.CANNOT_UNDERSTAND
+OUT_OF_RESOURCES = DimseStatus.OUT_OF_RESOURCES
 CHUNK_BYTES = 1024 * 1024
+
 
 def _ingest(request: Request) -> Ingest:
     return request.app.state.ingest  # type: ignore[no-any-return]
@@ -68,20 +73,49 @@ router = APIRouter()
 doors = APIRouter(dependencies=[Depends(_forwarded_by_the_api), Depends(_room_to_receive)])
 
 
-def _store_part(ingest: Ingest, content: bytes, base_url: str, study_uid: str | None, hospital_id: str | None) -> StoredItem:
+def _store_part(ingest: Ingest, part: Part, base_url: str, study_uid: str | None, hospital_id: str | None) -> StoredItem:
+    if part.oversize or part.path is None:
+        return StoredItem("", "", failure_reason=OUT_OF_RESOURCES)
     try:
-        header = read_header(content)
+        header = read_header(part.path, ingest.limits)
+    except InstanceTooLarge:
+        return StoredItem("", "", failure_reason=OUT_OF_RESOURCES)
     except LookupError:
         return StoredItem("", "", failure_reason=DATASET_DOES_NOT_MATCH)
     except ValueError:
         return StoredItem("", "", failure_reason=CANNOT_UNDERSTAND)
     if study_uid and header.study_uid != study_uid:
         return StoredItem(header.sop_class_uid, header.sop_instance_uid, failure_reason=DATASET_DOES_NOT_MATCH)
-    outcome = ingest.accept(content, calling_ae=STOW_CALLING_AE, hospital_id=hospital_id)
+    outcome = ingest.accept(part.path, calling_ae=STOW_CALLING_AE, hospital_id=hospital_id)
     if not outcome.ok:
         return StoredItem(header.sop_class_uid, header.sop_instance_uid, failure_reason=outcome.status or PROCESSING_FAILURE)
     url = f"{base_url}/studies/{header.study_uid}/series/{header.series_uid}/instances/{header.sop_instance_uid}"
     return StoredItem(header.sop_class_uid, header.sop_instance_uid, retrieve_url=url)
+
+
+def _upload_too_large(limit: int) -> HTTPException:
+    return HTTPException(
+        413, f"El ZIP excede {limit} bytes (MDD_UPLOAD_MAX_TOTAL_BYTES) / the ZIP exceeds {limit} bytes"
+    )
+
+
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(413, f"El cuerpo excede {limit} bytes (MDD_STOW_MAX_BODY_BYTES) / the body exceeds {limit} bytes")
+
+
+async def _spool_parts(request: Request, reader: PartReader, limit: int) -> list[Part]:
+    """Parse the body as it arrives, each part to its spool file; 413 past ``limit``, 400 when malformed."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)  # refused before a byte is read
+    try:
+        async for chunk in request.stream():
+            reader.feed(chunk)
+        return reader.finish()
+    except BodyTooLarge as exc:
+        raise _too_large(limit) from exc
+    except MultipartError as exc:
+        raise HTTPException(400, f"Cuerpo multipart inválido / invalid multipart body: {exc}") from exc
 
 
 async def _stow(request: Request, study_uid: str | None) -> JSONResponse:
@@ -91,18 +125,25 @@ async def _stow(request: Request, study_uid: str | None) -> JSONResponse:
     if 'type="application/dicom"' not in content_type.replace("'", '"') and "type=application/dicom" not in content_type:
         raise HTTPException(415, 'Solo type="application/dicom" / only type="application/dicom" is supported')
     try:
-        parts = split_parts(await request.body(), boundary_of(content_type))
+        boundary = boundary_of(content_type)
     except MultipartError as exc:
         raise HTTPException(400, f"Cuerpo multipart inválido / invalid multipart body: {exc}") from exc
     base_url = request.headers.get(DICOMWEB_ROOT_HEADER) or str(request.base_url).rstrip("/") + "/dicomweb"
     hospital_id = request.headers.get(HOSPITAL_HEADER) or None
     ingest = _ingest(request)
-    items = []
-    for headers, content in parts:
-        if not headers.get("content-type", "application/dicom").lower().startswith("application/dicom"):
-            items.append(StoredItem("", "", failure_reason=CANNOT_UNDERSTAND))
-            continue
-        items.append(await asyncio.to_thread(_store_part, ingest, content, base_url, study_uid, hospital_id))
+    settings = ingest.settings
+    settings.resolved_spool_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mdd-stow-", dir=settings.resolved_spool_dir) as folder:
+        reader = PartReader(boundary, Path(folder), settings.stow_max_body_bytes, settings.instance_max_bytes)
+        try:
+            items = []
+            for part in await _spool_parts(request, reader, settings.stow_max_body_bytes):
+                if not part.headers.get("content-type", "application/dicom").lower().startswith("application/dicom"):
+                    items.append(StoredItem("", "", failure_reason=CANNOT_UNDERSTAND))
+                    continue
+                items.append(await asyncio.to_thread(_store_part, ingest, part, base_url, study_uid, hospital_id))
+        finally:
+            reader.close()
     study_url = f"{base_url}/studies/{study_uid}" if study_uid else None
     return JSONResponse(store_response(items, study_url), status_code=http_status(items), media_type=DICOM_JSON)
 
@@ -135,6 +176,10 @@ async def upload_zip(request: Request) -> UploadReport:
     with tempfile.TemporaryDirectory(prefix="mdd-upload-", dir=ingest.settings.resolved_spool_dir) as folder:
         archive = Path(folder) / "upload.zip"
         content_type = request.headers.get("content-type", "")
+        limit = ingest.settings.upload_max_total_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _upload_too_large(limit)
         if content_type.startswith("multipart/form-data"):
             form = await request.form()
             upload = form.get("file")
@@ -144,13 +189,22 @@ async def upload_zip(request: Request) -> UploadReport:
                 while chunk := await upload.read(CHUNK_BYTES):
                     handle.write(chunk)
         else:
+            received = 0
             with open(archive, "wb") as handle:
                 async for chunk in request.stream():
+                    received += len(chunk)
+                    if received > limit:  # chunked, without a Content-Length to judge it by
+                        raise _upload_too_large(limit)
                     handle.write(chunk)
+        limits = ZipLimits.from_settings(ingest.settings)
         try:
-            return await asyncio.to_thread(ingest_zip, archive, lambda data: ingest.accept(data, calling_ae=UPLOAD_CALLING_AE, hospital_id=hospital_id))
+            return await asyncio.to_thread(
+                ingest_zip, archive, lambda data: ingest.accept(data, calling_ae=UPLOAD_CALLING_AE, hospital_id=hospital_id), limits
+            )
         except zipfile.BadZipFile as exc:
             raise HTTPException(400, f"El archivo no es un ZIP válido / not a valid ZIP: {exc}") from exc
+        except UploadRefused as exc:
+            raise HTTPException(exc.status_code, exc.reason) from exc
 
 
 @router.get("/healthz", response_model=HealthReport, tags=["salud / health"])
