@@ -120,6 +120,7 @@ class Outbox:
         self.started_at = utc_now()
         self._marks: list[tuple[list[tuple[int, int]], threading.Event]] = []
         self._unmarked: set[tuple[int, int]] = set()  # published, mark not committed yet (queued or being written)
+        self._in_flight: set[tuple[int, int]] = set()  # being published by a flush of this process right now
         self._marks_lock = threading.Lock()
         self._marker: threading.Thread | None = None
 
@@ -139,6 +140,7 @@ class Outbox:
             return
         rows = await asyncio.to_thread(self._pending, event_ids)
         published: list[tuple[int, int]] = []
+        flying = self._take_off(rows)
         try:
             for row in rows:
                 await self.bus.publish_raw(self._topic(row), row.study_uid, row.payload.encode())
@@ -147,6 +149,7 @@ class Outbox:
         finally:
             if published:
                 self._mark_soon(published)
+            self._land(flying)
 
     def flush_from_thread(self, event_ids: Sequence[str], timeout: float) -> None:
         """``flush`` for a thread that is not the event loop's (the DICOM SCP); waits at most ``timeout`` in all."""
@@ -154,16 +157,35 @@ class Outbox:
             return
         deadline = time.monotonic() + timeout
         published: list[tuple[int, int]] = []
+        rows = self._pending(event_ids)
+        flying = self._take_off(rows)
         try:
-            for row in self._pending(event_ids):
+            for row in rows:
                 remaining = max(0.1, deadline - time.monotonic())
                 self.bus.publish_raw_from_thread(self._topic(row), row.study_uid, row.payload.encode(), remaining)
                 crash_point("outbox.published")
                 published.append((int(row.id), row.generation))  # type: ignore[arg-type]
         finally:
             marked = self._mark_soon(published) if published else None
+            self._land(flying)
         if marked is not None:  # the SCP answers the modality next: a crash after that must not publish these again
             marked.wait(max(0.1, deadline - time.monotonic()))
+
+    def _take_off(self, rows: Sequence[OutboxRow]) -> list[tuple[int, int]]:
+        """Note rows this process is publishing, so that its relay leaves them to the flush that has them."""
+        keys = [(int(row.id), row.generation) for row in rows]  # type: ignore[arg-type]
+        with self._marks_lock:
+            self._in_flight.update(keys)
+        return keys
+
+    def _land(self, keys: list[tuple[int, int]]) -> None:
+        with self._marks_lock:
+            self._in_flight.difference_update(keys)
+
+    def _ours(self) -> set[tuple[int, int]]:
+        """Rows a flush of this process is publishing, or published and is marking: not the relay's."""
+        with self._marks_lock:
+            return self._in_flight | self._unmarked
 
     def _pending(self, event_ids: Sequence[str]) -> list[OutboxRow]:
         with Session(self.engine, expire_on_commit=False) as session:
@@ -251,7 +273,8 @@ class Outbox:
                 .limit(batch)
                 .with_for_update(skip_locked=True)
             )
-            rows = list(session.execute(query).scalars().all())
+            ours = self._ours()
+            rows = [row for row in session.execute(query).scalars().all() if (row.id, row.generation) not in ours]
             published: list[tuple[int, int]] = []
             try:
                 for row in rows:

@@ -220,6 +220,33 @@ class _Recorder:
         self.sent.append((topic, key, payload))
 
 
+async def test_the_relay_leaves_a_slow_flush_its_rows_and_nothing_goes_out_twice(settings: Settings) -> None:
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine, RELIABILITY_TABLES)
+    publisher = _Recorder()
+    outbox = Outbox(engine, publisher, "mdd.")
+    with Session(engine) as session:
+        ids = add_events(session, [completed("2.1")])
+        session.commit()
+    with Session(engine) as session:  # the flush is so slow that its grace runs out while it publishes
+        for row in session.exec(select(OutboxRow)).all():
+            row.relay_after = utc_now() - timedelta(seconds=1)
+            session.add(row)
+        session.commit()
+    relayed: list[int] = []
+    original = publisher.publish_raw
+
+    async def slow_publish(topic: str, key: str, payload: bytes) -> None:
+        relayed.append(await outbox.relay_once())  # the relay runs while the broker has not answered yet
+        await original(topic, key, payload)
+
+    publisher.publish_raw = slow_publish  # type: ignore[method-assign]
+    await outbox.flush(ids)
+    outbox.mark_now()
+    assert relayed == [0] and len(publisher.sent) == 1
+    assert await outbox.relay_once() == 0 and outbox.unpublished() == 0
+
+
 async def test_the_outbox_flushes_what_its_writer_committed_and_the_relay_what_a_failed_flush_left(settings: Settings) -> None:
     engine = make_engine(settings.resolved_database_url)
     init_db(engine, RELIABILITY_TABLES)
