@@ -307,6 +307,11 @@ class Settings(BaseSettings):
         "tras ese tiempo; 0 = consultar siempre / seconds a valid token is remembered (a deactivated key is refused "
         "within that time); 0 = always look up",
     )
+    metrics_token: SecretStr | None = Field(
+        None, description="Token Bearer que solo abre GET /metrics (para el recolector de Prometheus, al menos 32 "
+        "caracteres); vacío = /metrics solo para administradores / bearer token that opens GET /metrics only (for a "
+        "Prometheus scraper, at least 32 characters); empty = administrators only",
+    )
     # --- pseudonymous patient keys ---
     patient_key_secret: SecretStr | None = Field(
         None, description="Secreto de la implantación para la clave seudónima del paciente (HMAC-SHA256 de hospital y "
@@ -403,14 +408,15 @@ class Settings(BaseSettings):
         """Folder where incoming instances are spooled before they reach the store."""
         return self.spool_dir or self.data_dir / "spool"
 
-    @field_validator("auth_jwt_secret")
+    @field_validator("auth_jwt_secret", "metrics_token")
     @classmethod
-    def _jwt_secret_is_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+    def _secret_is_long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         length = len(value.get_secret_value()) if value is not None else 0
         if 0 < length < MIN_JWT_SECRET_LENGTH:
+            variable = f"MDD_{str(info.field_name).upper()}"
             raise ValueError(
-                f"MDD_AUTH_JWT_SECRET es demasiado corto ({length} < {MIN_JWT_SECRET_LENGTH} caracteres); genere uno con "
-                f"`openssl rand -base64 48` / MDD_AUTH_JWT_SECRET is too short ({length} < {MIN_JWT_SECRET_LENGTH} characters)"
+                f"{variable} es demasiado corto ({length} < {MIN_JWT_SECRET_LENGTH} caracteres); genere uno con "
+                f"`openssl rand -base64 48` / {variable} is too short ({length} < {MIN_JWT_SECRET_LENGTH} characters)"
             )
         return value
 

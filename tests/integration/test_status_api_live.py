@@ -105,13 +105,15 @@ async def test_metrics_count_requests_events_and_studies(settings: Settings) -> 
                 assert (await client.get("/studies", headers=admin)).status_code == 200
             assert (await client.get("/studies/9.9.9", headers=admin)).status_code == 404
             assert (await client.get("/studies")).status_code == 401
-            response = await client.get("/metrics")  # open, like most exporters
+            assert (await client.get("/metrics")).status_code == 401  # counts of every hospital: not open
+            response = await client.get("/metrics", headers=admin)
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
         samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
                    for line in response.text.splitlines() if line and not line.startswith("#")}
         assert samples['mdd_api_requests_total{method="GET",route="/studies",status="200"}'] == 3
         assert samples['mdd_api_requests_total{method="GET",route="/studies/{study_uid}",status="404"}'] == 1
         assert samples['mdd_api_requests_total{method="GET",route="/studies",status="401"}'] == 1
+        assert samples['mdd_api_requests_total{method="GET",route="/metrics",status="401"}'] == 1
         assert samples['mdd_api_request_seconds_count{method="GET",route="/studies"}'] == 4
         assert samples['mdd_studies{state="receiving",status_light="RED",triage_light="NONE"}'] == 2
         assert samples['mdd_status_events_applied_total{event_type="instance.stored"}'] >= 3

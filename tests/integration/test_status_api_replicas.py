@@ -165,8 +165,8 @@ def test_two_replicas_on_one_port_split_the_work_and_every_stream_sees_every_cha
             # Whichever replica answers the scrape, the counts are both replicas' together.
             for _ in range(4):
                 assert f'mdd_api_requests_total{{method="GET",route="/studies",status="200"}} {LIST_CALLS:.1f}' in \
-                    httpx.get(f"{base}/metrics").text
-                applied = httpx.get(f"{base}/metrics").text
+                    httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {API_KEY}"}).text
+                applied = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {API_KEY}"}).text
                 assert f'mdd_status_events_applied_total{{event_type="instance.stored"}} {STUDIES:.1f}' in applied
 
 

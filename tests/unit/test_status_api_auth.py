@@ -34,7 +34,7 @@ PASSWORD = "contraseña-segura-1"
 EXAMPLE_BODIES = {ReportRequest: {"birads": 2, "text": "Benigno"}, AssignmentRequest: {"provider_id": "LECTURA-1"}}
 OPEN_OR_ADMIN_ONLY = {"/healthz", "/auth/me", "/audit", "/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect", "/"}
 # Not JSON reads: the endless SSE stream (scoping tested in tests/integration/test_status_api_live.py), the
-# study page's HTML shell and the open Prometheus counts, which hold no study data (checked below).
+# study page's HTML shell and the Prometheus counts (admin or metrics token), which hold no study data (checked below).
 STREAM_AND_SHELL = {"/events", "/board/studies/{study_uid}", "/metrics"}
 
 
@@ -107,7 +107,7 @@ def test_no_route_shows_another_hospitals_study(world: World) -> None:
     doctor = world.token("doctor_a")
     # Every route of the app, with router prefixes applied: a route added later is covered automatically.
     routes = [r for r in iter_route_contexts(world.app.routes) if isinstance(r.route, APIRoute) and r.path not in STREAM_AND_SHELL]
-    for page in (world.client.get(f"/board/studies/{world.study_b}", headers=doctor).text, world.client.get("/metrics").text):
+    for page in (world.client.get(f"/board/studies/{world.study_b}", headers=doctor).text, world.client.get("/metrics", headers=ADMIN).text):
         assert "ACC-B" not in page and "HOSPITAL B" not in page and "HOSP-B" not in page
     study_routes = [r for r in routes if "{study_uid}" in r.path or "{study}" in r.path]
     list_routes = [r for r in routes if "GET" in r.methods and "{" not in r.path and r.path not in OPEN_OR_ADMIN_ONLY]
@@ -139,6 +139,29 @@ def test_no_route_shows_another_hospitals_study(world: World) -> None:
     assert world.client.get("/studies", params={"hospital_id": "HOSP-B"}, headers=doctor).json()["items"] == []
     assert world.client.get("/notifications", params={"hospital_id": "HOSP-B"}, headers=doctor).json() == []
     assert world.client.get("/audit", headers=doctor).status_code == 403
+
+
+def test_metrics_need_an_admin_or_the_scrapers_token(world: World) -> None:
+    scraper_token = "token-del-recolector-prometheus-0123456789"
+    world.app.state.ctx.settings.metrics_token = SecretStr(scraper_token)
+    anonymous = world.client.get("/metrics")
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
+    assert "mdd_api_requests" not in anonymous.text
+    for user in ("doctor_a", "staff_a", "lector"):
+        refused = world.client.get("/metrics", headers=world.token(user))
+        assert refused.status_code == 403 and "MDD_METRICS_TOKEN" in refused.json()["detail"], user
+    staff_key = create_api_key(world.engine, "ris-a", "hospital_staff", ["HOSP-A"])
+    assert world.client.get("/metrics", headers={"Authorization": f"Bearer {staff_key}"}).status_code == 403
+    assert world.client.get("/metrics", headers={"Authorization": "Bearer " + scraper_token[:-1]}).status_code == 401
+    scraper = {"Authorization": f"Bearer {scraper_token}"}
+    for headers in (scraper, ADMIN):
+        response = world.client.get("/metrics", headers=headers)
+        assert response.status_code == 200 and 'mdd_api_requests_total{method="GET",route="/metrics",status="403"}' in response.text
+    # The scraper's token opens /metrics and nothing else.
+    assert world.client.get("/studies", headers=scraper).status_code == 401
+    assert world.client.get("/auth/me", headers=scraper).status_code == 401
+    with pytest.raises(ValueError, match="MDD_METRICS_TOKEN es demasiado corto"):
+        Settings(metrics_token="corto")
 
 
 def test_provider_sees_only_assigned_studies(world: World) -> None:
