@@ -307,6 +307,24 @@ class Settings(BaseSettings):
         "tras ese tiempo; 0 = consultar siempre / seconds a valid token is remembered (a deactivated key is refused "
         "within that time); 0 = always look up",
     )
+    auth_login_max_failures: int = Field(
+        5, ge=1, le=1000, description="Contraseñas fallidas por usuario dentro de la ventana antes de bloquearlo / "
+        "failed sign-ins per username within the window before it is locked",
+    )
+    auth_login_max_client_failures: int = Field(
+        20, ge=1, le=10000, description="Contraseñas fallidas desde una dirección (todos los usuarios; un proxy o NAT "
+        "de hospital junta a muchos) antes de bloquearla / failed sign-ins from one client address before it is locked",
+    )
+    auth_login_window_minutes: float = Field(
+        15.0, gt=0, le=1440, description="Ventana en la que se cuentan los fallos / window in which failures are counted"
+    )
+    auth_login_lockout_minutes: float = Field(
+        15.0, gt=0, le=1440, description="Duración del bloqueo (429 con Retry-After) / how long a lockout lasts"
+    )
+    auth_password_workers: int = Field(
+        2, ge=1, le=32, description="Hilos que calculan Argon2 al iniciar sesión, aparte de los que atienden las demás "
+        "rutas / threads that run Argon2 for sign-ins, apart from the ones serving the other routes",
+    )
     metrics_token: SecretStr | None = Field(
         None, description="Token Bearer que solo abre GET /metrics (para el recolector de Prometheus, al menos 32 "
         "caracteres); vacío = /metrics solo para administradores / bearer token that opens GET /metrics only (for a "

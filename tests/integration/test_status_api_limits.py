@@ -1,0 +1,59 @@
+"""The status API under abuse, through a real uvicorn server on loopback: sign-in floods and slow clients."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from services.status_api.api import create_app
+from services.status_api.security import create_user
+from services.status_api.tables import NotificationRow, StudyEventRow, StudyRow
+from shared.bus import MemoryBus
+from shared.db import init_db, make_engine
+from shared.runtime import ServiceContext, WebComponent
+from shared.settings import Settings
+from shared.store import LocalStore
+
+pytestmark = pytest.mark.integration
+ADMIN = {"Authorization": "Bearer limits-admin-key-0123456789abcdef"}
+PASSWORD = "contraseña-segura-1"
+FLOOD = 60
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[tuple[str, ServiceContext]]:
+    """The API served on loopback, with the request thread pool sized as the service sizes it."""
+    settings.bootstrap_api_key = SecretStr(ADMIN["Authorization"].removeprefix("Bearer "))
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine, [StudyRow, StudyEventRow, NotificationRow])
+    ctx = ServiceContext(settings, MemoryBus(settings), LocalStore(settings.resolved_store_dir), engine)
+    anyio.to_thread.current_default_thread_limiter().total_tokens = settings.database_pool_size
+    server = WebComponent(create_app(ctx), "127.0.0.1", settings.api_port)
+    await server.start()
+    try:
+        yield f"http://127.0.0.1:{settings.api_port}", ctx
+    finally:
+        await server.stop()
+        engine.dispose()
+
+
+async def test_a_sign_in_flood_does_not_starve_the_other_routes(api: tuple[str, ServiceContext]) -> None:
+    base, ctx = api
+    create_user(ctx.engine, "doctor_a", PASSWORD, "doctor", ["HOSP-A"])
+    limits = httpx.Limits(max_connections=FLOOD + 5, max_keepalive_connections=FLOOD + 5)
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+        logins = [asyncio.create_task(client.post("/auth/token", data={"username": "doctor_a", "password": PASSWORD}))
+                  for _ in range(FLOOD)]
+        await asyncio.wait(logins, return_when=asyncio.FIRST_COMPLETED)  # the flood is being worked through
+        listed = await client.get("/studies", headers=ADMIN)
+        finished_by_then = sum(task.done() for task in logins)
+        assert listed.status_code == 200, listed.text
+        # On the request thread pool the list would have waited behind most of the flood's Argon2 checks.
+        assert finished_by_then < FLOOD // 2, finished_by_then
+        answers = await asyncio.gather(*logins)
+    assert [answer.status_code for answer in answers] == [200] * FLOOD
