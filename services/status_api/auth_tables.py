@@ -37,6 +37,7 @@ class ApiKeyRow(SQLModel, table=True):
     provider_id: str | None = None
     active: bool = True
     created_at: datetime
+    expires_at: datetime | None = Field(default=None, sa_type=_UTC)  # type: ignore[call-overload]  # None: never
 
 
 class AssignmentRow(SQLModel, table=True):

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from services.status_api.schemas import StudySummary
-from services.status_api.security import Principal, audit_async, resolve_principal, scoped
+from services.status_api.security import Principal, TokenRefused, audit_async, resolve_principal, scoped
 from services.status_api.state import STATUS_LABELS
 from services.status_api.tables import StudyRow
 
@@ -142,8 +142,12 @@ def stream_principal(
         raise HTTPException(401, "No autenticado / not authenticated: falta el token / missing bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
     settings = request.app.state.ctx.settings
-    principal = resolve_principal(request.app.state.ctx.engine, request.app.state.jwt_secret, token,
-                                  settings.auth_jwt_issuer, settings.auth_jwt_audience)
+    try:
+        principal = resolve_principal(request.app.state.ctx.engine, request.app.state.jwt_secret, token,
+                                      settings.auth_jwt_issuer, settings.auth_jwt_audience)
+    except TokenRefused as refused:
+        raise HTTPException(401, f"No autenticado / not authenticated: {refused.reason}",
+                            headers={"WWW-Authenticate": "Bearer"}) from None
     if principal is None:
         raise HTTPException(401, "No autenticado / not authenticated: token inválido o vencido / invalid or expired token",
                             headers={"WWW-Authenticate": "Bearer"})

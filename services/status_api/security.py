@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal
 
 import jwt
@@ -48,6 +48,7 @@ class Principal(BaseModel):
     role: Role
     hospitals: list[str] = []
     provider_id: str | None = None
+    expires_at: datetime | None = None  # the session token's expiry, or the API key's (None: never)
 
     @property
     def sees_identity(self) -> bool:
@@ -57,6 +58,19 @@ class Principal(BaseModel):
 
 class AuthError(ValueError):
     """A user or key cannot be created as asked."""
+
+
+class TokenRefused(Exception):
+    """A known token that may no longer be used (an expired API key); ``reason`` says why, Spanish first."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` with its time zone (SQLite gives stored UTC times back without one)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def hash_password(password: str) -> str:
@@ -97,19 +111,39 @@ def create_user(
 
 
 def create_api_key(
-    engine: Engine, name: str, role: str, hospitals: list[str], provider_id: str | None = None, key: str | None = None
+    engine: Engine, name: str, role: str, hospitals: list[str], provider_id: str | None = None, key: str | None = None,
+    expires_at: datetime | None = None,
 ) -> str:
-    """Create an API key and return it; it is shown only now, the database keeps its hash."""
+    """Create an API key and return it; it is shown only now, the database keeps its hash.
+
+    ``expires_at`` (a time zone-less time is UTC): from then on the key is refused; None = never.
+    """
     _check_role(role, hospitals, provider_id)
+    if expires_at is not None:
+        expires_at = as_utc(expires_at)
+        if expires_at <= utc_now():
+            raise AuthError(f"La fecha de vencimiento ya pasó / the expiry is in the past: {expires_at.isoformat()}")
     key = key or API_KEY_PREFIX + secrets.token_urlsafe(32)
     init_db(engine, AUTH_TABLES)
     with Session(engine) as session:
         session.merge(
             ApiKeyRow(key_hash=hash_api_key(key), name=name, role=role, hospitals=hospitals, provider_id=provider_id,
-                      created_at=utc_now())
+                      created_at=utc_now(), expires_at=expires_at)
         )
         session.commit()
     return key
+
+
+def deactivate_api_keys(engine: Engine, name: str) -> int:
+    """Deactivate every API key called ``name``; how many were active. Refused from then on (cached: within
+    ``MDD_AUTH_CACHE_SECONDS``), and their open streams are closed."""
+    with Session(engine) as session:
+        rows = list(session.exec(select(ApiKeyRow).where(ApiKeyRow.name == name, col(ApiKeyRow.active).is_(True))))
+        for row in rows:
+            row.active = False
+            session.add(row)
+        session.commit()
+    return len(rows)
 
 
 def ensure_bootstrap_key(engine: Engine, settings: Settings) -> bool:
@@ -154,14 +188,21 @@ def _unauthorized(reason: str) -> HTTPException:
 
 
 def resolve_principal(engine: Engine, secret: str, token: str, issuer: str, audience: str) -> Principal | None:
-    """The principal behind a bearer token (API key, or a JWT of this issuer for this audience), or None."""
+    """The principal behind a bearer token (API key, or a JWT of this issuer for this audience), or None.
+
+    Raises ``TokenRefused`` for an API key past its expiry.
+    """
     with Session(engine) as session:
         key = session.get(ApiKeyRow, hash_api_key(token))
         if key is not None:
             if not key.active:
                 return None
+            expires_at = as_utc(key.expires_at) if key.expires_at is not None else None
+            if expires_at is not None and expires_at <= utc_now():
+                raise TokenRefused(f"la llave de API venció el {expires_at.isoformat()} / the API key expired on "
+                                   f"{expires_at.isoformat()}")
             return Principal(name=key.name, kind="apikey", role=key.role, hospitals=key.hospitals,  # type: ignore[arg-type]
-                             provider_id=key.provider_id)
+                             provider_id=key.provider_id, expires_at=expires_at)
         try:
             claims = jwt.decode(token, secret, algorithms=[JWT_ALGORITHM], issuer=issuer, audience=audience,
                                 options={"require": ["exp", "sub", "iss", "aud"]})
@@ -171,14 +212,14 @@ def resolve_principal(engine: Engine, secret: str, token: str, issuer: str, audi
         if user is None or not user.active:
             return None
         return Principal(name=user.username, kind="user", role=user.role, hospitals=user.hospitals,  # type: ignore[arg-type]
-                         provider_id=user.provider_id)
+                         provider_id=user.provider_id, expires_at=datetime.fromtimestamp(float(claims["exp"]), timezone.utc))
 
 
 class PrincipalCache:
     """Recently resolved bearer tokens, so that a busy client is not looked up in the database on every call.
 
-    An entry lives ``ttl_seconds`` (never past a JWT's expiry): a deactivated key or user is refused
-    within that time. Tokens are kept by their SHA-256; invalid tokens are never cached.
+    An entry lives ``ttl_seconds`` (never past the token's or key's expiry): a deactivated key or user is
+    refused within that time. Tokens are kept by their SHA-256; invalid tokens are never cached.
     """
 
     def __init__(self, ttl_seconds: float, max_entries: int = 10_000) -> None:
@@ -198,12 +239,10 @@ class PrincipalCache:
         if self.ttl_seconds <= 0:
             return
         lifetime = self.ttl_seconds
-        if principal.kind == "user":
-            try:
-                expires = jwt.decode(token, options={"verify_signature": False})["exp"]
-                lifetime = min(lifetime, float(expires) - time.time())
-            except (jwt.PyJWTError, KeyError, TypeError, ValueError):
-                return
+        if principal.expires_at is not None:
+            lifetime = min(lifetime, principal.expires_at.timestamp() - time.time())
+        if lifetime <= 0:
+            return
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
         self._entries[hash_api_key(token)] = (principal, time.monotonic() + lifetime)
@@ -228,8 +267,11 @@ async def current_principal(request: Request, token: Annotated[str | None, Depen
     principal = cache.get(token)
     if principal is None:
         settings = request.app.state.ctx.settings
-        principal = await run_in_threadpool(resolve_principal, request.app.state.ctx.engine, request.app.state.jwt_secret, token,
-                                            settings.auth_jwt_issuer, settings.auth_jwt_audience)
+        try:
+            principal = await run_in_threadpool(resolve_principal, request.app.state.ctx.engine, request.app.state.jwt_secret,
+                                                token, settings.auth_jwt_issuer, settings.auth_jwt_audience)
+        except TokenRefused as refused:
+            raise _unauthorized(refused.reason) from None
         if principal is not None:
             cache.put(token, principal)
     if principal is None:
