@@ -291,6 +291,17 @@ class Settings(BaseSettings):
         "X-Forwarded-Proto (dirección en la bitácora de auditoría, URL de DICOMweb); [\"*\"] = cualquiera / "
         "trusted reverse proxies whose X-Forwarded-For/-Proto are believed (audit address, DICOMweb URLs)",
     )
+    api_limit_concurrency: int = Field(
+        1000, ge=10, description="Conexiones abiertas a la vez por proceso de la API (incluidos los flujos en vivo); "
+        "las de más reciben 503 / connections open at once per API process (live streams included); past it, 503",
+    )
+    api_timeout_keep_alive: int = Field(
+        5, ge=1, le=300, description="Segundos que una conexión inactiva sigue abierta / seconds an idle connection stays open"
+    )
+    api_header_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Plazo para recibir los encabezados de cada petición; un cliente más lento "
+        "se desconecta / deadline for each request's headers; a slower client is disconnected",
+    )
     bootstrap_api_key: SecretStr | None = Field(
         None, description="Llave de administrador creada al primer arranque si no hay otra / admin API key created at first start"
     )

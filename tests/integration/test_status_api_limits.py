@@ -1,4 +1,5 @@
-"""The status API under abuse, through a real uvicorn server on loopback: sign-in floods and slow clients."""
+"""The status API under abuse, through a real uvicorn server on loopback (with the service's limits): sign-in
+floods and slow clients."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from services.status_api.security import create_user
 from services.status_api.tables import NotificationRow, StudyEventRow, StudyRow
 from shared.bus import MemoryBus
 from shared.db import init_db, make_engine
-from shared.runtime import ServiceContext, WebComponent
+from shared.runtime import ServiceContext, WebComponent, WebLimits
 from shared.settings import Settings
 from shared.store import LocalStore
 
@@ -27,13 +28,16 @@ FLOOD = 60
 
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[tuple[str, ServiceContext]]:
-    """The API served on loopback, with the request thread pool sized as the service sizes it."""
+    """The API served on loopback, with the service's limits and request thread pool (headers due within 2 s)."""
     settings.bootstrap_api_key = SecretStr(ADMIN["Authorization"].removeprefix("Bearer "))
+    settings.api_header_timeout_seconds = 2.0
     engine = make_engine(settings.resolved_database_url)
     init_db(engine, [StudyRow, StudyEventRow, NotificationRow])
     ctx = ServiceContext(settings, MemoryBus(settings), LocalStore(settings.resolved_store_dir), engine)
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.database_pool_size
-    server = WebComponent(create_app(ctx), "127.0.0.1", settings.api_port)
+    server = WebComponent(create_app(ctx), "127.0.0.1", settings.api_port, limits=WebLimits.of_api(settings))
+    config = server.server.config
+    assert (config.limit_concurrency, config.timeout_keep_alive) == (settings.api_limit_concurrency, settings.api_timeout_keep_alive)
     await server.start()
     try:
         yield f"http://127.0.0.1:{settings.api_port}", ctx
@@ -57,3 +61,39 @@ async def test_a_sign_in_flood_does_not_starve_the_other_routes(api: tuple[str, 
         assert finished_by_then < FLOOD // 2, finished_by_then
         answers = await asyncio.gather(*logins)
     assert [answer.status_code for answer in answers] == [200] * FLOOD
+
+
+async def test_a_client_that_never_finishes_its_headers_is_disconnected_while_the_api_answers(
+    api: tuple[str, ServiceContext],
+) -> None:
+    base, _ = api
+    host, port = base.removeprefix("http://").split(":")
+    stalled_reader, stalled = await asyncio.open_connection(host, int(port))
+    stalled.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Lento: ")  # and then nothing
+    trickle_reader, trickler = await asyncio.open_connection(host, int(port))
+    trickler.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+
+    async def trickle() -> None:  # slowloris: a byte every 0.2 s keeps resetting an idle timer, never a deadline
+        while not trickler.is_closing():
+            trickler.write(b"X-Goteo-")
+            try:
+                await trickler.drain()
+            except ConnectionError:
+                return
+            await asyncio.sleep(0.2)
+
+    dripping = asyncio.create_task(trickle())
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            assert (await client.get("/healthz")).status_code == 200  # served while both are hanging
+            # The server closes both: reading gives end of file (or a reset), never an answer.
+            for reader in (stalled_reader, trickle_reader):
+                try:
+                    assert await asyncio.wait_for(reader.read(), 30) == b""
+                except ConnectionResetError:
+                    pass
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        dripping.cancel()
+        stalled.close()
+        trickler.close()
