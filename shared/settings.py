@@ -336,6 +336,10 @@ class Settings(BaseSettings):
         2, ge=1, le=32, description="Hilos que calculan Argon2 al iniciar sesión, aparte de los que atienden las demás "
         "rutas / threads that run Argon2 for sign-ins, apart from the ones serving the other routes",
     )
+    api_max_streams_per_principal: int = Field(
+        5, ge=1, le=1000, description="Flujos en vivo (/events) abiertos a la vez por usuario o llave en cada réplica; "
+        "el siguiente recibe 429 / live streams open at once per user or key on each replica; the next one gets 429",
+    )
     metrics_token: SecretStr | None = Field(
         None, description="Token Bearer que solo abre GET /metrics (para el recolector de Prometheus, al menos 32 "
         "caracteres); vacío = /metrics solo para administradores / bearer token that opens GET /metrics only (for a "

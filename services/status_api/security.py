@@ -183,20 +183,21 @@ def issue_token(secret: str, username: str, minutes: int, issuer: str, audience:
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM), minutes * 60
 
 
-def _unauthorized(reason: str) -> HTTPException:
+def unauthorized(reason: str) -> HTTPException:
+    """401 with ``WWW-Authenticate: Bearer`` and the reason."""
     return HTTPException(401, f"No autenticado / not authenticated: {reason}", headers={"WWW-Authenticate": "Bearer"})
 
 
 def resolve_principal(engine: Engine, secret: str, token: str, issuer: str, audience: str) -> Principal | None:
     """The principal behind a bearer token (API key, or a JWT of this issuer for this audience), or None.
 
-    Raises ``TokenRefused`` for an API key past its expiry.
+    Raises ``TokenRefused`` for an API key that is deactivated or past its expiry.
     """
     with Session(engine) as session:
         key = session.get(ApiKeyRow, hash_api_key(token))
         if key is not None:
             if not key.active:
-                return None
+                raise TokenRefused("la llave de API está desactivada / the API key is deactivated")
             expires_at = as_utc(key.expires_at) if key.expires_at is not None else None
             if expires_at is not None and expires_at <= utc_now():
                 raise TokenRefused(f"la llave de API venció el {expires_at.isoformat()} / the API key expired on "
@@ -213,6 +214,22 @@ def resolve_principal(engine: Engine, secret: str, token: str, issuer: str, audi
             return None
         return Principal(name=user.username, kind="user", role=user.role, hospitals=user.hospitals,  # type: ignore[arg-type]
                          provider_id=user.provider_id, expires_at=datetime.fromtimestamp(float(claims["exp"]), timezone.utc))
+
+
+INVALID_TOKEN = "token inválido o vencido / invalid or expired token"
+
+
+def principal_of(state: object, token: str) -> Principal:
+    """The principal behind ``token`` for the application whose ``app.state`` is given, looked up now (no cache).
+
+    Raises ``TokenRefused`` with the reason when the token is not (or no longer) honoured.
+    """
+    settings = state.ctx.settings  # type: ignore[attr-defined]
+    principal = resolve_principal(state.ctx.engine, state.jwt_secret, token, settings.auth_jwt_issuer,  # type: ignore[attr-defined]
+                                  settings.auth_jwt_audience)
+    if principal is None:
+        raise TokenRefused(INVALID_TOKEN)
+    return principal
 
 
 class PrincipalCache:
@@ -262,20 +279,15 @@ async def current_principal(request: Request, token: Annotated[str | None, Depen
     Reusable by any router of the status API (e.g. DICOMweb): ``Depends(current_principal)``.
     """
     if not token:
-        raise _unauthorized("falta el token / missing bearer token")
+        raise unauthorized("falta el token / missing bearer token")
     cache = principal_cache(request)
     principal = cache.get(token)
     if principal is None:
-        settings = request.app.state.ctx.settings
         try:
-            principal = await run_in_threadpool(resolve_principal, request.app.state.ctx.engine, request.app.state.jwt_secret,
-                                                token, settings.auth_jwt_issuer, settings.auth_jwt_audience)
+            principal = await run_in_threadpool(principal_of, request.app.state, token)
         except TokenRefused as refused:
-            raise _unauthorized(refused.reason) from None
-        if principal is not None:
-            cache.put(token, principal)
-    if principal is None:
-        raise _unauthorized("token inválido o vencido / invalid or expired token")
+            raise unauthorized(refused.reason) from None
+        cache.put(token, principal)
     request.state.principal = principal
     return principal
 

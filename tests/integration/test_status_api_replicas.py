@@ -124,6 +124,8 @@ def test_two_replicas_on_one_port_split_the_work_and_every_stream_sees_every_cha
         "MDD_API_PORT": str(port), "MDD_API_REUSE_PORT": "true", "MDD_BOOTSTRAP_API_KEY": API_KEY,
         "MDD_AUTH_JWT_SECRET": "one-secret-for-every-replica-0123456789",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        # Streams are opened and closed in a loop until one lands on each replica: more than the default cap per key.
+        "MDD_API_MAX_STREAMS_PER_PRINCIPAL": "50",
     }
     (tmp_path / "metrics").mkdir()
     base = f"http://127.0.0.1:{port}"
