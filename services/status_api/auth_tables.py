@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal, get_args
 
 from sqlalchemy import JSON, Column, DateTime
 from sqlmodel import Field, SQLModel
 
-ROLES = ("admin", "hospital_staff", "doctor", "provider")
+#: The roles, in one place: a new role is added here (and to the isolation matrix's columns).
+Role = Literal["admin", "hospital_staff", "doctor", "provider"]
+ROLES: tuple[str, ...] = get_args(Role)
 _UTC = DateTime(timezone=True)
 
 

@@ -27,10 +27,9 @@ from shared.db import init_db
 from shared.events import utc_now
 from shared.settings import Settings
 from services.status_api.audit_log import AuditLog
-from services.status_api.auth_tables import AUTH_TABLES, ROLES, ApiKeyRow, AssignmentRow, UserRow
+from services.status_api.auth_tables import AUTH_TABLES, ROLES, ApiKeyRow, AssignmentRow, Role, UserRow
 from services.status_api.tables import StudyRow
 
-Role = Literal["admin", "hospital_staff", "doctor", "provider"]
 JWT_ALGORITHM = "HS256"
 API_KEY_PREFIX = "mdd_"
 IDENTITY_ROLES = frozenset({"admin", "doctor"})
