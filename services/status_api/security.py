@@ -190,7 +190,7 @@ def unauthorized(reason: str) -> HTTPException:
 def resolve_principal(engine: Engine, secret: str, token: str, issuer: str, audience: str) -> Principal | None:
     """The principal behind a bearer token (API key, or a JWT of this issuer for this audience), or None.
 
-    Raises ``TokenRefused`` for an API key that is deactivated or past its expiry.
+    Raises ``TokenRefused`` for a deactivated user, or an API key that is deactivated or past its expiry.
     """
     with Session(engine) as session:
         key = session.get(ApiKeyRow, hash_api_key(token))
@@ -209,8 +209,10 @@ def resolve_principal(engine: Engine, secret: str, token: str, issuer: str, audi
         except jwt.PyJWTError:
             return None
         user = session.get(UserRow, str(claims["sub"]))
-        if user is None or not user.active:
+        if user is None:
             return None
+        if not user.active:
+            raise TokenRefused("el usuario está desactivado / the user is deactivated")
         return Principal(name=user.username, kind="user", role=user.role, hospitals=user.hospitals,  # type: ignore[arg-type]
                          provider_id=user.provider_id, expires_at=datetime.fromtimestamp(float(claims["exp"]), timezone.utc))
 
