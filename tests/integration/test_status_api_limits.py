@@ -9,19 +9,14 @@ from collections.abc import AsyncIterator
 import anyio.to_thread
 import httpx
 import pytest
-from pydantic import SecretStr
 
-from services.status_api.api import create_app
 from services.status_api.security import create_user
-from services.status_api.tables import NotificationRow, StudyEventRow, StudyRow
-from shared.bus import MemoryBus
-from shared.db import init_db, make_engine
-from shared.runtime import ServiceContext, WebComponent, WebLimits
+from shared.runtime import ServiceContext
 from shared.settings import Settings
-from shared.store import LocalStore
+from tests.integration.test_status_api_live import ADMIN_KEY, served
 
 pytestmark = pytest.mark.integration
-ADMIN = {"Authorization": "Bearer limits-admin-key-0123456789abcdef"}
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 PASSWORD = "contraseña-segura-1"
 FLOOD = 60
 
@@ -29,21 +24,10 @@ FLOOD = 60
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[tuple[str, ServiceContext]]:
     """The API served on loopback, with the service's limits and request thread pool (headers due within 2 s)."""
-    settings.bootstrap_api_key = SecretStr(ADMIN["Authorization"].removeprefix("Bearer "))
     settings.api_header_timeout_seconds = 2.0
-    engine = make_engine(settings.resolved_database_url)
-    init_db(engine, [StudyRow, StudyEventRow, NotificationRow])
-    ctx = ServiceContext(settings, MemoryBus(settings), LocalStore(settings.resolved_store_dir), engine)
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.database_pool_size
-    server = WebComponent(create_app(ctx), "127.0.0.1", settings.api_port, limits=WebLimits.of_api(settings))
-    config = server.server.config
-    assert (config.limit_concurrency, config.timeout_keep_alive) == (settings.api_limit_concurrency, settings.api_timeout_keep_alive)
-    await server.start()
-    try:
+    async with served(settings) as (_, ctx):
         yield f"http://127.0.0.1:{settings.api_port}", ctx
-    finally:
-        await server.stop()
-        engine.dispose()
 
 
 async def test_a_sign_in_flood_does_not_starve_the_other_routes(api: tuple[str, ServiceContext]) -> None:
@@ -97,3 +81,18 @@ async def test_a_client_that_never_finishes_its_headers_is_disconnected_while_th
         dripping.cancel()
         stalled.close()
         trickler.close()
+
+
+async def test_connections_past_the_limit_are_answered_503(settings: Settings) -> None:
+    settings.api_limit_concurrency = 10
+    async with served(settings) as (client, _):
+        held = [await asyncio.open_connection("127.0.0.1", settings.api_port) for _ in range(10)]
+        assert (await client.get("/healthz")).status_code == 503
+        for _, writer in held:
+            writer.close()
+        for _ in range(100):  # the server sees them go
+            if (answer := await client.get("/healthz")).status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+        assert answer.status_code == 200
+
