@@ -9,18 +9,20 @@ against other accounts from the same address.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, col, delete, select
 
 from shared.events import utc_now
 from shared.settings import Settings
 from services.status_api.auth_tables import LoginThrottleRow
 
+log = logging.getLogger("mdd.status_api.login")
 MAX_NAME = 200  # longer usernames are counted under their first characters (the key stays small)
 
 
@@ -107,7 +109,23 @@ class LoginThrottle:
                 session.add(row)
                 session.flush()
             session.commit()
+        self._forget_stale(now)
         return started
+
+    def _forget_stale(self, now: datetime) -> None:
+        """Drop counts whose window and lock are over, so that guessed usernames do not pile up rows.
+
+        Best effort, in its own transaction: a concurrent clean-up that conflicts with this one is harmless.
+        """
+        try:
+            with Session(self.engine) as session:
+                session.exec(delete(LoginThrottleRow).where(  # type: ignore[call-overload]
+                    col(LoginThrottleRow.window_started) < now - self.window,
+                    col(LoginThrottleRow.locked_until).is_(None) | (col(LoginThrottleRow.locked_until) < now),
+                ))
+                session.commit()
+        except DBAPIError:
+            log.warning("Limpieza de intentos viejos aplazada / stale sign-in counts clean-up deferred", exc_info=True)
 
     def succeeded(self, subjects: Subjects) -> None:
         """A right password: the username starts again from no failures."""

@@ -131,3 +131,17 @@ def test_throttle_settings_have_sane_defaults() -> None:
     assert (defaults.auth_login_max_failures, defaults.auth_login_window_minutes, defaults.auth_login_lockout_minutes) == (5, 15, 15)
     with pytest.raises(ValueError):
         Settings(auth_login_max_failures=0)
+
+
+def test_counts_whose_window_and_lock_are_over_are_dropped(client: TestClient) -> None:
+    engine = client.app.state.ctx.engine  # type: ignore[attr-defined]
+    long_ago = utc_now() - timedelta(hours=2)
+    with Session(engine) as session:
+        session.add(LoginThrottleRow(subject="user:olvidado", failures=3, window_started=long_ago))
+        session.add(LoginThrottleRow(subject="user:bloqueado", failures=0, window_started=long_ago,
+                                     locked_until=utc_now() + timedelta(minutes=5)))
+        session.commit()
+    assert sign_in(client, "doctor_a", "incorrecta").status_code == 401
+    with Session(engine) as session:
+        subjects = {row.subject for row in session.exec(select(LoginThrottleRow))}
+    assert subjects == {"user:bloqueado", "user:doctor_a", "client:testclient"}
