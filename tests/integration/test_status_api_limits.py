@@ -40,6 +40,8 @@ async def test_a_sign_in_flood_does_not_starve_the_other_routes(api: tuple[str, 
         await asyncio.wait(logins, return_when=asyncio.FIRST_COMPLETED)  # the flood is being worked through
         listed = await client.get("/studies", headers=ADMIN)
         finished_by_then = sum(task.done() for task in logins)
+        print(f"inicios de sesión terminados al responder la lista / sign-ins finished when the list answered: "
+              f"{finished_by_then}/{FLOOD}")
         assert listed.status_code == 200, listed.text
         # On the request thread pool the list would have waited behind most of the flood's Argon2 checks.
         assert finished_by_then < FLOOD // 2, finished_by_then

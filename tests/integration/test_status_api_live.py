@@ -1,4 +1,5 @@
-"""Live study changes (SSE) and Prometheus metrics, through a real uvicorn server on loopback."""
+"""Live study changes (SSE): scope, the cap per user or key, the end of a stream whose token stops being valid;
+and Prometheus metrics, through a real uvicorn server on loopback."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-import jwt
-
 import httpx
+import jwt
 import pytest
 from pydantic import SecretStr
+from sqlmodel import Session, select
 
 from services.status_api.api import create_app
+from services.status_api.auth_tables import ApiKeyRow
 from services.status_api.live import BROADCASTER
 from services.status_api.projector import project
 from services.status_api.security import create_api_key, create_user, deactivate_api_keys
@@ -189,6 +191,22 @@ async def test_a_stream_ends_when_its_key_is_deactivated(settings: Settings) -> 
             with pytest.raises(StopAsyncIteration):  # the server ended the stream
                 await asyncio.wait_for(anext(events), 10)
         assert (await client.get("/events", params={"access_token": key_a})).status_code == 401
+
+
+async def test_a_stream_ends_when_its_keys_hospitals_change(settings: Settings) -> None:
+    settings.auth_cache_seconds = 1.0
+    async with served(settings) as (client, ctx):
+        key_a = create_api_key(ctx.engine, "tablero-a", "hospital_staff", ["HOSP-A"])
+        async with client.stream("GET", "/events", params={"access_token": key_a}) as stream:
+            events = sse_events(stream)
+            assert (await anext(events))[0] == "ready"
+            with Session(ctx.engine) as session:  # the key is moved to hospital B
+                row = session.exec(select(ApiKeyRow).where(ApiKeyRow.name == "tablero-a")).one()
+                row.hospitals = ["HOSP-B"]
+                session.add(row)
+                session.commit()
+            name, data = await asyncio.wait_for(anext(events), 30)
+            assert name == "closed" and "hospitales" in data["reason"] and "reconnect" in data["reason"]
 
 
 async def test_a_stream_ends_when_its_session_token_expires(settings: Settings) -> None:
