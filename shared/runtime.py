@@ -62,19 +62,42 @@ class ComponentGroup:
             await component.stop()
 
 
+@dataclass(frozen=True)
+class WebLimits:
+    """Bounds of a web server: open connections (503 past it), idle keep-alive and the headers' deadline."""
+
+    concurrency: int
+    keep_alive_seconds: int
+    header_seconds: float
+
+    @classmethod
+    def of_api(cls, settings: Settings) -> WebLimits:
+        """The status API's bounds (``MDD_API_LIMIT_CONCURRENCY``, ``MDD_API_TIMEOUT_KEEP_ALIVE``,
+        ``MDD_API_HEADER_TIMEOUT_SECONDS``)."""
+        return cls(settings.api_limit_concurrency, settings.api_timeout_keep_alive, settings.api_header_timeout_seconds)
+
+
 class WebComponent:
     """Runs an ASGI application with uvicorn inside the service's event loop."""
 
     def __init__(
-        self, app: object, host: str, port: int, reuse_port: bool = False, forwarded_allow_ips: list[str] | None = None
+        self, app: object, host: str, port: int, reuse_port: bool = False, forwarded_allow_ips: list[str] | None = None,
+        limits: WebLimits | None = None,
     ) -> None:
         """``forwarded_allow_ips``: proxies whose ``X-Forwarded-*`` headers set the client address and scheme
-        (None: uvicorn's default, ``$FORWARDED_ALLOW_IPS`` or 127.0.0.1)."""
+        (None: uvicorn's default, ``$FORWARDED_ALLOW_IPS`` or 127.0.0.1); ``limits``: connections and timeouts
+        (None: uvicorn's defaults, no header deadline)."""
         import uvicorn
 
+        from shared.web_limits import header_deadline_protocol
+
+        bounds: dict[str, object] = {}
+        if limits is not None:
+            bounds = {"limit_concurrency": limits.concurrency, "timeout_keep_alive": limits.keep_alive_seconds,
+                      "http": header_deadline_protocol(limits.header_seconds)}
         config = uvicorn.Config(
             app, host=host, port=port, log_config=None, lifespan="off",  # type: ignore[arg-type]
-            proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips,
+            proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips, **bounds,  # type: ignore[arg-type]
         )
         self.server = uvicorn.Server(config)
         self.host, self.port, self.reuse_port = host, port, reuse_port

@@ -343,6 +343,17 @@ class Settings(BaseSettings):
         "X-Forwarded-Proto (dirección en la bitácora de auditoría, URL de DICOMweb); [\"*\"] = cualquiera / "
         "trusted reverse proxies whose X-Forwarded-For/-Proto are believed (audit address, DICOMweb URLs)",
     )
+    api_limit_concurrency: int = Field(
+        1000, ge=10, description="Conexiones abiertas a la vez por proceso de la API (incluidos los flujos en vivo); "
+        "las de más reciben 503 / connections open at once per API process (live streams included); past it, 503",
+    )
+    api_timeout_keep_alive: int = Field(
+        5, ge=1, le=300, description="Segundos que una conexión inactiva sigue abierta / seconds an idle connection stays open"
+    )
+    api_header_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Plazo para recibir los encabezados de cada petición; un cliente más lento "
+        "se desconecta / deadline for each request's headers; a slower client is disconnected",
+    )
     bootstrap_api_key: SecretStr | None = Field(
         None, description="Llave de administrador creada al primer arranque si no hay otra / admin API key created at first start"
     )
@@ -358,6 +369,33 @@ class Settings(BaseSettings):
         description="Segundos que se recuerda un token válido; una llave o usuario desactivado se rechaza a más tardar "
         "tras ese tiempo; 0 = consultar siempre / seconds a valid token is remembered (a deactivated key is refused "
         "within that time); 0 = always look up",
+    )
+    auth_login_max_failures: int = Field(
+        5, ge=1, le=1000, description="Contraseñas fallidas por usuario dentro de la ventana antes de bloquearlo / "
+        "failed sign-ins per username within the window before it is locked",
+    )
+    auth_login_max_client_failures: int = Field(
+        20, ge=1, le=10000, description="Contraseñas fallidas desde una dirección (todos los usuarios; un proxy o NAT "
+        "de hospital junta a muchos) antes de bloquearla / failed sign-ins from one client address before it is locked",
+    )
+    auth_login_window_minutes: float = Field(
+        15.0, gt=0, le=1440, description="Ventana en la que se cuentan los fallos / window in which failures are counted"
+    )
+    auth_login_lockout_minutes: float = Field(
+        15.0, gt=0, le=1440, description="Duración del bloqueo (429 con Retry-After) / how long a lockout lasts"
+    )
+    auth_password_workers: int = Field(
+        2, ge=1, le=32, description="Hilos que calculan Argon2 al iniciar sesión, aparte de los que atienden las demás "
+        "rutas / threads that run Argon2 for sign-ins, apart from the ones serving the other routes",
+    )
+    api_max_streams_per_principal: int = Field(
+        5, ge=1, le=1000, description="Flujos en vivo (/events) abiertos a la vez por usuario o llave en cada réplica; "
+        "el siguiente recibe 429 / live streams open at once per user or key on each replica; the next one gets 429",
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="Token Bearer que solo abre GET /metrics (para el recolector de Prometheus, al menos 32 "
+        "caracteres); vacío = /metrics solo para administradores / bearer token that opens GET /metrics only (for a "
+        "Prometheus scraper, at least 32 characters); empty = administrators only",
     )
     # --- pseudonymous patient keys ---
     patient_key_secret: SecretStr | None = Field(
@@ -487,14 +525,15 @@ class Settings(BaseSettings):
         """Folder where incoming instances are spooled before they reach the store."""
         return self.spool_dir or self.data_dir / "spool"
 
-    @field_validator("auth_jwt_secret")
+    @field_validator("auth_jwt_secret", "metrics_token")
     @classmethod
-    def _jwt_secret_is_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+    def _secret_is_long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         length = len(value.get_secret_value()) if value is not None else 0
         if 0 < length < MIN_JWT_SECRET_LENGTH:
+            variable = f"MDD_{str(info.field_name).upper()}"
             raise ValueError(
-                f"MDD_AUTH_JWT_SECRET es demasiado corto ({length} < {MIN_JWT_SECRET_LENGTH} caracteres); genere uno con "
-                f"`openssl rand -base64 48` / MDD_AUTH_JWT_SECRET is too short ({length} < {MIN_JWT_SECRET_LENGTH} characters)"
+                f"{variable} es demasiado corto ({length} < {MIN_JWT_SECRET_LENGTH} caracteres); genere uno con "
+                f"`openssl rand -base64 48` / {variable} is too short ({length} < {MIN_JWT_SECRET_LENGTH} characters)"
             )
         return value
 

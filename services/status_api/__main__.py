@@ -6,7 +6,7 @@ import anyio.to_thread
 
 from shared.db import init_db
 from shared.errors import ConfigurationError
-from shared.runtime import ServiceContext, WebComponent
+from shared.runtime import ServiceContext, WebComponent, WebLimits
 from services.status_api.api import create_app
 from services.status_api.change_feed import ChangeListener
 from services.status_api.dicomweb_index import register_index
@@ -30,7 +30,7 @@ class StatusApiComponent(WebComponent):
             )
         super().__init__(
             create_app(ctx), settings.api_host, settings.api_port, reuse_port=settings.api_reuse_port,
-            forwarded_allow_ips=settings.api_forwarded_allow_ips,
+            forwarded_allow_ips=settings.api_forwarded_allow_ips, limits=WebLimits.of_api(settings),
         )
         self.watchdog = Watchdog(ctx)
         self.changes = ChangeListener(ctx.engine)

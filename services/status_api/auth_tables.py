@@ -1,14 +1,18 @@
-"""The status API's security tables: users, API keys, provider assignments and the audit log."""
+"""The status API's security tables: users, API keys, provider assignments, the audit log and sign-in throttling."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal, get_args
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, DateTime
 from sqlmodel import Field, SQLModel
 
+#: The roles, in one place: a new role is added here (and to the isolation matrix's columns).
 #: ``uploader`` is write-only: it stores for its hospitals (``/uploads``, STOW-RS) and reads nothing.
-ROLES = ("admin", "hospital_staff", "doctor", "provider", "uploader")
+Role = Literal["admin", "hospital_staff", "doctor", "provider", "uploader"]
+ROLES: tuple[str, ...] = get_args(Role)
+_UTC = DateTime(timezone=True)
 
 
 class UserRow(SQLModel, table=True):
@@ -37,6 +41,7 @@ class ApiKeyRow(SQLModel, table=True):
     provider_id: str | None = None
     active: bool = True
     created_at: datetime
+    expires_at: datetime | None = Field(default=None, sa_type=_UTC)  # type: ignore[call-overload]  # None: never
 
 
 class AssignmentRow(SQLModel, table=True):
@@ -65,4 +70,16 @@ class AuditRow(SQLModel, table=True):
     detail: str = ""
 
 
-AUTH_TABLES: list[type[SQLModel]] = [UserRow, ApiKeyRow, AssignmentRow, AuditRow]
+class LoginThrottleRow(SQLModel, table=True):
+    """Failed sign-ins of one username (``user:NAME``) or one client address (``client:ADDRESS``) in the current
+    window, and until when it is locked; shared by every replica of the API."""
+
+    __tablename__ = "auth_login_throttle"
+
+    subject: str = Field(primary_key=True)
+    failures: int = 0
+    window_started: datetime = Field(sa_type=_UTC)  # type: ignore[call-overload]
+    locked_until: datetime | None = Field(default=None, sa_type=_UTC)  # type: ignore[call-overload]
+
+
+AUTH_TABLES: list[type[SQLModel]] = [UserRow, ApiKeyRow, AssignmentRow, AuditRow, LoginThrottleRow]

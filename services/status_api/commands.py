@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Optional
 
 import typer
@@ -10,7 +11,7 @@ from rich.console import Console
 from shared.db import make_engine
 from shared.settings import Settings
 from services.status_api.auth_tables import ROLES
-from services.status_api.security import AuthError, create_api_key, create_user
+from services.status_api.security import AuthError, create_api_key, create_user, deactivate_api_keys
 
 commands = typer.Typer(help="Usuarios y llaves de la API de estado / status API users and keys.", no_args_is_help=True)
 user = typer.Typer(help="Usuarios (contraseña → token) / users (password → token).", no_args_is_help=True)
@@ -43,12 +44,32 @@ def user_add(
 
 
 @apikey.command("add")
-def apikey_add(name: str, role: RoleOption, hospital: HospitalOption = None, provider_id: ProviderOption = None) -> None:
+def apikey_add(
+    name: str,
+    role: RoleOption,
+    hospital: HospitalOption = None,
+    provider_id: ProviderOption = None,
+    expires_at: Annotated[Optional[datetime], typer.Option(
+        help="Vence en esta fecha (UTC si no lleva zona), p. ej. 2027-06-30 / expires at this time (UTC unless given)")] = None,
+) -> None:
     """Crea una llave de API y la muestra una sola vez / create an API key and show it once."""
     try:
-        key = create_api_key(make_engine(Settings().resolved_database_url), name, role, hospital or [], provider_id)
+        key = create_api_key(make_engine(Settings().resolved_database_url), name, role, hospital or [], provider_id,
+                             expires_at=expires_at)
     except AuthError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
+    if expires_at is not None:
+        console.print(f"Vence / expires: {expires_at.isoformat()}")
     console.print("Llave creada; guárdela ahora, no se vuelve a mostrar / key created; store it now, it is not shown again:")
     print(key)
+
+
+@apikey.command("deactivate")
+def apikey_deactivate(name: str) -> None:
+    """Desactiva las llaves con ese nombre / deactivate the keys of that name."""
+    count = deactivate_api_keys(make_engine(Settings().resolved_database_url), name)
+    if not count:
+        console.print(f"[red]No hay llave activa con ese nombre / no active key of that name: {name}[/]")
+        raise typer.Exit(1)
+    console.print(f"Llaves desactivadas / keys deactivated: {name} ({count})")

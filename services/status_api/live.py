@@ -2,14 +2,18 @@
 
 The projector publishes a study's summary after each committed change; every open stream has its own
 bounded queue and receives only the studies its principal may see (the same scope as the study list).
+A principal holds at most ``MDD_API_MAX_STREAMS_PER_PRINCIPAL`` streams per replica; each stream looks
+its token up again every ``MDD_AUTH_CACHE_SECONDS`` and at the token's expiry, and ends (with a
+``closed`` event saying why) once the key or user is deactivated, changed or expired.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 import logging
 import threading
+import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -21,13 +25,22 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from services.status_api.schemas import StudySummary
-from services.status_api.security import Principal, audit_async, resolve_principal, scoped
+from services.status_api.security import (
+    Principal,
+    TokenRefused,
+    audit_async,
+    principal_of,
+    refuse_write_only,
+    scoped,
+    unauthorized,
+)
 from services.status_api.state import STATUS_LABELS
 from services.status_api.tables import StudyRow
 
 log = logging.getLogger("mdd.status_api.live")
 QUEUE_SIZE = 1000
 RETRY_MS = 3000
+MIN_RECHECK_SECONDS = 1.0  # with MDD_AUTH_CACHE_SECONDS=0 a stream still looks its token up once a second, not constantly
 _CLOSE = object()  # sentinel that ends a stream (server shutdown)
 #: This process among the status API's replicas (named in change notices and in each stream's ``ready`` event).
 REPLICA_ID = uuid.uuid4().hex
@@ -46,8 +59,18 @@ class Subscriber:
 
     principal: Principal
     loop: asyncio.AbstractEventLoop
+    token: str = ""
     queue: asyncio.Queue[object] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     dropped: int = 0
+
+
+class StreamLimit(Exception):
+    """The principal already holds as many streams as allowed."""
+
+
+def stream_owner(principal: Principal) -> str:
+    """Whose streams are counted together: one user, or every key of one name."""
+    return f"{principal.kind}:{principal.name}"
 
 
 class Broadcaster:
@@ -57,10 +80,12 @@ class Broadcaster:
         self._subscribers: set[Subscriber] = set()
         self._lock = threading.Lock()
 
-    def subscribe(self, principal: Principal) -> Subscriber:
-        """Register a stream on the running event loop."""
-        subscriber = Subscriber(principal, asyncio.get_running_loop())
+    def subscribe(self, principal: Principal, limit: int | None = None, token: str = "") -> Subscriber:
+        """Register a stream on the running event loop; ``StreamLimit`` if the principal already holds ``limit``."""
+        subscriber = Subscriber(principal, asyncio.get_running_loop(), token)
         with self._lock:
+            if limit is not None and sum(stream_owner(s.principal) == stream_owner(principal) for s in self._subscribers) >= limit:
+                raise StreamLimit(limit)
             self._subscribers.add(subscriber)
         return subscriber
 
@@ -127,7 +152,7 @@ def may_see(engine: Engine, principal: Principal, summary: StudySummary) -> bool
 _bearer = HTTPBearer(auto_error=False)
 
 
-def stream_principal(
+def stream_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     access_token: Annotated[
@@ -135,20 +160,55 @@ def stream_principal(
         Query(description="Token para EventSource, que no puede enviar encabezados / token for EventSource, "
                           "which cannot send headers"),
     ] = None,
-) -> Principal:
-    """The caller of the stream: ``Authorization: Bearer`` or, for browsers' EventSource, ``?access_token=``."""
+) -> tuple[Principal, str]:
+    """The caller of the stream and its token: ``Authorization: Bearer`` or, for browsers' EventSource, ``?access_token=``."""
     token = credentials.credentials if credentials else access_token
     if not token:
-        raise HTTPException(401, "No autenticado / not authenticated: falta el token / missing bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
-    settings = request.app.state.ctx.settings
-    principal = resolve_principal(request.app.state.ctx.engine, request.app.state.jwt_secret, token,
-                                  settings.auth_jwt_issuer, settings.auth_jwt_audience)
-    if principal is None:
-        raise HTTPException(401, "No autenticado / not authenticated: token inválido o vencido / invalid or expired token",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise unauthorized("falta el token / missing bearer token")
+    try:
+        principal = principal_of(request.app.state, token)
+    except TokenRefused as refused:
+        raise unauthorized(refused.reason) from None
+    refuse_write_only(principal)  # an upload-only key does not watch its hospitals' studies either
     request.state.principal = principal
-    return principal
+    return principal, token
+
+
+async def stream_subscription(
+    request: Request, caller: Annotated[tuple[Principal, str], Depends(stream_caller)]
+) -> AsyncIterator[Subscriber]:
+    """The stream's place in the broadcaster, held until the response ends; 429 past the principal's limit."""
+    principal, token = caller
+    limit = request.app.state.ctx.settings.api_max_streams_per_principal
+    try:
+        subscriber = BROADCASTER.subscribe(principal, limit, token)
+    except StreamLimit:
+        raise HTTPException(
+            429, f"Demasiados flujos en vivo abiertos con este usuario o llave (máximo {limit}); cierre uno / too many "
+                 f"live streams open for this user or key (at most {limit}); close one", headers={"Retry-After": str(RETRY_MS // 1000)},
+        ) from None
+    try:
+        yield subscriber
+    finally:
+        BROADCASTER.unsubscribe(subscriber)
+
+
+def still_honoured(state: object, subscriber: Subscriber) -> str | None:
+    """Why the stream's token may no longer be used (deactivated, expired, its role or scope changed), or None."""
+    try:
+        principal = principal_of(state, subscriber.token)
+    except TokenRefused as refused:
+        return refused.reason
+    if principal.model_dump(exclude={"expires_at"}) != subscriber.principal.model_dump(exclude={"expires_at"}):
+        return "cambiaron el rol o los hospitales; vuelva a conectarse / the role or hospitals changed; reconnect"
+    return None
+
+
+def _seconds_to_next_check(principal: Principal, next_check: float) -> float:
+    wait = next_check - time.monotonic()
+    if principal.expires_at is not None:
+        wait = min(wait, principal.expires_at.timestamp() - time.time())
+    return max(wait, 0.0)
 
 
 router = APIRouter()
@@ -156,31 +216,44 @@ router = APIRouter()
 
 @router.get(
     "/events", response_class=EventSourceResponse, tags=["en vivo / live"],
-    responses={200: {"description": "text/event-stream: `ready`, luego un `study` por cambio / then one `study` per change"}},
+    responses={200: {"description": "text/event-stream: `ready`, luego un `study` por cambio y `closed` si el token deja "
+                                    "de valer / then one `study` per change, and `closed` when the token stops being valid"},
+               429: {"description": "Demasiados flujos de este usuario o llave / too many streams for this user or key"}},
 )
-async def study_events(request: Request, principal: Annotated[Principal, Depends(stream_principal)]) -> AsyncIterator[ServerSentEvent]:
+async def study_events(request: Request, subscriber: Annotated[Subscriber, Depends(stream_subscription)]) -> AsyncIterator[ServerSentEvent]:
     """Cambios de estudios en vivo (SSE) del alcance de quien llama / live study changes (SSE) in the caller's scope.
 
     First a ``ready`` event, then one ``study`` event (the study summary as JSON) per change; comment lines
     keep the connection alive. ``?access_token=`` is accepted here only, because EventSource cannot send headers.
+    The stream ends with a ``closed`` event (``reason``) once its key or user is deactivated or its token expires.
     """
     engine: Engine = request.app.state.ctx.engine
-    subscriber = BROADCASTER.subscribe(principal)
+    principal = subscriber.principal
+    recheck = max(request.app.state.ctx.settings.auth_cache_seconds, MIN_RECHECK_SECONDS)
+    next_check = time.monotonic() + recheck
     await audit_async(request, principal, "study.stream", detail="SSE")
-    try:
-        yield ServerSentEvent(event="ready", data={"principal": principal.name, "role": principal.role, "replica": REPLICA_ID},
-                              retry=RETRY_MS)
-        while True:
-            item = await subscriber.queue.get()
-            if item is _CLOSE:
+    yield ServerSentEvent(event="ready", data={"principal": principal.name, "role": principal.role, "replica": REPLICA_ID},
+                          retry=RETRY_MS)
+    while True:
+        try:
+            item = await asyncio.wait_for(subscriber.queue.get(), _seconds_to_next_check(principal, next_check))
+        except asyncio.TimeoutError:
+            item = None
+        if item is None or time.monotonic() >= next_check:
+            reason = await asyncio.to_thread(still_honoured, request.app.state, subscriber)
+            if reason is not None:
+                yield ServerSentEvent(event="closed", data={"reason": reason})
                 return
-            assert isinstance(item, StudySummary)
-            if principal.role == "provider":  # needs the database: off the event loop
-                visible = await asyncio.to_thread(may_see, engine, principal, item)
-            else:
-                visible = may_see(engine, principal, item)
-            if visible:
-                yield ServerSentEvent(event="study", id=f"{item.study_uid}@{item.updated_at.isoformat()}",
-                                      data=item.model_dump(mode="json"))
-    finally:
-        BROADCASTER.unsubscribe(subscriber)
+            next_check = time.monotonic() + recheck
+        if item is None:
+            continue
+        if item is _CLOSE:
+            return
+        assert isinstance(item, StudySummary)
+        if principal.role == "provider":  # needs the database: off the event loop
+            visible = await asyncio.to_thread(may_see, engine, principal, item)
+        else:
+            visible = may_see(engine, principal, item)
+        if visible:
+            yield ServerSentEvent(event="study", id=f"{item.study_uid}@{item.updated_at.isoformat()}",
+                                  data=item.model_dump(mode="json"))

@@ -1,16 +1,19 @@
 """Prometheus metrics of the status API: requests by route and status, events applied, studies by state and light.
 
-``GET /metrics`` is open on the API port, like most exporters: it carries only counts (no study UIDs,
-no hospital ids, no patient data); restrict it at the network if the port is public.
+``GET /metrics`` carries only counts (no study UIDs, no hospital ids, no patient data), but counts of
+every hospital, so it is not open: an administrator, or a scraper holding ``MDD_METRICS_TOKEN`` (a
+token that opens this route and nothing else), may read it.
 """
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
 from collections.abc import Iterator
+from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -27,6 +30,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.status_api.security import authenticated_principal, oauth2_scheme
 from services.status_api.tables import StudyRow
 
 #: Process-wide: the projector of this process counts every event it applies (redeliveries excluded).
@@ -132,9 +136,22 @@ class MetricsMiddleware:
 router = APIRouter()
 
 
-@router.get("/metrics", include_in_schema=False)
+async def metrics_reader(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> None:
+    """The scraper's ``MDD_METRICS_TOKEN`` or an administrator; 401 without a valid token, 403 for other roles."""
+    expected = request.app.state.ctx.settings.metrics_token
+    if token and expected is not None and expected.get_secret_value() and \
+            hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
+        return
+    principal = await authenticated_principal(request, token)
+    if principal.role != "admin":
+        raise HTTPException(403, "Sin permiso / forbidden: /metrics requiere admin o MDD_METRICS_TOKEN / "
+                                 "requires admin or MDD_METRICS_TOKEN")
+
+
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_reader)])
 def metrics_endpoint(request: Request) -> Response:
-    """Métricas de Prometheus (sin autenticación, solo conteos) / Prometheus metrics (open, counts only)."""
+    """Métricas de Prometheus (solo conteos; admin o MDD_METRICS_TOKEN) / Prometheus metrics (counts only; admin or
+    MDD_METRICS_TOKEN)."""
     return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 

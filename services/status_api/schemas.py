@@ -177,3 +177,4 @@ class Me(BaseModel):
     role: str
     hospitals: list[str]
     provider_id: str | None
+    expires_at: datetime | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal
 
 import jwt
@@ -27,10 +27,9 @@ from shared.db import init_db
 from shared.events import utc_now
 from shared.settings import Settings
 from services.status_api.audit_log import AuditLog
-from services.status_api.auth_tables import AUTH_TABLES, ROLES, ApiKeyRow, AssignmentRow, UserRow
+from services.status_api.auth_tables import AUTH_TABLES, ROLES, ApiKeyRow, AssignmentRow, Role, UserRow
 from services.status_api.tables import StudyRow
 
-Role = Literal["admin", "hospital_staff", "doctor", "provider", "uploader"]
 JWT_ALGORITHM = "HS256"
 API_KEY_PREFIX = "mdd_"
 IDENTITY_ROLES = frozenset({"admin", "doctor"})
@@ -51,6 +50,7 @@ class Principal(BaseModel):
     role: Role
     hospitals: list[str] = []
     provider_id: str | None = None
+    expires_at: datetime | None = None  # the session token's expiry, or the API key's (None: never)
 
     @property
     def sees_identity(self) -> bool:
@@ -60,6 +60,19 @@ class Principal(BaseModel):
 
 class AuthError(ValueError):
     """A user or key cannot be created as asked."""
+
+
+class TokenRefused(Exception):
+    """A known token that may no longer be used (an expired API key); ``reason`` says why, Spanish first."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` with its time zone (SQLite gives stored UTC times back without one)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def hash_password(password: str) -> str:
@@ -100,19 +113,39 @@ def create_user(
 
 
 def create_api_key(
-    engine: Engine, name: str, role: str, hospitals: list[str], provider_id: str | None = None, key: str | None = None
+    engine: Engine, name: str, role: str, hospitals: list[str], provider_id: str | None = None, key: str | None = None,
+    expires_at: datetime | None = None,
 ) -> str:
-    """Create an API key and return it; it is shown only now, the database keeps its hash."""
+    """Create an API key and return it; it is shown only now, the database keeps its hash.
+
+    ``expires_at`` (a time zone-less time is UTC): from then on the key is refused; None = never.
+    """
     _check_role(role, hospitals, provider_id)
+    if expires_at is not None:
+        expires_at = as_utc(expires_at)
+        if expires_at <= utc_now():
+            raise AuthError(f"La fecha de vencimiento ya pasó / the expiry is in the past: {expires_at.isoformat()}")
     key = key or API_KEY_PREFIX + secrets.token_urlsafe(32)
     init_db(engine, AUTH_TABLES)
     with Session(engine) as session:
         session.merge(
             ApiKeyRow(key_hash=hash_api_key(key), name=name, role=role, hospitals=hospitals, provider_id=provider_id,
-                      created_at=utc_now())
+                      created_at=utc_now(), expires_at=expires_at)
         )
         session.commit()
     return key
+
+
+def deactivate_api_keys(engine: Engine, name: str) -> int:
+    """Deactivate every API key called ``name``; how many were active. Refused from then on (cached: within
+    ``MDD_AUTH_CACHE_SECONDS``), and their open streams are closed."""
+    with Session(engine) as session:
+        rows = list(session.exec(select(ApiKeyRow).where(ApiKeyRow.name == name, col(ApiKeyRow.active).is_(True))))
+        for row in rows:
+            row.active = False
+            session.add(row)
+        session.commit()
+    return len(rows)
 
 
 def ensure_bootstrap_key(engine: Engine, settings: Settings) -> bool:
@@ -152,36 +185,62 @@ def issue_token(secret: str, username: str, minutes: int, issuer: str, audience:
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM), minutes * 60
 
 
-def _unauthorized(reason: str) -> HTTPException:
+def unauthorized(reason: str) -> HTTPException:
+    """401 with ``WWW-Authenticate: Bearer`` and the reason."""
     return HTTPException(401, f"No autenticado / not authenticated: {reason}", headers={"WWW-Authenticate": "Bearer"})
 
 
 def resolve_principal(engine: Engine, secret: str, token: str, issuer: str, audience: str) -> Principal | None:
-    """The principal behind a bearer token (API key, or a JWT of this issuer for this audience), or None."""
+    """The principal behind a bearer token (API key, or a JWT of this issuer for this audience), or None.
+
+    Raises ``TokenRefused`` for a deactivated user, or an API key that is deactivated or past its expiry.
+    """
     with Session(engine) as session:
         key = session.get(ApiKeyRow, hash_api_key(token))
         if key is not None:
             if not key.active:
-                return None
+                raise TokenRefused("la llave de API está desactivada / the API key is deactivated")
+            expires_at = as_utc(key.expires_at) if key.expires_at is not None else None
+            if expires_at is not None and expires_at <= utc_now():
+                raise TokenRefused(f"la llave de API venció el {expires_at.isoformat()} / the API key expired on "
+                                   f"{expires_at.isoformat()}")
             return Principal(name=key.name, kind="apikey", role=key.role, hospitals=key.hospitals,  # type: ignore[arg-type]
-                             provider_id=key.provider_id)
+                             provider_id=key.provider_id, expires_at=expires_at)
         try:
             claims = jwt.decode(token, secret, algorithms=[JWT_ALGORITHM], issuer=issuer, audience=audience,
                                 options={"require": ["exp", "sub", "iss", "aud"]})
         except jwt.PyJWTError:
             return None
         user = session.get(UserRow, str(claims["sub"]))
-        if user is None or not user.active:
+        if user is None:
             return None
+        if not user.active:
+            raise TokenRefused("el usuario está desactivado / the user is deactivated")
         return Principal(name=user.username, kind="user", role=user.role, hospitals=user.hospitals,  # type: ignore[arg-type]
-                         provider_id=user.provider_id)
+                         provider_id=user.provider_id, expires_at=datetime.fromtimestamp(float(claims["exp"]), timezone.utc))
+
+
+INVALID_TOKEN = "token inválido o vencido / invalid or expired token"
+
+
+def principal_of(state: object, token: str) -> Principal:
+    """The principal behind ``token`` for the application whose ``app.state`` is given, looked up now (no cache).
+
+    Raises ``TokenRefused`` with the reason when the token is not (or no longer) honoured.
+    """
+    settings = state.ctx.settings  # type: ignore[attr-defined]
+    principal = resolve_principal(state.ctx.engine, state.jwt_secret, token, settings.auth_jwt_issuer,  # type: ignore[attr-defined]
+                                  settings.auth_jwt_audience)
+    if principal is None:
+        raise TokenRefused(INVALID_TOKEN)
+    return principal
 
 
 class PrincipalCache:
     """Recently resolved bearer tokens, so that a busy client is not looked up in the database on every call.
 
-    An entry lives ``ttl_seconds`` (never past a JWT's expiry): a deactivated key or user is refused
-    within that time. Tokens are kept by their SHA-256; invalid tokens are never cached.
+    An entry lives ``ttl_seconds`` (never past the token's or key's expiry): a deactivated key or user is
+    refused within that time. Tokens are kept by their SHA-256; invalid tokens are never cached.
     """
 
     def __init__(self, ttl_seconds: float, max_entries: int = 10_000) -> None:
@@ -201,12 +260,10 @@ class PrincipalCache:
         if self.ttl_seconds <= 0:
             return
         lifetime = self.ttl_seconds
-        if principal.kind == "user":
-            try:
-                expires = jwt.decode(token, options={"verify_signature": False})["exp"]
-                lifetime = min(lifetime, float(expires) - time.time())
-            except (jwt.PyJWTError, KeyError, TypeError, ValueError):
-                return
+        if principal.expires_at is not None:
+            lifetime = min(lifetime, principal.expires_at.timestamp() - time.time())
+        if lifetime <= 0:
+            return
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
         self._entries[hash_api_key(token)] = (principal, time.monotonic() + lifetime)
@@ -223,17 +280,15 @@ def principal_cache(request: Request) -> PrincipalCache:
 async def authenticated_principal(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal:
     """FastAPI dependency: the authenticated caller, whatever its role, or 401 with ``WWW-Authenticate: Bearer``."""
     if not token:
-        raise _unauthorized("falta el token / missing bearer token")
+        raise unauthorized("falta el token / missing bearer token")
     cache = principal_cache(request)
     principal = cache.get(token)
     if principal is None:
-        settings = request.app.state.ctx.settings
-        principal = await run_in_threadpool(resolve_principal, request.app.state.ctx.engine, request.app.state.jwt_secret, token,
-                                            settings.auth_jwt_issuer, settings.auth_jwt_audience)
-        if principal is not None:
-            cache.put(token, principal)
-    if principal is None:
-        raise _unauthorized("token inválido o vencido / invalid or expired token")
+        try:
+            principal = await run_in_threadpool(principal_of, request.app.state, token)
+        except TokenRefused as refused:
+            raise unauthorized(refused.reason) from None
+        cache.put(token, principal)
     request.state.principal = principal
     return principal
 
@@ -243,9 +298,14 @@ async def current_principal(principal: Annotated[Principal, Depends(authenticate
 
     Reusable by any router of the status API (e.g. DICOMweb): ``Depends(current_principal)``.
     """
+    refuse_write_only(principal)
+    return principal
+
+
+def refuse_write_only(principal: Principal) -> None:
+    """403 for a write-only role (``uploader``) on anything that reads."""
     if principal.role in WRITE_ONLY_ROLES:
         raise HTTPException(403, "Llave solo para cargar (/uploads, STOW-RS) / upload-only key: it reads nothing")
-    return principal
 
 
 async def storing_principal(principal: Annotated[Principal, Depends(authenticated_principal)]) -> Principal:

@@ -20,8 +20,10 @@ from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
+from sqlmodel import Session
 
 from services.status_api.__main__ import register
+from services.status_api.auth_tables import UserRow
 from services.status_api.security import create_user
 from tests.e2e.browser import artefacts_dir, browse, chromium
 from shared.bus import MemoryBus
@@ -101,6 +103,7 @@ async def test_board_shows_lights_live_and_takes_a_report(settings: Settings, tm
     settings.bootstrap_api_key = SecretStr(ADMIN_KEY)
     settings.viewer_url_template = "http://visor.example/viewer?StudyInstanceUIDs={study_uid}"
     settings.hospital_result_deadlines = {"HOSP-A": 45}
+    settings.auth_cache_seconds = 1  # live streams look their token up again every second
     engine = make_engine(settings.resolved_database_url)
     store = LocalStore(settings.resolved_store_dir)
     ctx = ServiceContext(settings, MemoryBus(settings), store, engine)
@@ -212,6 +215,17 @@ async def test_board_shows_lights_live_and_takes_a_report(settings: Settings, tm
         assert "Reporte enviado" in await browse(lambda: browser.find_element(By.ID, "report-result").text)
         assert "study.reported" in await browse(lambda: browser.find_element(By.ID, "timeline").text)
         await browse(lambda: shot("04-reportado"))
+
+        # The account is deactivated: the page's live stream is closed by the server and sign-in is asked again.
+        with Session(engine) as session:
+            user = session.get(UserRow, "tecnica.ensenada")
+            assert user is not None
+            user.active = False
+            session.add(user)
+            session.commit()
+        await browse(lambda: wait(lambda b: b.find_element(By.ID, "login").is_displayed()))
+        assert "desactivado" in await browse(lambda: browser.find_element(By.ID, "error").text)
+        await browse(lambda: shot("05-cuenta-desactivada"))
         assert all(path.stat().st_size > 0 for path in shots)
     except Exception:
         await browse(lambda: shot("falla"))

@@ -124,6 +124,8 @@ def test_two_replicas_on_one_port_split_the_work_and_every_stream_sees_every_cha
         "MDD_API_PORT": str(port), "MDD_API_REUSE_PORT": "true", "MDD_BOOTSTRAP_API_KEY": API_KEY,
         "MDD_AUTH_JWT_SECRET": "one-secret-for-every-replica-0123456789",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        # Streams are opened and closed in a loop until one lands on each replica: more than the default cap per key.
+        "MDD_API_MAX_STREAMS_PER_PRINCIPAL": "50",
     }
     (tmp_path / "metrics").mkdir()
     base = f"http://127.0.0.1:{port}"
@@ -165,8 +167,8 @@ def test_two_replicas_on_one_port_split_the_work_and_every_stream_sees_every_cha
             # Whichever replica answers the scrape, the counts are both replicas' together.
             for _ in range(4):
                 assert f'mdd_api_requests_total{{method="GET",route="/studies",status="200"}} {LIST_CALLS:.1f}' in \
-                    httpx.get(f"{base}/metrics").text
-                applied = httpx.get(f"{base}/metrics").text
+                    httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {API_KEY}"}).text
+                applied = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {API_KEY}"}).text
                 assert f'mdd_status_events_applied_total{{event_type="instance.stored"}} {STUDIES:.1f}' in applied
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -54,3 +56,27 @@ def test_hospital_scope_pages_and_audit_on_postgres(settings: Settings, postgres
     assert [e["action"] for e in audit].count("study.list") == 2 and {e["client"] for e in audit} == {"testclient"}
     assert any(e["action"] == "study.read" and e["study_uid"] == "1.2.3.0" for e in audit)
     engine.dispose()
+
+
+def test_concurrent_failed_sign_ins_on_two_replicas_are_each_counted_on_postgres(settings: Settings, postgres_url: str) -> None:
+    settings.database_url = postgres_url
+    settings.bootstrap_api_key = SecretStr(ADMIN["Authorization"].removeprefix("Bearer "))
+    settings.auth_login_max_failures = 8
+    engines = [make_engine(postgres_url) for _ in range(2)]
+    init_db(engines[0], [StudyRow, StudyEventRow, NotificationRow])
+    replicas = [TestClient(create_app(ServiceContext(settings, MemoryBus(settings), LocalStore(settings.resolved_store_dir), engine)))
+                for engine in engines]
+    create_user(engines[0], "victima", "contraseña-segura-1", "doctor", ["HOSP-A"])
+
+    def wrong(index: int) -> int:
+        return replicas[index % 2].post("/auth/token", data={"username": "victima", "password": f"adivina-{index}"}).status_code
+
+    # Eight at once, on both replicas, racing to create the username's row: none is lost, the eighth locks.
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(wrong, range(8)))
+    assert statuses == [401] * 7 + [429], statuses
+    assert replicas[1].post("/auth/token", data={"username": "victima", "password": "contraseña-segura-1"}).status_code == 429
+    lockouts = [e for e in replicas[0].get("/audit", headers=ADMIN).json() if e["action"] == "auth.lockout"]
+    assert [e["principal"] for e in lockouts] == ["user:victima"]
+    for engine in engines:
+        engine.dispose()

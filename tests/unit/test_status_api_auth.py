@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import time
 from datetime import timedelta
 
 import jwt
@@ -12,6 +13,7 @@ import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from shared.bus import MemoryBus
@@ -25,6 +27,7 @@ from services.status_api.api import create_app
 from shared.instance_index import InstanceIndexRow, index_instance
 from services.status_api.projector import project
 from services.status_api.schemas import AssignmentRequest, ReportRequest
+from services.status_api.auth_tables import ApiKeyRow
 from services.status_api.security import create_api_key, create_user
 from services.status_api.tables import NotificationRow, StudyEventRow, StudyRow
 
@@ -34,7 +37,7 @@ PASSWORD = "contraseña-segura-1"
 EXAMPLE_BODIES = {ReportRequest: {"birads": 2, "text": "Benigno"}, AssignmentRequest: {"provider_id": "LECTURA-1"}}
 OPEN_OR_ADMIN_ONLY = {"/healthz", "/auth/me", "/audit", "/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect", "/"}
 # Not JSON reads: the endless SSE stream (scoping tested in tests/integration/test_status_api_live.py), the
-# study page's HTML shell and the open Prometheus counts, which hold no study data (checked below).
+# study page's HTML shell and the Prometheus counts (admin or metrics token), which hold no study data (checked below).
 STREAM_AND_SHELL = {"/events", "/board/studies/{study_uid}", "/metrics"}
 
 
@@ -72,7 +75,7 @@ class World:
             index_instance(self.engine, store, settings.bucket_dicom, event)
         for name, role, hospitals, provider in (
             ("staff_a", "hospital_staff", ["HOSP-A"], None), ("doctor_a", "doctor", ["HOSP-A"], None),
-            ("lector", "provider", [], "LECTURA-1"),
+            ("lector", "provider", [], "LECTURA-1"), ("carga_a", "uploader", ["HOSP-A"], None),
         ):
             create_user(self.engine, name, PASSWORD, role, hospitals, provider)
 
@@ -107,7 +110,7 @@ def test_no_route_shows_another_hospitals_study(world: World) -> None:
     doctor = world.token("doctor_a")
     # Every route of the app, with router prefixes applied: a route added later is covered automatically.
     routes = [r for r in iter_route_contexts(world.app.routes) if isinstance(r.route, APIRoute) and r.path not in STREAM_AND_SHELL]
-    for page in (world.client.get(f"/board/studies/{world.study_b}", headers=doctor).text, world.client.get("/metrics").text):
+    for page in (world.client.get(f"/board/studies/{world.study_b}", headers=doctor).text, world.client.get("/metrics", headers=ADMIN).text):
         assert "ACC-B" not in page and "HOSPITAL B" not in page and "HOSP-B" not in page
     study_routes = [r for r in routes if "{study_uid}" in r.path or "{study}" in r.path]
     list_routes = [r for r in routes if "GET" in r.methods and "{" not in r.path and r.path not in OPEN_OR_ADMIN_ONLY]
@@ -139,6 +142,29 @@ def test_no_route_shows_another_hospitals_study(world: World) -> None:
     assert world.client.get("/studies", params={"hospital_id": "HOSP-B"}, headers=doctor).json()["items"] == []
     assert world.client.get("/notifications", params={"hospital_id": "HOSP-B"}, headers=doctor).json() == []
     assert world.client.get("/audit", headers=doctor).status_code == 403
+
+
+def test_metrics_need_an_admin_or_the_scrapers_token(world: World) -> None:
+    scraper_token = "token-del-recolector-prometheus-0123456789"
+    world.app.state.ctx.settings.metrics_token = SecretStr(scraper_token)
+    anonymous = world.client.get("/metrics")
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
+    assert "mdd_api_requests" not in anonymous.text
+    for user in ("doctor_a", "staff_a", "lector"):
+        refused = world.client.get("/metrics", headers=world.token(user))
+        assert refused.status_code == 403 and "MDD_METRICS_TOKEN" in refused.json()["detail"], user
+    staff_key = create_api_key(world.engine, "ris-a", "hospital_staff", ["HOSP-A"])
+    assert world.client.get("/metrics", headers={"Authorization": f"Bearer {staff_key}"}).status_code == 403
+    assert world.client.get("/metrics", headers={"Authorization": "Bearer " + scraper_token[:-1]}).status_code == 401
+    scraper = {"Authorization": f"Bearer {scraper_token}"}
+    for headers in (scraper, ADMIN):
+        response = world.client.get("/metrics", headers=headers)
+        assert response.status_code == 200 and 'mdd_api_requests_total{method="GET",route="/metrics",status="403"}' in response.text
+    # The scraper's token opens /metrics and nothing else.
+    assert world.client.get("/studies", headers=scraper).status_code == 401
+    assert world.client.get("/auth/me", headers=scraper).status_code == 401
+    with pytest.raises(ValueError, match="MDD_METRICS_TOKEN es demasiado corto"):
+        Settings(metrics_token="corto")
 
 
 def test_provider_sees_only_assigned_studies(world: World) -> None:
@@ -215,6 +241,45 @@ def test_api_key_of_an_integration_is_scoped(world: World) -> None:
     assert world.client.get(f"/studies/{world.study_a}", headers=headers).status_code == 404
 
 
+def test_an_expired_api_key_is_refused_with_a_reason(world: World, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.cli import app
+
+    monkeypatch.setenv("MDD_DATA_DIR", str(settings.data_dir))
+    runner = CliRunner()
+    past = runner.invoke(app, ["apikey", "add", "ris", "--role", "hospital_staff", "--hospital", "HOSP-A",
+                               "--expires-at", "2020-01-31"])
+    assert past.exit_code == 2 and "ya pasó" in past.output
+    made = runner.invoke(app, ["apikey", "add", "ris", "--role", "hospital_staff", "--hospital", "HOSP-A",
+                               "--expires-at", "2099-06-30T12:00:00"])
+    assert made.exit_code == 0, made.output
+    key = {"Authorization": f"Bearer {made.output.strip().splitlines()[-1]}"}
+    me = world.client.get("/auth/me", headers=key).json()
+    assert me["name"] == "ris" and me["expires_at"].startswith("2099-06-30T12:00:00")
+    with Session(world.engine) as session:  # the date comes
+        row = session.exec(select(ApiKeyRow).where(ApiKeyRow.name == "ris")).one()
+        row.expires_at = utc_now() - timedelta(minutes=1)
+        session.add(row)
+        session.commit()
+    fresh = TestClient(create_app(ServiceContext(settings, world.bus, LocalStore(settings.resolved_store_dir), world.engine)))
+    for client in (fresh, world.client):  # the new replica at once; the first one once its cache entry is gone
+        world.app.state.principal_cache = None
+        refused = client.get("/studies", headers=key)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+        assert "venció" in refused.json()["detail"] and "expired" in refused.json()["detail"]
+
+
+def test_a_cached_api_key_is_refused_from_its_expiry_not_after_the_cache_time(world: World) -> None:
+    world.app.state.ctx.settings.auth_cache_seconds = 300
+    world.app.state.principal_cache = None
+    key = create_api_key(world.engine, "temporal", "admin", [], expires_at=utc_now() + timedelta(seconds=1.5))
+    headers = {"Authorization": f"Bearer {key}"}
+    assert world.client.get("/studies", headers=headers).status_code == 200  # now cached
+    deadline = time.monotonic() + 15
+    while (status := world.client.get("/studies", headers=headers).status_code) == 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert status == 401
+
+
 def test_report_publishes_and_turns_the_study_green(world: World) -> None:
     doctor = world.token("doctor_a")
     url = f"/studies/{world.study_a}/report"
@@ -279,10 +344,15 @@ def test_cli_creates_users_and_keys(settings: Settings, monkeypatch: pytest.Monk
     key = key_run.output.strip().splitlines()[-1]
     bad = runner.invoke(app, ["apikey", "add", "x", "--role", "jefe"])
     assert bad.exit_code == 2 and "Rol inválido" in bad.output
+    spare = runner.invoke(app, ["apikey", "add", "ris-vieja", "--role", "hospital_staff", "--hospital", "HOSP-A"])
+    spare_key = {"Authorization": f"Bearer {spare.output.strip().splitlines()[-1]}"}
+    assert runner.invoke(app, ["apikey", "deactivate", "ris-vieja"]).exit_code == 0
+    assert runner.invoke(app, ["apikey", "deactivate", "ris-vieja"]).exit_code == 1  # none left active
     client = TestClient(create_app(ServiceContext(settings, MemoryBus(settings), LocalStore(settings.resolved_store_dir),
                                                   make_engine(settings.resolved_database_url))))
     init_db(client.app.state.ctx.engine, [StudyRow, StudyEventRow, NotificationRow])  # type: ignore[attr-defined]
     assert client.get("/auth/me", headers={"Authorization": f"Bearer {key}"}).json()["hospitals"] == ["HOSP-A"]
+    assert client.get("/auth/me", headers=spare_key).status_code == 401
     token = client.post("/auth/token", data={"username": "dra.lopez", "password": PASSWORD}).json()["access_token"]
     assert client.get("/auth/me", headers={"Authorization": f"Bearer {token}"}).json()["role"] == "doctor"
 

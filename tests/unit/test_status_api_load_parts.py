@@ -52,7 +52,7 @@ def test_a_deactivated_key_is_refused_once_its_cached_entry_expires(settings: Se
     assert client.get("/studies", headers=headers).status_code == 200  # still within the cache's lifetime
     time.sleep(0.6)
     refused = client.get("/studies", headers=headers)
-    assert refused.status_code == 401 and "inválido" in refused.json()["detail"]
+    assert refused.status_code == 401 and "desactivada" in refused.json()["detail"] and "deactivated" in refused.json()["detail"]
 
 
 def test_without_the_cache_a_deactivated_key_is_refused_at_once(settings: Settings) -> None:

@@ -54,6 +54,12 @@ const MDD = (() => {
       if (status) { status.textContent = "En vivo / live"; status.classList.add("on"); }
     });
     source.addEventListener("study", (e) => onStudy(JSON.parse(e.data)));
+    // The server ends the stream once the token is deactivated or expires: sign in again, do not reconnect.
+    source.addEventListener("closed", (e) => {
+      source.close();
+      sessionStorage.removeItem(KEY);
+      showLogin(JSON.parse(e.data).reason);
+    });
     source.onerror = () => {
       if (status) { status.textContent = "Reconectando… / reconnecting…"; status.classList.remove("on"); }
     };
