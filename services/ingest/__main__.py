@@ -23,7 +23,7 @@ from services.ingest.handlers import (
 from services.ingest.query import Holdings
 from services.ingest.intake import Ingest
 from services.ingest.poller import PacsPoll, PacsPoller
-from services.ingest.tables import AssemblingStudy, StoredInstance
+from services.ingest.tables import AssemblingStudy, PendingCommitmentReport, StoredInstance
 from shared.reliability.tables import RELIABILITY_TABLES
 
 SERVICE = "ingest"
@@ -33,10 +33,13 @@ class IngestComponent:
     """Runs the SCP, the HTTP front doors, the quiet-study scan and the PACS poller (the last two on the lease holder)."""
 
     def __init__(self, ctx: ServiceContext) -> None:
-        init_db(ctx.engine, [StoredInstance, AssemblingStudy, PacsPoll, *RELIABILITY_TABLES])
+        init_db(ctx.engine, [StoredInstance, AssemblingStudy, PacsPoll, PendingCommitmentReport, *RELIABILITY_TABLES])
         self.ctx = ctx
         self.ingest = Ingest(ctx.settings, ctx.store, ctx.bus, ctx.engine)
         self._server = None
+        self._commitment = make_commitment_scp(ctx.settings, Holdings(
+            ctx.engine, ctx.store, ctx.settings.bucket_dicom, ctx.settings.bucket_results))
+        self._commitment_reports = self._commitment.periodic()
         self._poller = PacsPoller(self.ingest).periodic() if ctx.settings.pacs_host else None
         self._web = WebComponent(create_ingest_app(self.ingest), ctx.settings.ingest_http_host, ctx.settings.ingest_http_port)
 
@@ -55,20 +58,21 @@ class IngestComponent:
                 (evt.EVT_C_FIND, make_find_handler(settings, holdings)),
                 (evt.EVT_C_MOVE, make_move_handler(settings, holdings)),
                 (evt.EVT_C_GET, make_get_handler(settings, holdings)),
-                *make_commitment_scp(settings, holdings).handlers(),
+                *self._commitment.handlers(),
             ],
             spool_dir=settings.resolved_spool_dir,
             ssl_context=context,
             early_upload=self.ingest.start_upload,
         )
         await self.ingest.quiet_scan.start()
+        await self._commitment_reports.start()
         if self._poller is not None:
             await self._poller.start()
         await self._web.start()
 
     async def stop(self) -> None:
         await self._web.stop()
-        for task in (self.ingest.quiet_scan, self._poller):
+        for task in (self.ingest.quiet_scan, self._commitment_reports, self._poller):
             if task is not None:
                 await task.stop()
         if self._server:

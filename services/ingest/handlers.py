@@ -219,4 +219,4 @@ def make_commitment_scp(settings: Settings, holdings: Holdings) -> StorageCommit
     def decide(hospital_id: str, transaction_uid: str, references: list[Reference]) -> CommitmentResult:
         return commit(holdings.engine, holdings.store, holdings.dicom_bucket, hospital_id, transaction_uid, references)
 
-    return StorageCommitmentScp(settings, decide)
+    return StorageCommitmentScp(settings, decide, holdings.engine)

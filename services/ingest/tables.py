@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, DateTime, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -39,3 +39,23 @@ class AssemblingStudy(SQLModel, table=True):
     completed_at: datetime | None = Field(default=None, index=True)
     completion_reason: str | None = None
     views_seen: list[str] = Field(default_factory=list, sa_column=Column(JSON), description="e.g. ['L-CC', 'R-MLO']")
+
+
+class PendingCommitmentReport(SQLModel, table=True):
+    """A storage commitment decision whose N-EVENT-REPORT has not reached the modality yet.
+
+    Written once the decision is made, before the first try, so that a report survives a crash or a
+    modality that is away: the resend task tries it again until it is delivered (``delivered_at``).
+    """
+
+    __tablename__ = "ingest_commitment_report"
+
+    transaction_uid: str = Field(primary_key=True)
+    calling_ae: str
+    event_type: int
+    event_information: str = Field(sa_column=Column(Text, nullable=False))  # DICOM JSON of the Event Information
+    decided_at: datetime = Field(sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    next_attempt_at: datetime = Field(sa_type=DateTime(timezone=True), index=True)  # type: ignore[call-overload]
+    attempts: int = 0
+    delivered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)  # type: ignore[call-overload]
+    last_error: str = ""

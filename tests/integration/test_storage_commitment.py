@@ -44,6 +44,25 @@ def action_information(transaction_uid: str, refs: list[tuple[str, str]]) -> Dat
     return ds
 
 
+class ReportCatcher:
+    """A modality's own SCP for the N-EVENT-REPORT that comes on a new association: what it received."""
+
+    def __init__(self, ae_title: str = "MAMO_SALA1") -> None:
+        self.reports: list[Dataset] = []
+        self.received = threading.Event()
+        self.ae = AE(ae_title=ae_title)
+        self.ae.add_supported_context(StorageCommitmentPushModel, ExplicitVRLittleEndian, scu_role=True, scp_role=True)
+
+    def on_report(self, event: evt.Event) -> tuple[int, None]:
+        self.reports.append(event.event_information)
+        self.received.set()
+        return 0x0000, None  # the N-EVENT-REPORT response: status and no reply data set
+
+    def listen(self, port: int):  # type: ignore[no-untyped-def]
+        """Start listening on ``port``; the caller shuts the returned server down."""
+        return self.ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_N_EVENT_REPORT, self.on_report)])
+
+
 def wait_for(condition, timeout: float = 30.0):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not (value := condition()):
@@ -64,9 +83,9 @@ async def test_a_modality_that_stays_gets_the_report_on_the_same_association_wit
         assert (await asyncio.to_thread(storescu, tmp_path / "study", ctx.settings.dicom_port)).count("(Success)") == 4
         reports: list[tuple[int, Dataset]] = []
 
-        def on_report(event: evt.Event) -> int:
+        def on_report(event: evt.Event) -> tuple[int, None]:
             reports.append((event.event_type, event.event_information))
-            return 0x0000
+            return 0x0000, None
 
         ae = AE(ae_title="MAMO_SALA1")
         ae.add_requested_context(StorageCommitmentPushModel)
@@ -96,10 +115,10 @@ async def test_a_modality_that_left_gets_the_report_on_a_new_association(setting
     reports: list[tuple[str, int, Dataset]] = []
     received = threading.Event()
 
-    def on_report(event: evt.Event) -> int:
+    def on_report(event: evt.Event) -> tuple[int, None]:
         reports.append((str(event.assoc.requestor.ae_title).strip(), event.event_type, event.event_information))
         received.set()
-        return 0x0000
+        return 0x0000, None  # the N-EVENT-REPORT response: status and no reply data set
 
     modality = AE(ae_title="MAMO_SALA1")
     modality.add_supported_context(StorageCommitmentPushModel, ExplicitVRLittleEndian, scu_role=True, scp_role=True)
@@ -122,6 +141,42 @@ async def test_a_modality_that_left_gets_the_report_on_a_new_association(setting
     [(caller, event_type, info)] = reports
     assert caller == ctx.settings.ae_title and event_type == 1 and info.TransactionUID == transaction
     assert len(info.ReferencedSOPSequence) == 4 and "FailedSOPSequence" not in info
+
+
+async def test_a_report_the_modality_could_not_take_is_sent_again_once_it_listens(
+    settings: Settings, study: SyntheticStudy, tmp_path: Path
+) -> None:
+    modality_port = free_port()
+    catcher = ReportCatcher()
+    requester = AE(ae_title="MAMO_SALA1")
+    requester.add_requested_context(StorageCommitmentPushModel)
+    destinations = {"MAMO_SALA1": DicomDestination(host="127.0.0.1", port=modality_port, ae_title="MAMO_SALA1")}
+    async with ingest_running(settings.model_copy(update={"dicom_destinations": destinations})) as ctx:
+        assert (await asyncio.to_thread(storescu, tmp_path / "study", ctx.settings.dicom_port)).count("(Success)") == 4
+        assoc = requester.associate("127.0.0.1", ctx.settings.dicom_port, ae_title="MDD")
+        transaction = generate_uid()
+        status, _ = await asyncio.to_thread(
+            assoc.send_n_action, action_information(transaction, references(study)), 1, StorageCommitmentPushModel, "1.2.840.10008.1.20.1.1",
+        )
+        assoc.release()
+        assert status.Status == 0x0000
+        from sqlmodel import Session
+
+        from services.ingest.tables import PendingCommitmentReport
+
+        def tried_and_pending() -> bool:
+            with Session(ctx.engine) as session:
+                row = session.get(PendingCommitmentReport, transaction)
+                return row is not None and row.attempts >= 1 and row.delivered_at is None
+
+        await asyncio.to_thread(wait_for, tried_and_pending)  # the modality is away: kept, not dropped
+        server = catcher.listen(modality_port)
+        try:
+            assert await asyncio.to_thread(catcher.received.wait, 60)
+        finally:
+            server.shutdown()
+    [info] = catcher.reports
+    assert info.TransactionUID == transaction and len(info.ReferencedSOPSequence) == 4
 
 
 async def test_orthanc_as_the_modality_commits_a_study_it_sent_us(orthanc, settings: Settings, study: SyntheticStudy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -4,34 +4,46 @@ The N-ACTION is answered at once (the request is accepted); the decision is then
 N-EVENT-REPORT from a worker thread, once the N-ACTION response is out: on the same association
 when the modality keeps it open, otherwise on a new association to the modality's address in
 ``MDD_DICOM_DESTINATIONS`` (found by its calling AE title), where we propose the SCP role of the
-SOP class in SCP/SCU role selection, as J.3.3.1.2 asks. A report that cannot be delivered is
-retried a few times with backoff, then logged as an error for a person to follow up.
+SOP class in SCP/SCU role selection, as J.3.3.1.2 asks. Each decision is written to
+``ingest_commitment_report`` before its first try: a report the modality could not take (it is
+away, or ingest was killed) is sent again by the resend task, with capped backoff, until it is
+delivered, also after a restart and from whichever replica holds the task's lease.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from pydicom.dataset import Dataset
+from sqlalchemy import delete, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 from pynetdicom import build_role, evt
 from pynetdicom.dimse_messages import N_ACTION_RSP
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 
 from shared.dicom_network import DicomPeerError, associate, describe, new_ae
 from shared.dicom_vocabulary import DimseStatus
-from shared.settings import Settings
+from shared.events import utc_now
+from shared.reliability.lease import LeaderLease
+from shared.reliability.periodic import PeriodicTask
+from shared.reliability.retry import dependency_backoff
+from shared.settings import DicomDestination, Settings
 from services.ingest.commitment import CommitmentResult, Reference
+from services.ingest.tables import PendingCommitmentReport
 
 log = logging.getLogger("mdd.ingest.commitment")
 #: The well-known SOP Instance of the Storage Commitment Push Model SOP Class.
 WELL_KNOWN_INSTANCE = "1.2.840.10008.1.20.1.1"
-REPORT_ATTEMPTS = 4
-REPORT_BACKOFF_SECONDS = 1.0
 RESPONSE_WAIT_SECONDS = 10.0
+RESEND_INTERVAL_SECONDS = 5.0
+RESEND_LEASE = "ingest-commitment-reports"
+KEEP_DELIVERED = timedelta(days=7)
 
 Committer = Callable[[str, str, list[Reference]], CommitmentResult]
 """Given the requester's hospital, the Transaction UID and the references: the decision."""
@@ -62,9 +74,10 @@ def _item(reference: Reference) -> Dataset:
 class StorageCommitmentScp:
     """N-ACTION handler and report sender, bound to the ingest's decision function."""
 
-    def __init__(self, settings: Settings, committer: Committer) -> None:
+    def __init__(self, settings: Settings, committer: Committer, engine: Engine) -> None:
         self.settings = settings
         self.committer = committer
+        self.engine = engine
         self._responses: dict[tuple[int, int], threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -125,34 +138,114 @@ class StorageCommitmentScp:
             log.exception("Compromiso sin decidir / commitment could not be decided: %s", transaction_uid)
             result = CommitmentResult(transaction_uid, failed=[(r, DimseStatus.PROCESSING_FAILURE) for r in references])
         info = event_information(result)
+        self._record(transaction_uid, calling_ae, result.event_type, info)
         responded.wait(RESPONSE_WAIT_SECONDS)
         if assoc.is_established and self._send(assoc, info, result.event_type):
+            self._delivered(transaction_uid)
             log.info("Compromiso reportado en la misma asociación / reported on the same association: %s", transaction_uid)
             return
+        self._report_on_a_new_association(transaction_uid, calling_ae, info, result.event_type)
+
+    def _report_on_a_new_association(self, transaction_uid: str, calling_ae: str, info: Dataset, event_type: int) -> bool:
         destination = self.settings.dicom_destinations.get(calling_ae)
         if destination is None:
-            log.error(
-                "No se puede reportar el compromiso %s: %s no está en MDD_DICOM_DESTINATIONS / cannot report, unknown address",
-                transaction_uid, calling_ae,
-            )
-            return
-        for attempt in range(1, REPORT_ATTEMPTS + 1):
-            try:
-                ae = new_ae(self.settings.ae_title, self.settings)
-                ae.add_requested_context(StorageCommitmentPushModel)
-                role = build_role(StorageCommitmentPushModel, scu_role=False, scp_role=True)
-                report = associate(ae, destination, self.settings, ext_neg=[role])
-                try:
-                    if self._send(report, info, result.event_type):
-                        log.info("Compromiso reportado / commitment reported to %s: %s", describe(destination), transaction_uid)
-                        return
-                finally:
-                    if report.is_established:
-                        report.release()
-            except DicomPeerError as exc:
-                log.warning("Reporte de compromiso fallido %d/%d: %s", attempt, REPORT_ATTEMPTS, exc)
-            time.sleep(REPORT_BACKOFF_SECONDS * 2 ** (attempt - 1))
-        log.error("Reporte de compromiso no entregado / commitment report not delivered: %s to %s", transaction_uid, describe(destination))
+            problem = f"{calling_ae} no está en MDD_DICOM_DESTINATIONS / unknown address"
+            log.error("No se puede reportar el compromiso %s: %s", transaction_uid, problem)
+            self._postponed(transaction_uid, problem)
+            return False
+        try:
+            if self._deliver(destination, info, event_type):
+                self._delivered(transaction_uid)
+                log.info("Compromiso reportado / commitment reported to %s: %s", describe(destination), transaction_uid)
+                return True
+            problem = "el par no aceptó el N-EVENT-REPORT / the peer did not take the N-EVENT-REPORT"
+        except DicomPeerError as exc:
+            problem = str(exc)
+        log.warning("Reporte de compromiso pendiente, se reintentará / commitment report pending, will retry: %s (%s)",
+                    transaction_uid, problem)
+        self._postponed(transaction_uid, problem)
+        return False
+
+    def _deliver(self, destination: DicomDestination, info: Dataset, event_type: int) -> bool:
+        ae = new_ae(self.settings.ae_title, self.settings)
+        ae.add_requested_context(StorageCommitmentPushModel)
+        role = build_role(StorageCommitmentPushModel, scu_role=False, scp_role=True)
+        report = associate(ae, destination, self.settings, ext_neg=[role])
+        try:
+            return self._send(report, info, event_type)
+        finally:
+            if report.is_established:
+                report.release()
+
+    def _record(self, transaction_uid: str, calling_ae: str, event_type: int, info: Dataset) -> None:
+        now = utc_now()
+        with Session(self.engine) as session:
+            session.merge(PendingCommitmentReport(
+                transaction_uid=transaction_uid, calling_ae=calling_ae, event_type=event_type,
+                event_information=info.to_json(), decided_at=now, next_attempt_at=now + timedelta(seconds=RESPONSE_WAIT_SECONDS),
+            ))
+            session.commit()
+
+    def _delivered(self, transaction_uid: str) -> None:
+        with Session(self.engine) as session:
+            session.execute(update(PendingCommitmentReport).where(col(PendingCommitmentReport.transaction_uid) == transaction_uid)
+                            .values(delivered_at=utc_now(), last_error=""))
+            session.commit()
+
+    def _postponed(self, transaction_uid: str, problem: str) -> None:
+        with Session(self.engine) as session:
+            row = session.get(PendingCommitmentReport, transaction_uid)
+            if row is not None and row.delivered_at is None:
+                row.attempts += 1
+                row.next_attempt_at = utc_now() + timedelta(seconds=dependency_backoff().delay(row.attempts))
+                row.last_error = problem[:500]
+                session.add(row)
+                session.commit()
+
+    def _claim_due(self, limit: int) -> list[PendingCommitmentReport]:
+        """Due reports, each claimed by moving its next attempt on (another replica's sweep skips it)."""
+        now = utc_now()
+        claimed = []
+        with Session(self.engine, expire_on_commit=False) as session:
+            due = session.exec(
+                select(PendingCommitmentReport)
+                .where(col(PendingCommitmentReport.delivered_at).is_(None), col(PendingCommitmentReport.next_attempt_at) <= now)
+                .order_by(col(PendingCommitmentReport.next_attempt_at)).limit(limit)
+            ).all()
+            for row in due:
+                moved = session.execute(
+                    update(PendingCommitmentReport)
+                    .where(col(PendingCommitmentReport.transaction_uid) == row.transaction_uid,
+                           col(PendingCommitmentReport.next_attempt_at) == row.next_attempt_at)
+                    .values(next_attempt_at=now + timedelta(seconds=dependency_backoff().delay(row.attempts + 1)))
+                )
+                if moved.rowcount:  # type: ignore[attr-defined]
+                    claimed.append(row)
+            session.execute(delete(PendingCommitmentReport).where(
+                col(PendingCommitmentReport.delivered_at) < now - KEEP_DELIVERED))
+            session.commit()
+        return claimed
+
+    def resend_due(self, limit: int = 20) -> int:
+        """Send the reports that are due again (after a failed try or a restart); how many were delivered."""
+        delivered = 0
+        for row in self._claim_due(limit):
+            info = Dataset.from_json(row.event_information)
+            delivered += self._report_on_a_new_association(row.transaction_uid, row.calling_ae, info, row.event_type)
+        return delivered
+
+    def pending(self) -> int:
+        """Reports not delivered yet (for health and tests)."""
+        with Session(self.engine) as session:
+            return len(session.exec(select(PendingCommitmentReport.transaction_uid)
+                                    .where(col(PendingCommitmentReport.delivered_at).is_(None))).all())
+
+    def periodic(self) -> PeriodicTask:
+        """The resend task, run by the replica that holds its lease."""
+        return PeriodicTask(
+            "commitment-reports", lambda: asyncio.to_thread(self.resend_due), RESEND_INTERVAL_SECONDS,
+            lease=LeaderLease(self.engine, RESEND_LEASE, ttl_seconds=3 * RESEND_INTERVAL_SECONDS),
+        )
 
     @staticmethod
     def _send(assoc: Any, info: Dataset, event_type: int) -> bool:
