@@ -8,8 +8,8 @@ provider, so that two providers cannot link their copies.
 
 On top of dicognito, this module applies the Basic Profile actions dicognito leaves to the caller
 (``EXTRA_REMOVED``, private attributes, overlays and curves), then every action of PS3.15 Table
-E.1-1 as dicom-anonymizer transcribes it (X removed, Z emptied, D replaced by a dummy unless
-dicognito replaced it already, U replaced by a UID derived from the seed), and records what was done
+E.1-1 as dicom-anonymizer transcribes it (X removed, Z emptied and D replaced by a dummy unless
+dicognito replaced them already, U replaced by a UID derived from the seed), and records what was done
 (DeidentificationMethodCodeSequence, PatientIdentityRemoved YES). Every comment and description
 attribute and the Icon Image Sequence are removed. Kept on purpose:
 
@@ -215,7 +215,10 @@ def _apply_profile_table(dataset: Dataset, before: dict[int, str], seed: str) ->
         if action == _REMOVE:
             del current[element.tag]
         elif action == _EMPTY:
-            element.value = [] if element.VR == "SQ" else None
+            # Z allows a dummy too: what dicognito replaced (the accession number providers quote back) stays.
+            replaced = (current is top_level and not untouched) or (current is not top_level and element.VR in _DICOGNITO_VRS)
+            if element.VR == "SQ" or not replaced:
+                element.value = [] if element.VR == "SQ" else None
         elif action == _UID:
             if element.VR == "UI" and untouched and element.value:
                 element.value = generate_uid(prefix=None, entropy_srcs=[seed, str(element.value)])
