@@ -43,6 +43,33 @@ async def _events_on_kafka(bootstrap: str, prefix: str, study_uid: str) -> list[
         await consumer.stop()
 
 
+def least_privilege(env: dict[str, str], minio, postgres_url: str) -> dict[str, dict[str, str]]:  # type: ignore[no-untyped-def]
+    """What compose's provision does: migrations as the owner, then each service's own MinIO user and
+    PostgreSQL role; the environment each service then runs with."""
+    from infra.provision.access import database_role, minio_user
+    from infra.provision.database import provision_database
+    from infra.provision.object_store import provision_minio
+    from shared.db import make_engine, upgrade_db
+    from shared.settings import Settings
+
+    settings = Settings(store_backend="minio", minio_endpoint=minio.endpoint, bucket_dicom=env["MDD_BUCKET_DICOM"],
+                        bucket_derived=env["MDD_BUCKET_DERIVED"], bucket_results=env["MDD_BUCKET_RESULTS"])
+    keys = {name: uuid.uuid4().hex for name in SERVICES}
+    provision_minio(settings, minio.access_key, minio.secret_key, keys)
+    owner = make_engine(postgres_url)
+    upgrade_db(owner)
+    provision_database(owner, {name: uuid.uuid4().hex for name in SERVICES})  # the test server trusts loopback logins
+    owner.dispose()
+    scheme, rest = postgres_url.split("://", 1)
+    return {
+        name: env | {
+            "MDD_MINIO_ACCESS_KEY": minio_user(name), "MDD_MINIO_SECRET_KEY": keys[name],
+            "MDD_DATABASE_URL": f"{scheme}://{database_role(name)}@{rest.split('@', 1)[1]}",
+        }
+        for name in SERVICES
+    }
+
+
 def test_distributed_pipeline_on_kafka_minio_and_postgres(
     tmp_path: Path, study_folder: Path, four_view_study: SyntheticStudy, kafka, minio, postgres_url: str  # type: ignore[no-untyped-def]
 ) -> None:
@@ -56,12 +83,15 @@ def test_distributed_pipeline_on_kafka_minio_and_postgres(
         "MDD_SMTP_PORT": str(smtp_port),
         "MDD_NOTIFY_EMAILS": f'["{RADIOLOGIST}"]',
     }
+    # Each service with its own MinIO user and database role, as compose runs them: the pipeline below
+    # shows those grants are enough.
+    envs = least_privilege(env, minio, postgres_url)
     with ExitStack() as stack:
         sink = stack.enter_context(smtp_sink(smtp_port))
         processes = []
         for name in SERVICES:
             log = tmp_path / f"{name}.log"
-            processes.append((stack.enter_context(mdd_process(["serve", name], env, log)), log))
+            processes.append((stack.enter_context(mdd_process(["serve", name], envs[name], log)), log))
         final = run_pipeline_scenario(
             api=f"http://127.0.0.1:{api_port}",
             dicom_port=dicom_port,
