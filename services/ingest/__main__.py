@@ -37,8 +37,8 @@ class IngestComponent:
         self.ctx = ctx
         self.ingest = Ingest(ctx.settings, ctx.store, ctx.bus, ctx.engine)
         self._server = None
-        self._commitment = make_commitment_scp(ctx.settings, Holdings(
-            ctx.engine, ctx.store, ctx.settings.bucket_dicom, ctx.settings.bucket_results))
+        self._holdings = Holdings(ctx.engine, ctx.store, ctx.settings.bucket_dicom, ctx.settings.bucket_results)
+        self._commitment = make_commitment_scp(ctx.settings, self._holdings)
         self._commitment_reports = self._commitment.periodic()
         self._poller = PacsPoller(self.ingest).periodic() if ctx.settings.pacs_host else None
         self._web = WebComponent(create_ingest_app(self.ingest), ctx.settings.ingest_http_host, ctx.settings.ingest_http_port)
@@ -48,7 +48,7 @@ class IngestComponent:
         context = None
         if settings.dicom_tls_cert and settings.dicom_tls_key:
             context = tls_context(settings.dicom_tls_cert, settings.dicom_tls_key, settings.dicom_tls_ca)
-        holdings = Holdings(self.ctx.engine, self.ctx.store, settings.bucket_dicom, settings.bucket_results)
+        holdings = self._holdings
         self._server = start_scp(
             settings,
             [

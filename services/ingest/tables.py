@@ -42,10 +42,11 @@ class AssemblingStudy(SQLModel, table=True):
 
 
 class PendingCommitmentReport(SQLModel, table=True):
-    """A storage commitment decision whose N-EVENT-REPORT has not reached the modality yet.
+    """A storage commitment decision and its N-EVENT-REPORT: a claim of :mod:`shared.reliability.claims`
+    (``sending`` by the association's thread → ``sent``, or ``pending`` until the resend task delivers it).
 
-    Written once the decision is made, before the first try, so that a report survives a crash or a
-    modality that is away: the resend task tries it again until it is delivered (``delivered_at``).
+    Written once the decision is made, before the first try, so that a report survives a crash (its
+    claim's lease runs out and the resend task takes it over) or a modality that is away.
     """
 
     __tablename__ = "ingest_commitment_report"
@@ -54,8 +55,11 @@ class PendingCommitmentReport(SQLModel, table=True):
     calling_ae: str
     event_type: int
     event_information: str = Field(sa_column=Column(Text, nullable=False))  # DICOM JSON of the Event Information
-    decided_at: datetime = Field(sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
-    next_attempt_at: datetime = Field(sa_type=DateTime(timezone=True), index=True)  # type: ignore[call-overload]
-    attempts: int = 0
-    delivered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)  # type: ignore[call-overload]
-    last_error: str = ""
+    status: str
+    attempts: int = Field(0, description="Refusals so far")
+    retries: int = Field(0, description="Times it was postponed")
+    detail: str = ""
+    owner: str = Field("", description="Process that holds the claim")
+    lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    next_attempt_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)  # type: ignore[call-overload]
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))  # type: ignore[call-overload]

@@ -163,11 +163,12 @@ async def test_a_report_the_modality_could_not_take_is_sent_again_once_it_listen
         from sqlmodel import Session
 
         from services.ingest.tables import PendingCommitmentReport
+        from shared.reliability.claims import PENDING
 
         def tried_and_pending() -> bool:
             with Session(ctx.engine) as session:
                 row = session.get(PendingCommitmentReport, transaction)
-                return row is not None and row.attempts >= 1 and row.delivered_at is None
+                return row is not None and row.retries >= 1 and row.status == PENDING
 
         await asyncio.to_thread(wait_for, tried_and_pending)  # the modality is away: kept, not dropped
         server = catcher.listen(modality_port)

@@ -18,11 +18,12 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from uuid import uuid4
 
 from pydicom.dataset import Dataset
-from sqlalchemy import delete, update
+from sqlalchemy import delete
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 from pynetdicom import build_role, evt
 from pynetdicom.dimse_messages import N_ACTION_RSP
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
@@ -30,6 +31,7 @@ from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr
 from shared.dicom_network import DicomPeerError, associate, describe, new_ae
 from shared.dicom_vocabulary import DimseStatus
 from shared.events import utc_now
+from shared.reliability.claims import SENDING, SENT, ClaimLedger
 from shared.reliability.lease import LeaderLease
 from shared.reliability.periodic import PeriodicTask
 from shared.reliability.retry import dependency_backoff
@@ -42,6 +44,7 @@ log = logging.getLogger("mdd.ingest.commitment")
 WELL_KNOWN_INSTANCE = "1.2.840.10008.1.20.1.1"
 RESPONSE_WAIT_SECONDS = 10.0
 RESEND_INTERVAL_SECONDS = 5.0
+REPORT_LEASE_SECONDS = 120.0  # the wait for the N-ACTION response and two association attempts
 RESEND_LEASE = "ingest-commitment-reports"
 KEEP_DELIVERED = timedelta(days=7)
 
@@ -78,6 +81,8 @@ class StorageCommitmentScp:
         self.settings = settings
         self.committer = committer
         self.engine = engine
+        # The first tries run on the association's thread; past this lease a crash hands the report to the resend task.
+        self.claims = ClaimLedger(engine, PendingCommitmentReport, "transaction_uid", uuid4().hex, REPORT_LEASE_SECONDS)
         self._responses: dict[tuple[int, int], threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -146,24 +151,26 @@ class StorageCommitmentScp:
             return
         self._report_on_a_new_association(transaction_uid, calling_ae, info, result.event_type)
 
-    def _report_on_a_new_association(self, transaction_uid: str, calling_ae: str, info: Dataset, event_type: int) -> bool:
+    def _report_on_a_new_association(self, transaction_uid: str, calling_ae: str, info: Dataset, event_type: int,
+                                     retries: int = 0) -> bool:
+        """One try on a new association; a report the modality did not take is postponed (claim given back)."""
         destination = self.settings.dicom_destinations.get(calling_ae)
         if destination is None:
             problem = f"{calling_ae} no está en MDD_DICOM_DESTINATIONS / unknown address"
             log.error("No se puede reportar el compromiso %s: %s", transaction_uid, problem)
-            self._postponed(transaction_uid, problem)
-            return False
-        try:
-            if self._deliver(destination, info, event_type):
-                self._delivered(transaction_uid)
-                log.info("Compromiso reportado / commitment reported to %s: %s", describe(destination), transaction_uid)
-                return True
-            problem = "el par no aceptó el N-EVENT-REPORT / the peer did not take the N-EVENT-REPORT"
-        except DicomPeerError as exc:
-            problem = str(exc)
-        log.warning("Reporte de compromiso pendiente, se reintentará / commitment report pending, will retry: %s (%s)",
-                    transaction_uid, problem)
-        self._postponed(transaction_uid, problem)
+        else:
+            try:
+                if self._deliver(destination, info, event_type):
+                    self._delivered(transaction_uid)
+                    log.info("Compromiso reportado / commitment reported to %s: %s", describe(destination), transaction_uid)
+                    return True
+                problem = "el par no aceptó el N-EVENT-REPORT / the peer did not take the N-EVENT-REPORT"
+            except DicomPeerError as exc:
+                problem = str(exc)
+            log.warning("Reporte de compromiso pendiente, se reintentará / commitment report pending, will retry: %s (%s)",
+                        transaction_uid, problem)
+        # The modality being away is waited for: no attempt is spent, the resend task tries again.
+        self.claims.postpone(transaction_uid, dependency_backoff().delay(retries + 1), problem, spend_attempt=False)
         return False
 
     def _deliver(self, destination: DicomDestination, info: Dataset, event_type: int) -> bool:
@@ -178,67 +185,38 @@ class StorageCommitmentScp:
                 report.release()
 
     def _record(self, transaction_uid: str, calling_ae: str, event_type: int, info: Dataset) -> None:
+        """Write the decision, claimed by this process for its first tries (a crash lets its lease run out)."""
         now = utc_now()
         with Session(self.engine) as session:
             session.merge(PendingCommitmentReport(
                 transaction_uid=transaction_uid, calling_ae=calling_ae, event_type=event_type,
-                event_information=info.to_json(), decided_at=now, next_attempt_at=now + timedelta(seconds=RESPONSE_WAIT_SECONDS),
+                event_information=info.to_json(), status=SENDING, owner=self.claims.owner,
+                lease_until=now + self.claims.lease, updated_at=now,
             ))
             session.commit()
 
     def _delivered(self, transaction_uid: str) -> None:
-        with Session(self.engine) as session:
-            session.execute(update(PendingCommitmentReport).where(col(PendingCommitmentReport.transaction_uid) == transaction_uid)
-                            .values(delivered_at=utc_now(), last_error=""))
-            session.commit()
-
-    def _postponed(self, transaction_uid: str, problem: str) -> None:
-        with Session(self.engine) as session:
-            row = session.get(PendingCommitmentReport, transaction_uid)
-            if row is not None and row.delivered_at is None:
-                row.attempts += 1
-                row.next_attempt_at = utc_now() + timedelta(seconds=dependency_backoff().delay(row.attempts))
-                row.last_error = problem[:500]
-                session.add(row)
-                session.commit()
-
-    def _claim_due(self, limit: int) -> list[PendingCommitmentReport]:
-        """Due reports, each claimed by moving its next attempt on (another replica's sweep skips it)."""
-        now = utc_now()
-        claimed = []
-        with Session(self.engine, expire_on_commit=False) as session:
-            due = session.exec(
-                select(PendingCommitmentReport)
-                .where(col(PendingCommitmentReport.delivered_at).is_(None), col(PendingCommitmentReport.next_attempt_at) <= now)
-                .order_by(col(PendingCommitmentReport.next_attempt_at)).limit(limit)
-            ).all()
-            for row in due:
-                moved = session.execute(
-                    update(PendingCommitmentReport)
-                    .where(col(PendingCommitmentReport.transaction_uid) == row.transaction_uid,
-                           col(PendingCommitmentReport.next_attempt_at) == row.next_attempt_at)
-                    .values(next_attempt_at=now + timedelta(seconds=dependency_backoff().delay(row.attempts + 1)))
-                )
-                if moved.rowcount:  # type: ignore[attr-defined]
-                    claimed.append(row)
-            session.execute(delete(PendingCommitmentReport).where(
-                col(PendingCommitmentReport.delivered_at) < now - KEEP_DELIVERED))
-            session.commit()
-        return claimed
+        self.claims.settle(transaction_uid, SENT)
 
     def resend_due(self, limit: int = 20) -> int:
-        """Send the reports that are due again (after a failed try or a restart); how many were delivered."""
+        """Send the reports that are due again (after a failed try, or taken over from a process that died);
+        how many were delivered. Delivered reports older than ``KEEP_DELIVERED`` are pruned."""
         delivered = 0
-        for row in self._claim_due(limit):
+        for key in self.claims.due(limit):
+            claim = self.claims.claim(key)
+            if claim is None:
+                continue
+            with Session(self.engine) as session:
+                row = session.get(PendingCommitmentReport, key)
+            if row is None:
+                continue
             info = Dataset.from_json(row.event_information)
-            delivered += self._report_on_a_new_association(row.transaction_uid, row.calling_ae, info, row.event_type)
-        return delivered
-
-    def pending(self) -> int:
-        """Reports not delivered yet (for health and tests)."""
+            delivered += self._report_on_a_new_association(key, row.calling_ae, info, row.event_type, claim.retries)
         with Session(self.engine) as session:
-            return len(session.exec(select(PendingCommitmentReport.transaction_uid)
-                                    .where(col(PendingCommitmentReport.delivered_at).is_(None))).all())
+            session.execute(delete(PendingCommitmentReport).where(
+                col(PendingCommitmentReport.status) == SENT, col(PendingCommitmentReport.updated_at) < utc_now() - KEEP_DELIVERED))
+            session.commit()
+        return delivered
 
     def periodic(self) -> PeriodicTask:
         """The resend task, run by the replica that holds its lease."""

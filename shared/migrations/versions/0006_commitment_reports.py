@@ -30,15 +30,17 @@ def upgrade() -> None:
         sa.Column('calling_ae', sa.String(), nullable=False),
         sa.Column('event_type', sa.Integer(), nullable=False),
         sa.Column('event_information', sa.Text(), nullable=False),
-        sa.Column('decided_at', sa.DateTime(timezone=True), nullable=False),
-        sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('status', sa.String(), nullable=False),
         sa.Column('attempts', sa.Integer(), nullable=False),
-        sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
-        sa.Column('last_error', sa.String(), nullable=False),
+        sa.Column('retries', sa.Integer(), nullable=False),
+        sa.Column('detail', sa.String(), nullable=False),
+        sa.Column('owner', sa.String(), nullable=False),
+        sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint('transaction_uid')
         )
         op.create_index('ix_ingest_commitment_report_next_attempt_at', 'ingest_commitment_report', ['next_attempt_at'])
-        op.create_index('ix_ingest_commitment_report_delivered_at', 'ingest_commitment_report', ['delivered_at'])
 
 
 def downgrade() -> None:
