@@ -7,9 +7,11 @@ never import each other), and the buckets listed here. Operators' commands (``md
 
 from __future__ import annotations
 
+import importlib
 from enum import Enum
 from typing import Final
 
+from shared.schema import TABLE_MODULES
 from shared.settings import Settings
 
 
@@ -83,9 +85,6 @@ def minio_policy(service: str, settings: Settings) -> dict[str, object]:
 
 def table_owners() -> dict[str, str | None]:
     """Each table and the service it belongs to; ``None`` for the shared ones every service uses."""
-    import importlib
-
-    from shared.schema import TABLE_MODULES
 
     owners: dict[str, str | None] = {}
     for module_name in TABLE_MODULES:

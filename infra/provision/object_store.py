@@ -6,6 +6,7 @@ run sets the secret keys again (rotation).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 
@@ -47,7 +48,5 @@ def provision_minio(settings: Settings, root_user: str, root_password: str, secr
 
 
 def _attached_policies(admin: MinioAdmin, user: str) -> list[str]:
-    import json
-
     info = json.loads(admin.user_info(user))
     return [name for name in str(info.get("policyName") or "").split(",") if name]

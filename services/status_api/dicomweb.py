@@ -66,7 +66,7 @@ def principal_hospitals(
     if not principal.sees_identity:
         raise HTTPException(403, "Sin permiso / forbidden: DICOMweb requiere / requires doctor o / or admin")
     audit(request, principal, "dicomweb", request.path_params.get("study"), request.url.path)
-    return None if principal.role == "admin" else set(principal.hospitals)
+    return principal.hospital_scope
 
 
 def storing_hospitals(
@@ -74,7 +74,7 @@ def storing_hospitals(
 ) -> set[str] | None:
     """The status API's rule for STOW-RS: doctors and uploaders store for their hospitals, administrators for any."""
     audit(request, principal, "dicomweb-store", request.path_params.get("study"), request.url.path)
-    return None if principal.role == "admin" else set(principal.hospitals)
+    return principal.hospital_scope
 
 
 def _ctx(request: Request) -> ServiceContext:

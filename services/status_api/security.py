@@ -53,6 +53,11 @@ class Principal(BaseModel):
     expires_at: datetime | None = None  # the session token's expiry, or the API key's (None: never)
 
     @property
+    def hospital_scope(self) -> set[str] | None:
+        """The hospitals this principal acts for; ``None`` for an administrator (every one)."""
+        return None if self.role == "admin" else set(self.hospitals)
+
+    @property
     def sees_identity(self) -> bool:
         """Doctors and administrators may see patient name, ID and CURP."""
         return self.role in IDENTITY_ROLES

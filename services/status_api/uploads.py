@@ -42,8 +42,7 @@ async def upload_zip(
     problem = zip_media_type_problem(request.headers.get("content-type", ""))
     if problem:
         raise HTTPException(415, problem)
-    allowed = None if principal.role == "admin" else set(principal.hospitals)
-    hospital_id = stow_hospital(allowed, hospital)
+    hospital_id = stow_hospital(principal.hospital_scope, hospital)
     ctx: ServiceContext = request.app.state.ctx
     await audit_async(request, principal, "upload", None, f"hospital={hospital_id or '-'}")
     return await forward_to_ingest(request, ctx, "/uploads", hospital_id)

@@ -77,9 +77,9 @@ EarlyUploadStarter = Callable[[Path, str], GrowingUpload | None]
 
 EARLY_UPLOAD_AFTER_BYTES = 5 * 1024 * 1024  # smaller instances are uploaded whole once received
 EARLY_UPLOAD_ATTEMPTS = 3  # the header may need more than the first fragment
-SPOOL_SWEEP_IDLE_SECONDS = 600.0
+SPOOL_SWEEP_IDLE_SECONDS = 600.0  # what no transfer touched for this long at start is left over
 ROOM_CHECK_BYTES = 8 * 1024 * 1024  # free space is looked at again after this much of an instance
-RoomCheck = Callable[[], "str | None"]  # why there is no room for more (free space below the reserve), or None  # what no transfer touched for this long at start is left over
+RoomCheck = Callable[[], "str | None"]  # why there is no room for more (free space below the reserve), or None
 
 
 class SpoolFile:
@@ -99,8 +99,7 @@ class SpoolFile:
         self.digester = Digester()
         self.upload: GrowingUpload | None = None
         self.max_bytes = max_bytes
-        self.oversize = False  # past ``max_bytes``: the rest is counted, not kept
-        self.out_of_room: str | None = None  # why the disk cannot take the rest (free space below the reserve)
+        self.refused: str | None = None  # why the rest is counted, not kept (past ``max_bytes``, or no room left)
         self._room = room
         self._room_checked_at = 0
         self.handed = False  # given to the C-STORE handler (pynetdicom removes it after the handler)
@@ -117,22 +116,21 @@ class SpoolFile:
     def write(self, data: bytes) -> int:
         """Write a piece of the instance, add it to the digest and feed the early upload.
 
-        Past ``max_bytes`` nothing more is kept: the file is emptied, the early upload dropped and the
-        handler told (``oversize``), so an endless instance costs neither disk nor memory.
+        Past ``max_bytes``, or once free space falls below the reserve, nothing more is kept: the file is
+        emptied, the early upload dropped and the handler told why (``refused``), so an endless instance
+        costs neither disk nor memory.
         """
         self.digester.update(data)
-        if self.oversize or self.out_of_room:
+        if self.refused:
             return len(data)
         if self.max_bytes is not None and self.digester.size > self.max_bytes:
-            self.oversize = True
+            self.refused = f"Instancia > {self.max_bytes} bytes / instance over {self.max_bytes} bytes"
+        elif self._room is not None and self.digester.size - self._room_checked_at >= ROOM_CHECK_BYTES:
+            self._room_checked_at = self.digester.size
+            self.refused = self._room()
+        if self.refused:
             self._drop()
             return len(data)
-        if self._room is not None and self.digester.size - self._room_checked_at >= ROOM_CHECK_BYTES:
-            self._room_checked_at = self.digester.size
-            self.out_of_room = self._room()
-            if self.out_of_room:
-                self._drop()
-                return len(data)
         written = int(self._file.write(data))
         if self._starter is not None and self._calling_ae:
             self._feed_upload()
@@ -268,12 +266,8 @@ def received_instance(event: evt.Event) -> ReceivedInstance:
     if spool is None:
         return ReceivedInstance(spooled)
     spool.handed = True
-    if spool.oversize:
-        raise InstanceTooLarge(
-            f"Instancia > {spool.max_bytes} bytes / instance over {spool.max_bytes} bytes"
-        )
-    if spool.out_of_room:
-        raise InstanceTooLarge(spool.out_of_room)
+    if spool.refused:
+        raise InstanceTooLarge(spool.refused)
     return ReceivedInstance(spooled, spool.digester.digest(), spool.upload)
 
 

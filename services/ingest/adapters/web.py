@@ -93,27 +93,31 @@ def _store_part(ingest: Ingest, part: Part, base_url: str, study_uid: str | None
     return StoredItem(header.sop_class_uid, header.sop_instance_uid, retrieve_url=url)
 
 
-def _upload_too_large(limit: int) -> HTTPException:
-    return HTTPException(
-        413, f"El ZIP excede {limit} bytes (MDD_UPLOAD_MAX_TOTAL_BYTES) / the ZIP exceeds {limit} bytes"
-    )
+STOW_BODY = ("El cuerpo", "the body", "MDD_STOW_MAX_BODY_BYTES")
+ZIP_BODY = ("El ZIP", "the ZIP", "MDD_UPLOAD_MAX_TOTAL_BYTES")
 
 
-def _too_large(limit: int) -> HTTPException:
-    return HTTPException(413, f"El cuerpo excede {limit} bytes (MDD_STOW_MAX_BODY_BYTES) / the body exceeds {limit} bytes")
+def _too_large(limit: int, body: tuple[str, str, str]) -> HTTPException:
+    spanish, english, setting = body
+    return HTTPException(413, f"{spanish} excede {limit} bytes ({setting}) / {english} exceeds {limit} bytes")
+
+
+def _refuse_declared_over(request: Request, limit: int, body: tuple[str, str, str]) -> None:
+    """413 before a byte is read when the Content-Length already says the body is over ``limit``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit, body)
 
 
 async def _spool_parts(request: Request, reader: PartReader, limit: int) -> list[Part]:
     """Parse the body as it arrives, each part to its spool file; 413 past ``limit``, 400 when malformed."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)  # refused before a byte is read
+    _refuse_declared_over(request, limit, STOW_BODY)
     try:
         async for chunk in request.stream():
             reader.feed(chunk)
         return reader.finish()
     except BodyTooLarge as exc:
-        raise _too_large(limit) from exc
+        raise _too_large(limit, STOW_BODY) from exc
     except MultipartError as exc:
         raise HTTPException(400, f"Cuerpo multipart inválido / invalid multipart body: {exc}") from exc
 
@@ -177,9 +181,7 @@ async def upload_zip(request: Request) -> UploadReport:
         archive = Path(folder) / "upload.zip"
         content_type = request.headers.get("content-type", "")
         limit = ingest.settings.upload_max_total_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise _upload_too_large(limit)
+        _refuse_declared_over(request, limit, ZIP_BODY)
         if content_type.startswith("multipart/form-data"):
             form = await request.form()
             upload = form.get("file")
@@ -194,7 +196,7 @@ async def upload_zip(request: Request) -> UploadReport:
                 async for chunk in request.stream():
                     received += len(chunk)
                     if received > limit:  # chunked, without a Content-Length to judge it by
-                        raise _upload_too_large(limit)
+                        raise _too_large(limit, ZIP_BODY)
                     handle.write(chunk)
         limits = ZipLimits.from_settings(ingest.settings)
         try:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from functools import cache
 
 from pydicom import dcmread
 from pydicom.dataelem import DataElement
@@ -169,6 +170,7 @@ _DUMMY_VALUES: dict[str, object] = {
 }
 
 
+@cache
 def _profile_actions() -> tuple[dict[int, str], list[tuple[int, int, int, int, str]]]:
     from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as table
 
@@ -183,14 +185,8 @@ def _profile_actions() -> tuple[dict[int, str], list[tuple[int, int, int, int, s
     return exact, masked
 
 
-_ACTIONS: tuple[dict[int, str], list[tuple[int, int, int, int, str]]] | None = None
-
-
 def _action_for(tag: int) -> str | None:
-    global _ACTIONS
-    if _ACTIONS is None:
-        _ACTIONS = _profile_actions()
-    exact, masked = _ACTIONS
+    exact, masked = _profile_actions()
     if tag in exact:
         return exact[tag]
     group, element = tag >> 16, tag & 0xFFFF
