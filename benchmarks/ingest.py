@@ -5,8 +5,9 @@ Orthanc (Debian package) in its default configuration, on the same machine. Thre
 512x416 instances on one association, (b) full-field 3328x4096 16-bit MG instances (about 27 MB
 each), (c) the small instances split over 4 associations sending at once (modalities in parallel;
 studies are assembled under a per-study row lock in the database, not a process lock). Prints
-instances/s, MB/s, p50/p99 per-instance latency for both, the ratios, and the ingest process's
-peak memory.
+instances/s, MB/s, p50/p99 per-instance latency for both, the ratios, the CPU time each server
+spends per instance (ours: the ingest process plus MinIO, Kafka and PostgreSQL; Orthanc: its
+process), and the ingest process's peak memory.
 
     .venv/bin/python benchmarks/ingest.py --small 500 --full 40
 """
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,10 @@ from infra.servers import dcmtk_tool, free_ports, kafka_server, minio_server, or
 from shared.synth import make_view, study_identity
 
 ASSOCIATIONS = 4
+
+
+#: The processes whose CPU time counts as each server's, by /proc command name (ingest by its pid).
+SERVER_PROCESSES: dict[str, tuple[str, ...]] = {"MDD": ("minio", "java", "postgres"), "Orthanc": ("Orthanc",)}
 
 
 @dataclass
@@ -37,6 +43,11 @@ class Run:
     megabytes: float
     seconds: float
     latencies: list[float]
+    cpu_seconds: float = float("nan")
+
+    @property
+    def cpu_ms_per_instance(self) -> float:
+        return 1000 * self.cpu_seconds / self.instances
 
     @property
     def per_second(self) -> float:
@@ -107,6 +118,32 @@ def split(folder: Path, parts: int) -> list[Path]:
     return targets
 
 
+def cpu_seconds(names: tuple[str, ...], pids: tuple[int, ...] = ()) -> float:
+    """User plus system CPU time so far of the processes with these command names or pids."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        if name in names or int(entry.name) in pids:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def measured(server: str, ingest_pid: int, sending: Callable[[], Run]) -> Run:
+    """``sending()`` with the CPU time the server's processes spent meanwhile."""
+    pids = (ingest_pid,) if server == "MDD" else ()
+    before = cpu_seconds(SERVER_PROCESSES[server], pids)
+    run = sending()
+    run.cpu_seconds = cpu_seconds(SERVER_PROCESSES[server], pids) - before
+    return run
+
+
 def peak_rss_mb(pid: int) -> float:
     """The peak resident memory of a running process (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -160,11 +197,13 @@ def main() -> None:
             wait_for_echo(orthanc.dicom_port, orthanc.ae_title)
             results: dict[tuple[str, str], Run] = {}
             for corpus, (path, megabytes) in corpora.items():
-                results[(corpus, "MDD")] = send(path, dicom_port, "MDD", megabytes)
-                results[(corpus, "Orthanc")] = send(path, orthanc.dicom_port, orthanc.ae_title, megabytes)
+                results[(corpus, "MDD")] = measured("MDD", ingest.pid, lambda: send(path, dicom_port, "MDD", megabytes))
+                results[(corpus, "Orthanc")] = measured(
+                    "Orthanc", ingest.pid, lambda: send(path, orthanc.dicom_port, orthanc.ae_title, megabytes))
             name, folders, megabytes = parallel
-            results[(name, "MDD")] = send_parallel(folders, dicom_port, "MDD", megabytes)
-            results[(name, "Orthanc")] = send_parallel(folders, orthanc.dicom_port, orthanc.ae_title, megabytes)
+            results[(name, "MDD")] = measured("MDD", ingest.pid, lambda: send_parallel(folders, dicom_port, "MDD", megabytes))
+            results[(name, "Orthanc")] = measured(
+                "Orthanc", ingest.pid, lambda: send_parallel(folders, orthanc.dicom_port, orthanc.ae_title, megabytes))
             peak = peak_rss_mb(ingest.pid)
         finally:
             ingest.terminate()
@@ -172,14 +211,17 @@ def main() -> None:
             log.close()
 
     print(f"\nIngesta / ingest: MDD (modo distribuido: MinIO + Kafka + PostgreSQL) vs Orthanc (Debian), storescu, {os.cpu_count()} CPU")
-    print(f"{'corpus':<14}{'servidor':<10}{'inst/s':>9}{'MB/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    print(f"{'corpus':<14}{'servidor':<10}{'inst/s':>9}{'MB/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/inst':>13}")
     for corpus in [*corpora, parallel[0]]:
         for server in ("MDD", "Orthanc"):
             run = results[(corpus, server)]
-            print(f"{corpus:<14}{server:<10}{run.per_second:>9.1f}{run.mb_per_second:>9.1f}{run.percentile(0.5):>9.1f}{run.percentile(0.99):>9.1f}")
+            print(f"{corpus:<14}{server:<10}{run.per_second:>9.1f}{run.mb_per_second:>9.1f}{run.percentile(0.5):>9.1f}"
+                  f"{run.percentile(0.99):>9.1f}{run.cpu_ms_per_instance:>13.1f}")
         ours, theirs = results[(corpus, "MDD")], results[(corpus, "Orthanc")]
         print(f"{'':<14}{'MDD/Orthanc':<10}{ours.per_second / theirs.per_second:>8.2f}x{ours.mb_per_second / theirs.mb_per_second:>8.2f}x")
     print(f"Memoria pico del proceso ingest / ingest peak memory: {peak:.0f} MB")
+    print("CPU ms/inst: MDD = proceso ingest + MinIO + Kafka + PostgreSQL / ingest process plus MinIO, Kafka and "
+          "PostgreSQL; Orthanc = su proceso / its process")
     print("Objetivos / targets: (a) ≥ 2x inst/s de Orthanc, (b) ≥ 1.5x MB/s, (c) ≥ 3x inst/s, memoria < 500 MB")
 
 

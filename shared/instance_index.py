@@ -1,37 +1,29 @@
-"""Índice de instancias / the index of stored instances: one row per instance, filled from ``instance.stored``.
+"""Índice de instancias / the index of stored instances: one row per instance, written by ingest.
 
 QIDO-RS and WADO-RS (status API) and the Query/Retrieve SCP (ingest) search this table instead
-of opening stored objects. When an ``instance.stored`` event
-is applied, the instance's header is read once from the object store (``stop_before_pixels``) for
-the few attributes QIDO matches and returns (patient, study, series and instance attributes) and
-for its WADO-RS metadata (DICOM JSON without bulk data), so that a viewer loading a study's
-metadata does not make the server read every image again.
+of opening stored objects. Ingest writes the row from the header it has just parsed, in the same
+transaction that records the instance, so an acknowledged instance is searchable at once and no
+service reads the object again for it: the few attributes QIDO matches and returns (patient, study,
+series and instance attributes) and its WADO-RS metadata (DICOM JSON without bulk data), so that a
+viewer loading a study's metadata does not make the server read every image again.
 
-Applying the same event twice, or two events for the same SOP Instance UID, leaves one row
-(keyed by the SOP Instance UID): redeliveries are harmless.
+The row is keyed by the SOP Instance UID: an instance sent again replaces its row.
 """
 
 from __future__ import annotations
 
-import asyncio
-import io
-import logging
 from datetime import datetime
 from typing import Any, Final
 
 import pydicom
-from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRLittleEndian
 from sqlalchemy import JSON, Column
-from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Field, SQLModel
 
 from shared.db import init_db
 from shared.events import InstanceStored, utc_now
 from shared.runtime import ServiceContext
-from shared.store import ObjectNotFound, ObjectStore
 
-log = logging.getLogger("mdd.status_api.dicomweb")
 
 #: Binary values larger than this are served as bulk data (``BulkDataURI``) instead of inline.
 BULK_DATA_THRESHOLD: Final[int] = 64 * 1024
@@ -39,7 +31,6 @@ BULK_DATA_THRESHOLD: Final[int] = 64 * 1024
 RELATIVE_BULK_PREFIX: Final[str] = "bulkdata/"
 PIXEL_DATA_TAG: Final[str] = "7FE00010"
 AVAILABLE_TRANSFER_SYNTAX_TAG: Final[str] = "00083002"
-GROUP = "status_api.dicomweb"
 
 
 class InstanceIndexRow(SQLModel, table=True):
@@ -187,59 +178,10 @@ def _row(header: pydicom.Dataset | None, **identity: Any) -> InstanceIndexRow:
     )
 
 
-def read_header(store: ObjectStore, bucket: str, key: str) -> pydicom.Dataset | None:
-    """The stored object's header without pixel data; None when it is missing or not DICOM.
+def register_index(ctx: ServiceContext) -> None:
+    """Create the index table where it does not exist yet (embedded mode; migrations elsewhere).
 
-    Store outages raise, so that the bus retries the event.
-    """
-    try:
-        data = store.get_bytes(bucket, key)
-    except (ObjectNotFound, ValueError):  # ValueError: a key the store rejects, nothing to retry
-        log.error(
-            "Objeto no encontrado; se indexa sin encabezado / object not found, indexed without header: %s",
-            key,
-        )
-        return None
-    try:
-        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-    except (InvalidDicomError, ValueError, EOFError) as exc:
-        log.error(
-            "Encabezado ilegible; se indexa sin él / unreadable header, indexed without it: %s: %s", key, exc
-        )
-        return None
-
-
-def index_instance(
-    engine: Engine, store: ObjectStore, bucket: str, event: InstanceStored
-) -> InstanceIndexRow:
-    """Add or replace the index row of the event's instance (idempotent)."""
-    row = row_for(event, read_header(store, bucket, event.object_key))
-    with Session(engine) as session:
-        session.merge(row)
-        session.commit()
-    return row
-
-
-class DicomwebIndexer:
-    """Bus handler that keeps the DICOMweb index up to date."""
-
-    def __init__(self, ctx: ServiceContext) -> None:
-        self.ctx = ctx
-
-    async def on_instance_stored(self, event: InstanceStored) -> None:
-        """Index one stored instance (store and database work off the event loop)."""
-        await asyncio.to_thread(
-            index_instance, self.ctx.engine, self.ctx.store, self.ctx.settings.bucket_dicom, event
-        )
-
-
-def register_index(ctx: ServiceContext, service: str) -> None:
-    """Create the index table and subscribe the indexer to ``instance.stored`` in its own group.
-
-    Ingest (Query/Retrieve) and the status API (DICOMweb) both need the index; in one process it is
-    kept once, across processes their consumers share the group, so each event is indexed once.
+    Ingest writes each row in the transaction that records the instance, so a service that reads the
+    index needs the table, not a consumer of ``instance.stored``.
     """
     init_db(ctx.engine, [InstanceIndexRow])
-    if any(subscription.group == GROUP for subscription in ctx.bus.subscriptions):
-        return
-    ctx.bus.subscribe(InstanceStored, DicomwebIndexer(ctx).on_instance_stored, service=service, group=GROUP)

@@ -80,8 +80,8 @@ class IngestComponent:
 
 
 def register(ctx: ServiceContext) -> IngestComponent:
-    """Ingest produces; it subscribes only to keep the index of stored instances its Query/Retrieve SCP searches."""
-    register_index(ctx, SERVICE)
+    """Ingest subscribes to nothing: it writes the index its Query/Retrieve SCP searches as it records each instance."""
+    register_index(ctx)
     return IngestComponent(ctx)
 
 

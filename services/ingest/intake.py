@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -23,6 +23,8 @@ from shared.bus import Bus
 from shared.dicom_uids import uid_problem
 from shared.dicom_vocabulary import DimseStatus
 from shared.events import InstanceStored, StudyCompleted, ViewRef, producer, utc_now
+from shared.db import upsert
+from shared.instance_index import InstanceIndexRow, row_for
 from shared.logs import bind_study
 from shared.reliability.crashpoints import crash_point
 from shared.reliability.errors import Dependency, describe, unavailable_dependency
@@ -77,6 +79,8 @@ class InstanceHeader:
     view_position: str | None
     accession_number: str
     patient_id: str
+    #: The parsed header itself (no pixel data), for the DICOMweb and Query/Retrieve index row.
+    dataset: Dataset = field(default_factory=Dataset, repr=False, compare=False)
 
 
 #: The identifiers every instance must carry, valid, before it is stored.
@@ -130,6 +134,7 @@ def read_header(encoded: bytes | Path, limits: InputLimits = DEFAULT_LIMITS) -> 
         view_position=str(dataset.get("ViewPosition", "")) or None,
         accession_number=str(dataset.get("AccessionNumber", "")),
         patient_id=str(dataset.get("PatientID", "")),
+        dataset=dataset,
     )
 
 
@@ -333,11 +338,7 @@ class Ingest:
             "accession_number": header.accession_number, "patient_key": patient_key(self.settings, hospital_id, header.patient_id),
             "first_instance_at": now, "last_instance_at": now, "views_seen": [],
         }
-        if session.get_bind().dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        statement = dialect_insert(AssemblingStudy).values(**values)
+        statement = upsert(session, AssemblingStudy).values(**values)
         session.execute(statement.on_conflict_do_update(index_elements=["study_uid"], set_={"study_uid": statement.excluded.study_uid}))
         return session.exec(select(AssemblingStudy).where(AssemblingStudy.study_uid == header.study_uid).with_for_update()).one()
 
@@ -396,6 +397,10 @@ class Ingest:
                 stored_at=now,
             )
         )
+        # Indexed in the same transaction: Query/Retrieve and QIDO find the instance once it is acknowledged.
+        index_row = row_for(event, header.dataset).model_dump()
+        session.execute(upsert(session, InstanceIndexRow).values(**index_row).on_conflict_do_update(
+            index_elements=["sop_instance_uid"], set_={k: v for k, v in index_row.items() if k != "sop_instance_uid"}))
         if study.completed_at is None and has_standard_views(parse_view_label(v) for v in study.views_seen):
             event_ids += self._complete(session, study, "all_views")
         session.commit()

@@ -60,7 +60,7 @@ def register(ctx: ServiceContext) -> WebComponent:
     ctx.bus.subscribe_batch(
         SUBSCRIBED_EVENTS, projector.on_events, service=SERVICE, group=f"{SERVICE}.projection", max_records=PROJECTION_BATCH
     )
-    register_index(ctx, SERVICE)
+    register_index(ctx)
     return StatusApiComponent(ctx)
 
 

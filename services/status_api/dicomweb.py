@@ -3,7 +3,7 @@
 STOW-RS is forwarded to the ingest service (``dicomweb_stow``), so that a client stores, searches
 and retrieves at one base URL.
 
-Searches run on the DICOMweb index (``dicomweb_index``, filled from ``instance.stored``);
+Searches run on the DICOMweb index (``shared.instance_index``, written by ingest with each instance);
 retrievals read the stored objects from the object store (bucket ``MDD_BUCKET_DICOM``), which are
 served byte for byte as received. Frames: see ``dicomweb_wado`` (compressed as stored, or decoded
 to native pixels when the client asks for plain ``application/octet-stream``).

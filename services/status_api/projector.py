@@ -11,6 +11,7 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from shared.db import upsert
 from shared.events import EVENT_TYPES, Event, InstanceStored, NotificationSent, StudyInferred, StudyPreprocessed, utc_now
 from services.status_api.change_feed import announce
 from services.status_api.state import fold
@@ -80,11 +81,7 @@ def _insert_missing_studies(session: Session, firsts: list[Event], now: datetime
     ]
     if not missing:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as upsert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as upsert
-    session.execute(upsert(StudyRow).on_conflict_do_nothing(index_elements=["study_uid"]), missing)
+    session.execute(upsert(session, StudyRow).on_conflict_do_nothing(index_elements=["study_uid"]), missing)
 
 
 def refresh(row: StudyRow, events: list[Event], now: datetime) -> None:

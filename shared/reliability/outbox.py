@@ -26,6 +26,7 @@ from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from shared.db import upsert
 from shared.events import DeadLetter, Event, utc_now
 from shared.reliability.crashpoints import crash_point
 from shared.reliability.tables import OutboxRow
@@ -49,11 +50,7 @@ class Publisher:
 
 
 def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, object]]) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    session.execute(dialect_insert(_table).on_conflict_do_nothing(index_elements=["event_id"]), rows)
+    session.execute(upsert(session, _table).on_conflict_do_nothing(index_elements=["event_id"]), rows)
 
 
 def _row(event_id: str, study_uid: str, event_type: str, topic: str, payload: str, at_once: bool) -> dict[str, object]:
@@ -83,11 +80,7 @@ def record_events(engine: Engine, events: Iterable[Event]) -> list[str]:
 
 def requeue_raw(session: Session, event_id: str, study_uid: str, event_type: str, topic: str, payload: str, at_once: bool) -> str:
     """Queue a message to be published again (a re-drive, a replay), even if the outbox published it before."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    statement = dialect_insert(_table).values(**_row(event_id, study_uid, event_type, topic, payload, at_once))
+    statement = upsert(session, _table).values(**_row(event_id, study_uid, event_type, topic, payload, at_once))
     session.execute(statement.on_conflict_do_update(index_elements=["event_id"], set_={
         "published_at": None, "created_at": statement.excluded.created_at, "relay_after": statement.excluded.relay_after,
         "topic": statement.excluded.topic, "generation": _table.c.generation + 1,

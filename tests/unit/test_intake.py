@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import io
 import json
 
 import pytest
+from pydicom import Dataset
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from shared.bus import MemoryBus
 from shared.db import init_db, make_engine
@@ -23,6 +25,7 @@ from services.ingest.intake import (
     Ingest,
 )
 from services.ingest.tables import AssemblingStudy, StoredInstance
+from shared.instance_index import InstanceIndexRow
 
 
 class FlakyStore(LocalStore):
@@ -64,6 +67,13 @@ def events_of(bus: MemoryBus, event_type: str) -> list[dict]:
     return [json.loads(p) for topic, p in bus.sent if topic == f"mdd.{event_type}"]
 
 
+def encoded(dataset: Dataset) -> bytes:
+    """A data set as a DICOM Part 10 file."""
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 async def accept(ingest: Ingest, data: bytes, sop_class: str | None = None) -> int:
     return (await asyncio.to_thread(ingest.accept, data, "MAMO1", sop_class)).status
 
@@ -91,6 +101,26 @@ async def test_identical_resend_is_acknowledged_and_stored_once(ingest: Ingest, 
             assert await accept(ingest, view.to_bytes()) == SUCCESS
     assert len(events_of(ingest.bus, "instance.stored")) == 4  # type: ignore[arg-type]
     assert len(events_of(ingest.bus, "study.completed")) == 1  # type: ignore[arg-type]
+
+
+async def test_an_acknowledged_instance_is_already_in_the_search_index(ingest: Ingest, four_view_study: SyntheticStudy) -> None:
+    view = four_view_study.views[0]
+    assert await accept(ingest, view.to_bytes()) == SUCCESS
+    sop_uid = str(view.dataset.SOPInstanceUID)
+    with Session(ingest.engine) as session:  # no consumer has run: the row came with the instance's transaction
+        row = session.get(InstanceIndexRow, sop_uid)
+    assert row is not None
+    assert (row.study_uid, row.hospital_id, row.patient_id) == (four_view_study.study_uid, "HOSP-DEMO", str(view.dataset.PatientID))
+    assert (row.rows, row.columns) == (view.dataset.Rows, view.dataset.Columns)
+    assert row.metadata_json["00100010"]["Value"][0]["Alphabetic"] == str(view.dataset.PatientName)
+    assert "BulkDataURI" in row.metadata_json["7FE00010"]
+
+    changed = copy.deepcopy(view.dataset)
+    changed.SeriesDescription = "REENVIADA"
+    assert await accept(ingest, encoded(changed)) == SUCCESS  # the same SOP Instance UID, new content
+    with Session(ingest.engine) as session:
+        rows = session.exec(select(InstanceIndexRow).where(InstanceIndexRow.sop_instance_uid == sop_uid)).all()
+    assert [row.series_description for row in rows] == ["REENVIADA"]
 
 
 async def test_unparseable_data_gets_cannot_understand(ingest: Ingest) -> None:
@@ -199,13 +229,6 @@ async def test_an_instance_from_another_hospital_never_joins_nor_replaces_the_fi
     def send(data: bytes, hospital: str):  # type: ignore[no-untyped-def]
         return asyncio.to_thread(ingest.accept, data, calling_ae="MAMO1", hospital_id=hospital)
 
-    def encoded(dataset) -> bytes:  # type: ignore[no-untyped-def]
-        from io import BytesIO
-
-        buffer = BytesIO()
-        dataset.save_as(buffer, enforce_file_format=True)
-        return buffer.getvalue()
-
     first = four_view_study.views[0]
     assert (await send(first.to_bytes(), "HOSP-A")).status == SUCCESS
     key_a = ingest.store.list_keys(ingest.settings.bucket_dicom, "HOSP-A/")
@@ -224,6 +247,7 @@ async def test_an_instance_from_another_hospital_never_joins_nor_replaces_the_fi
     with Session(ingest.engine) as session:
         assert session.get(AssemblingStudy, four_view_study.study_uid).hospital_id == "HOSP-A"  # type: ignore[union-attr]
         assert session.get(StoredInstance, str(first.dataset.SOPInstanceUID)).object_key == key_a[0]  # type: ignore[union-attr]
+        assert session.get(InstanceIndexRow, str(first.dataset.SOPInstanceUID)).hospital_id == "HOSP-A"  # type: ignore[union-attr]
     assert {e["hospital_id"] for e in events_of(ingest.bus, "instance.stored")} == {"HOSP-A"}  # type: ignore[arg-type]
     assert len(events_of(ingest.bus, "instance.stored")) == 1  # type: ignore[arg-type]
 

@@ -24,7 +24,7 @@ from shared.settings import Settings
 from shared.store import LocalStore
 from shared.synth import SyntheticStudy
 from services.status_api.api import create_app
-from shared.instance_index import InstanceIndexRow, index_instance
+from shared.instance_index import InstanceIndexRow, row_for
 from services.status_api.projector import project
 from services.status_api.schemas import AssignmentRequest, ReportRequest
 from services.status_api.auth_tables import ApiKeyRow
@@ -72,7 +72,9 @@ class World:
             store.put_bytes(settings.bucket_dicom, key, buffer.getvalue(), "application/dicom")
             event = stored(uid, hospital, accession).model_copy(
                 update={"object_key": key, "series_instance_uid": str(ds.SeriesInstanceUID), "sop_instance_uid": str(ds.SOPInstanceUID)})
-            index_instance(self.engine, store, settings.bucket_dicom, event)
+            with Session(self.engine) as session:
+                session.add(row_for(event, pydicom.dcmread(io.BytesIO(buffer.getvalue()), stop_before_pixels=True)))
+                session.commit()
         for name, role, hospitals, provider in (
             ("staff_a", "hospital_staff", ["HOSP-A"], None), ("doctor_a", "doctor", ["HOSP-A"], None),
             ("lector", "provider", [], "LECTURA-1"), ("carga_a", "uploader", ["HOSP-A"], None),
