@@ -4,7 +4,8 @@ Our SCP runs in the distributed mode (`mdd serve ingest`: MinIO store, events on
 Orthanc (Debian package) in its default configuration, on the same machine. Three cases: (a) small
 512x416 instances on one association, (b) full-field 3328x4096 16-bit MG instances (about 27 MB
 each), (c) the small instances split over 4 associations sending at once (modalities in parallel;
-studies are assembled under a per-study row lock in the database, not a process lock). Prints
+studies are assembled under a per-study row lock in the database, not a process lock), (d) as (c)
+with another corpus sent to two ingest replicas, two associations each (compared with Orthanc's (c)). Prints
 instances/s, MB/s, p50/p99 per-instance latency for both, the ratios, the CPU time each server
 spends per instance (ours: the ingest process plus MinIO, Kafka and PostgreSQL; Orthanc: its
 process), and the ingest process's peak memory.
@@ -20,8 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
-from collections.abc import Callable
+from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,13 +97,13 @@ def send(folder: Path, port: int, called_ae: str, megabytes: float) -> Run:
     return Run(len(latencies), megabytes, elapsed, latencies)
 
 
-def send_parallel(folders: list[Path], port: int, called_ae: str, megabytes: float) -> Run:
-    """One storescu per folder, all at once; instances/s over the wall time of the slowest."""
+def send_parallel(folders: list[Path], ports: list[int], called_ae: str, megabytes: float) -> Run:
+    """One storescu per folder, all at once, to the ``ports`` in turn; instances/s over the wall time of the slowest."""
     from concurrent.futures import ThreadPoolExecutor
 
     started = time.perf_counter()
     with ThreadPoolExecutor(len(folders)) as pool:
-        runs = list(pool.map(lambda folder: send(folder, port, called_ae, 0.0), folders))
+        runs = list(pool.map(lambda n: send(folders[n], ports[n % len(ports)], called_ae, 0.0), range(len(folders))))
     elapsed = time.perf_counter() - started
     return Run(sum(r.instances for r in runs), megabytes, elapsed, [latency for r in runs for latency in r.latencies])
 
@@ -135,9 +136,9 @@ def cpu_seconds(names: tuple[str, ...], pids: tuple[int, ...] = ()) -> float:
     return total / tick
 
 
-def measured(server: str, ingest_pid: int, sending: Callable[[], Run]) -> Run:
+def measured(server: str, ingest_pids: tuple[int, ...], sending: Callable[[], Run]) -> Run:
     """``sending()`` with the CPU time the server's processes spent meanwhile."""
-    pids = (ingest_pid,) if server == "MDD" else ()
+    pids = ingest_pids if server == "MDD" else ()
     before = cpu_seconds(SERVER_PROCESSES[server], pids)
     run = sending()
     run.cpu_seconds = cpu_seconds(SERVER_PROCESSES[server], pids) - before
@@ -150,6 +151,21 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+@contextmanager
+def ingest_replica(base_env: dict[str, str], root: Path, name: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``mdd serve ingest`` in the distributed mode, on its own ports and data folder; the process and its DICOM port."""
+    dicom_port, http_port = free_ports(2)
+    env = {**base_env, "MDD_DATA_DIR": str(root / name), "MDD_DICOM_PORT": str(dicom_port), "MDD_INGEST_HTTP_PORT": str(http_port)}
+    with open(root / f"{name}.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "ingest"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_echo(dicom_port, "MDD")
+            yield process, dicom_port
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 def wait_for_echo(port: int, called_ae: str, timeout: float = 120) -> None:
@@ -176,43 +192,41 @@ def main() -> None:
         }
         parallel_mb = write_corpus(root / "small-c", args.small, 512, 416, 30_000)
         parallel = (f"c) 512x416 x{ASSOCIATIONS}", split(root / "small-c", ASSOCIATIONS), parallel_mb)
+        replicated_mb = write_corpus(root / "small-d", args.small, 512, 416, 40_000)
+        replicated = ("d) x4 2 répl.", split(root / "small-d", ASSOCIATIONS), replicated_mb)
         kafka = stack.enter_context(kafka_server())
         minio = stack.enter_context(minio_server())
         postgres = stack.enter_context(postgres_server())
         orthanc = stack.enter_context(orthanc_server())
-        dicom_port, http_port = free_ports(2)
         env = {
             **os.environ,
             "MDD_TRANSPORT": "kafka", "MDD_KAFKA_BOOTSTRAP": kafka.bootstrap,
             "MDD_STORE_BACKEND": "minio", "MDD_MINIO_ENDPOINT": minio.endpoint,
             "MDD_MINIO_ACCESS_KEY": minio.access_key, "MDD_MINIO_SECRET_KEY": minio.secret_key,
-            "MDD_DATABASE_URL": postgres.url, "MDD_DATA_DIR": str(root / "var"),
-            "MDD_DICOM_PORT": str(dicom_port), "MDD_INGEST_HTTP_PORT": str(http_port),
+            "MDD_DATABASE_URL": postgres.url,
             "MDD_STUDY_QUIET_SECONDS": "3600", "MDD_LOG_LEVEL": "WARNING", "MDD_MIN_FREE_BYTES": "0",
         }
-        log = open(root / "ingest.log", "wb")  # noqa: SIM115 - closed with the process
-        ingest = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "ingest"], env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for_echo(dicom_port, "MDD")
-            wait_for_echo(orthanc.dicom_port, orthanc.ae_title)
-            results: dict[tuple[str, str], Run] = {}
-            for corpus, (path, megabytes) in corpora.items():
-                results[(corpus, "MDD")] = measured("MDD", ingest.pid, lambda: send(path, dicom_port, "MDD", megabytes))
-                results[(corpus, "Orthanc")] = measured(
-                    "Orthanc", ingest.pid, lambda: send(path, orthanc.dicom_port, orthanc.ae_title, megabytes))
-            name, folders, megabytes = parallel
-            results[(name, "MDD")] = measured("MDD", ingest.pid, lambda: send_parallel(folders, dicom_port, "MDD", megabytes))
-            results[(name, "Orthanc")] = measured(
-                "Orthanc", ingest.pid, lambda: send_parallel(folders, orthanc.dicom_port, orthanc.ae_title, megabytes))
-            peak = peak_rss_mb(ingest.pid)
-        finally:
-            ingest.terminate()
-            ingest.wait(timeout=30)
-            log.close()
+        ingest, dicom_port = stack.enter_context(ingest_replica(env, root, "ingest-1"))
+        wait_for_echo(orthanc.dicom_port, orthanc.ae_title)
+        results: dict[tuple[str, str], Run] = {}
+        for corpus, (path, megabytes) in corpora.items():
+            results[(corpus, "MDD")] = measured("MDD", (ingest.pid,), lambda: send(path, dicom_port, "MDD", megabytes))
+            results[(corpus, "Orthanc")] = measured(
+                "Orthanc", (), lambda: send(path, orthanc.dicom_port, orthanc.ae_title, megabytes))
+        name, folders, megabytes = parallel
+        results[(name, "MDD")] = measured("MDD", (ingest.pid,), lambda: send_parallel(folders, [dicom_port], "MDD", megabytes))
+        results[(name, "Orthanc")] = measured(
+            "Orthanc", (), lambda: send_parallel(folders, [orthanc.dicom_port], orthanc.ae_title, megabytes))
+        peak = peak_rss_mb(ingest.pid)
+        second, second_port = stack.enter_context(ingest_replica(env, root, "ingest-2"))
+        replicas_name, replica_folders, replica_mb = replicated
+        results[(replicas_name, "MDD")] = measured(
+            "MDD", (ingest.pid, second.pid), lambda: send_parallel(replica_folders, [dicom_port, second_port], "MDD", replica_mb))
+        results[(replicas_name, "Orthanc")] = results[(name, "Orthanc")]
 
     print(f"\nIngesta / ingest: MDD (modo distribuido: MinIO + Kafka + PostgreSQL) vs Orthanc (Debian), storescu, {os.cpu_count()} CPU")
     print(f"{'corpus':<14}{'servidor':<10}{'inst/s':>9}{'MB/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/inst':>13}")
-    for corpus in [*corpora, parallel[0]]:
+    for corpus in [*corpora, parallel[0], replicated[0]]:
         for server in ("MDD", "Orthanc"):
             run = results[(corpus, server)]
             print(f"{corpus:<14}{server:<10}{run.per_second:>9.1f}{run.mb_per_second:>9.1f}{run.percentile(0.5):>9.1f}"
@@ -222,6 +236,8 @@ def main() -> None:
     print(f"Memoria pico del proceso ingest / ingest peak memory: {peak:.0f} MB")
     print("CPU ms/inst: MDD = proceso ingest + MinIO + Kafka + PostgreSQL / ingest process plus MinIO, Kafka and "
           "PostgreSQL; Orthanc = su proceso / its process")
+    print("(d): 2 procesos ingest, 2 asociaciones cada uno, contra el (c) de Orthanc / 2 ingest replicas, 2 associations "
+          "each, against Orthanc's (c)")
     print("Objetivos / targets: (a) ≥ 2x inst/s de Orthanc, (b) ≥ 1.5x MB/s, (c) ≥ 3x inst/s, memoria < 500 MB")
 
 

@@ -339,8 +339,9 @@ class Ingest:
             "first_instance_at": now, "last_instance_at": now, "views_seen": [],
         }
         statement = upsert(session, AssemblingStudy).values(**values)
-        session.execute(statement.on_conflict_do_update(index_elements=["study_uid"], set_={"study_uid": statement.excluded.study_uid}))
-        return session.exec(select(AssemblingStudy).where(AssemblingStudy.study_uid == header.study_uid).with_for_update()).one()
+        # A conflicting INSERT that updates locks the row (PostgreSQL) as SELECT ... FOR UPDATE would.
+        statement = statement.on_conflict_do_update(index_elements=["study_uid"], set_={"study_uid": statement.excluded.study_uid})
+        return session.scalars(statement.returning(AssemblingStudy), execution_options={"populate_existing": True}).one()
 
     def _record(
         self, header: InstanceHeader, hospital_id: str, key: str, content: ContentDigest, calling_ae: str
@@ -349,17 +350,18 @@ class Ingest:
         transaction; the outbox ids to flush, and the study's correlation id."""
         with Session(self.engine, expire_on_commit=False) as session:
             study = self._lock_study(session, header, hospital_id)
+            known = session.get(StoredInstance, header.sop_instance_uid)
             # Checked again under the study's lock: another hospital may have taken the UID meanwhile.
-            _refuse_another_hospitals(session, hospital_id, header.study_uid, session.get(StoredInstance, header.sop_instance_uid))
+            _refuse_another_hospitals(session, hospital_id, header.study_uid, known)
             with bind_study(study.study_uid, study.correlation_id):
-                return self._record_locked(session, study, header, key, content, calling_ae), study.correlation_id
+                return self._record_locked(session, study, header, key, content, calling_ae, known), study.correlation_id
 
     def _record_locked(
-        self, session: Session, study: AssemblingStudy, header: InstanceHeader, key: str, content: ContentDigest, calling_ae: str
+        self, session: Session, study: AssemblingStudy, header: InstanceHeader, key: str, content: ContentDigest, calling_ae: str,
+        known: StoredInstance | None,
     ) -> list[str]:
-        """``_record`` with the study's row held."""
+        """``_record`` with the study's row held; ``known``: the instance's row as read under that lock."""
         hospital_id = study.hospital_id
-        known = session.get(StoredInstance, header.sop_instance_uid)
         event = InstanceStored(
             **_envelope(study),
             event_id=instance_event_id(hospital_id, header.sop_instance_uid, content.sha256),
