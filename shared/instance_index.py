@@ -109,8 +109,8 @@ def header_metadata(ds: pydicom.Dataset, transfer_syntax_uid: str, frames: int) 
     return metadata
 
 
-def row_for(event: InstanceStored, header: pydicom.Dataset | None) -> InstanceIndexRow:
-    """The index row of a stored instance: the event's fields plus header attributes when read."""
+def row_for(event: InstanceStored, header: pydicom.Dataset) -> InstanceIndexRow:
+    """The index row of a stored instance: the event's fields plus its header's attributes."""
     return _row(
         header,
         sop_instance_uid=event.sop_instance_uid,
@@ -148,8 +148,7 @@ def row_from_header(header: pydicom.Dataset, hospital_id: str, object_key: str, 
     )
 
 
-def _row(header: pydicom.Dataset | None, **identity: Any) -> InstanceIndexRow:
-    ds = header if header is not None else pydicom.Dataset()
+def _row(ds: pydicom.Dataset, **identity: Any) -> InstanceIndexRow:
     frames = _integer(ds, "NumberOfFrames") or 1
     return InstanceIndexRow(
         **{
@@ -173,7 +172,7 @@ def _row(header: pydicom.Dataset | None, **identity: Any) -> InstanceIndexRow:
         columns=_integer(ds, "Columns"),
         bits_allocated=_integer(ds, "BitsAllocated"),
         number_of_frames=frames,
-        metadata_json=header_metadata(ds, identity["transfer_syntax_uid"], frames) if header is not None else {},
+        metadata_json=header_metadata(ds, identity["transfer_syntax_uid"], frames),
         indexed_at=utc_now(),
     )
 

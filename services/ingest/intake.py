@@ -80,7 +80,7 @@ class InstanceHeader:
     accession_number: str
     patient_id: str
     #: The parsed header itself (no pixel data), for the DICOMweb and Query/Retrieve index row.
-    dataset: Dataset = field(default_factory=Dataset, repr=False, compare=False)
+    dataset: Dataset = field(repr=False, compare=False)
 
 
 #: The identifiers every instance must carry, valid, before it is stored.
