@@ -278,7 +278,7 @@ class Bus(ABC):
         with bind_study(event.study_uid, event.correlation_id):
             while True:
                 attempt: Attempt = await until_available(
-                    lambda: asyncio.to_thread(self.ledger.begin, consumer, event_id, event.study_uid), consumer
+                    lambda: asyncio.to_thread(self.ledger.begin, consumer, event_id, event.study_uid, event.hospital_id), consumer
                 )
                 if attempt.finished:
                     if attempt.status == DONE:
@@ -330,7 +330,7 @@ class Bus(ABC):
         await self.dead_letter(
             DeadLetter(
                 stage=subscription.group, source_topic=source_topic, error=reason, attempts=attempts,
-                study_uid=event.study_uid, payload=raw.decode("utf-8", "replace"),
+                study_uid=event.study_uid, hospital_id=event.hospital_id, payload=raw.decode("utf-8", "replace"),
             ),
             study_failed=failed,
             consumer_event=(subscription.group, str(event.event_id)),

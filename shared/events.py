@@ -281,6 +281,7 @@ class DeadLetter(BaseModel):
     error: str
     attempts: int
     study_uid: str | None = None
+    hospital_id: str | None = None
     payload: str
 
 

@@ -38,10 +38,10 @@ class InstanceIndexRow(SQLModel, table=True):
 
     __tablename__ = "status_instance"
 
+    hospital_id: str = Field(primary_key=True)
     sop_instance_uid: str = Field(primary_key=True)
     study_uid: str = Field(index=True)
     series_uid: str = Field(index=True)
-    hospital_id: str = Field(index=True)
     object_key: str
     sop_class_uid: str
     transfer_syntax_uid: str

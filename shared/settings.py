@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validato
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.dicom_uids import DEFAULT_INSTANCE_UID_ROOT
+from shared.object_keys import HospitalId
 
 Transport = Literal["memory", "kafka"]
 StoreBackend = Literal["local", "minio"]
@@ -29,7 +30,7 @@ KafkaSaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 class Sender(BaseModel):
     """A modality or PACS allowed to send, by its calling AE title."""
 
-    hospital_id: str
+    hospital_id: HospitalId
     addresses: list[str] = Field(
         default_factory=list, description="Allowed source addresses or networks (10.1.2.3, 10.1.2.0/24)"
     )
@@ -97,7 +98,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MDD_", env_file=".env", extra="ignore")
 
     data_dir: Path = Field(Path("var"), description="Carpeta de datos (almacén local, SQLite) / data folder")
-    hospital_id: str = Field("HOSP-DEMO", description="Hospital de los estudios si el AE no está mapeado / default hospital")
+    hospital_id: HospitalId = Field("HOSP-DEMO", description="Hospital de los estudios si el AE no está mapeado / default hospital")
     senders: dict[str, Sender] = Field(
         default_factory=dict,
         description='Modalidades/PACS por AE que llama, JSON / senders by calling AE: '
@@ -195,7 +196,7 @@ class Settings(BaseSettings):
     pacs_host: str | None = Field(None, description="PACS a consultar (C-FIND/C-GET); vacío = sin sondeo / PACS to poll")
     pacs_port: int = Field(4242, description="Puerto DICOM del PACS / PACS port")
     pacs_ae_title: str = Field("ORTHANC", description="AE title del PACS / PACS AE title")
-    pacs_hospital_id: str | None = Field(None, description="Hospital de los estudios traídos del PACS / hospital of pulled studies")
+    pacs_hospital_id: HospitalId | None = Field(None, description="Hospital de los estudios traídos del PACS / hospital of pulled studies")
     pacs_modality: str = Field("MG", description="Modalidad a buscar / modality to find")
     pacs_poll_seconds: float = Field(60.0, gt=0, description="Intervalo de sondeo / poll interval")
     pacs_lookback_days: int = Field(1, ge=0, description="Días que cubre el primer sondeo / days the first poll covers")

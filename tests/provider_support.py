@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from shared.events import StudyCompleted, ViewRef, producer
 from shared.runtime import ServiceContext
 from shared.synth import SyntheticStudy
-from services.ingest.intake import object_key
+from shared.object_keys import instance_key
 
 
 @dataclass
@@ -83,7 +83,7 @@ def stage_study(ctx: ServiceContext, study: SyntheticStudy, hospital_id: str) ->
     views = []
     for view in study.views:
         dataset = view.dataset
-        key = object_key(hospital_id, study.study_uid, dataset.SeriesInstanceUID, dataset.SOPInstanceUID)
+        key = instance_key(hospital_id, study.study_uid, dataset.SeriesInstanceUID, dataset.SOPInstanceUID)
         ctx.store.put_bytes(ctx.settings.bucket_dicom, key, view.to_bytes(), "application/dicom")
         views.append(
             ViewRef(

@@ -52,7 +52,7 @@ class CommitmentResult:
 def _stored_class(store: ObjectStore, bucket: str, row: StoredInstance, engine: Engine) -> str:
     """The SOP Class of a stored instance: from the instance index, else from the stored header."""
     with Session(engine) as session:
-        indexed = session.get(InstanceIndexRow, row.sop_instance_uid)
+        indexed = session.get(InstanceIndexRow, (row.hospital_id, row.sop_instance_uid))
     if indexed is not None and indexed.sop_class_uid:
         return indexed.sop_class_uid
     header = dcmread(io.BytesIO(store.get_bytes(bucket, row.object_key)), stop_before_pixels=True)
@@ -68,8 +68,8 @@ def commit(
     result = CommitmentResult(transaction_uid)
     for reference in references:
         with Session(engine) as session:
-            row = session.get(StoredInstance, reference.sop_instance_uid)
-        if row is None or not row.object_key.startswith(f"{hospital_id}/"):
+            row = session.get(StoredInstance, (hospital_id, reference.sop_instance_uid))
+        if row is None:
             result.failed.append((reference, DimseStatus.NO_SUCH_OBJECT_INSTANCE))
             continue
         try:

@@ -37,6 +37,7 @@ from shared.pseudonyms import patient_key
 from shared.settings import Settings
 from shared.digests import ContentDigest, digest_bytes, digest_file
 from shared.store import GrowingUpload, ObjectStore, UploadsWhileWriting
+from shared.object_keys import hospital_problem, instance_key
 from services.ingest.assembly import has_standard_views, normalise_view, parse_view_label, quiet_since, view_label
 from services.ingest.tables import AssemblingStudy, StoredInstance
 from services.ingest.sop_classes import IMAGE_ATTRIBUTES, STORAGE_SOP_CLASSES
@@ -138,31 +139,6 @@ def read_header(encoded: bytes | Path, limits: InputLimits = DEFAULT_LIMITS) -> 
     )
 
 
-class UidOfAnotherHospital(LookupError):
-    """An instance carries a Study or SOP Instance UID that already belongs to another hospital."""
-
-
-def _refuse_another_hospitals(session: Session, hospital_id: str, study_uid: str, known: StoredInstance | None) -> None:
-    """Raise :class:`UidOfAnotherHospital` when the study, or the stored instance with this SOP Instance
-    UID, belongs to a hospital other than ``hospital_id``: it must never join nor replace the other's.
-
-    The reason names neither hospital nor patient, so the sender learns nothing about the other's data.
-    """
-    owners = {owner.hospital_id for owner in (
-        session.get(AssemblingStudy, study_uid), session.get(AssemblingStudy, known.study_uid) if known else None,
-    ) if owner is not None}
-    if owners - {hospital_id}:
-        raise UidOfAnotherHospital(
-            "UID ya usado por otro hospital; la instancia no se almacena / UID already used by another "
-            "hospital; the instance is not stored"
-        )
-
-
-def object_key(hospital_id: str, study_uid: str, series_uid: str, sop_instance_uid: str) -> str:
-    """Where an instance lives in the DICOM bucket."""
-    return f"{hospital_id}/{study_uid}/{series_uid}/{sop_instance_uid}.dcm"
-
-
 def _envelope(study: AssemblingStudy) -> dict[str, object]:
     """The envelope fields every event of an assembling study shares."""
     return {
@@ -245,7 +221,7 @@ class Ingest:
             return None
         dataset = dcmread(partial, stop_before_pixels=True)
         hospital_id = self.settings.hospital_for_calling_ae(calling_ae)
-        key = object_key(hospital_id, str(dataset.StudyInstanceUID), str(dataset.SeriesInstanceUID), str(dataset.SOPInstanceUID))
+        key = instance_key(hospital_id, str(dataset.StudyInstanceUID), str(dataset.SeriesInstanceUID), str(dataset.SOPInstanceUID))
         try:
             return self.store.begin_upload(self.settings.bucket_dicom, key, partial, "application/dicom")
         except Exception as exc:
@@ -280,8 +256,6 @@ class Ingest:
             )
         try:
             outcome = self._store_and_publish(encoded, header, calling_ae, hospital_id, digest, upload)
-        except UidOfAnotherHospital as exc:
-            return StoreOutcome(DATASET_DOES_NOT_MATCH_SOP_CLASS, str(exc))
         except Exception as exc:  # the SCP must answer a status and keep serving, whatever happens
             dependency = unavailable_dependency(exc)
             if dependency is not None:
@@ -303,13 +277,14 @@ class Ingest:
         upload: GrowingUpload | None,
     ) -> StoreOutcome:
         hospital_id = hospital_id or self.settings.hospital_for_calling_ae(calling_ae)
+        if problem := hospital_problem(hospital_id):
+            return StoreOutcome(DATASET_DOES_NOT_MATCH_SOP_CLASS, problem)  # its folder could sit inside another's
         if content is None:
             content = digest_file(encoded) if isinstance(encoded, Path) else digest_bytes(encoded)
         digest, size = content.sha256, content.size
-        key = object_key(hospital_id, header.study_uid, header.series_uid, header.sop_instance_uid)
+        key = instance_key(hospital_id, header.study_uid, header.series_uid, header.sop_instance_uid)
         with Session(self.engine) as session:
-            known = session.get(StoredInstance, header.sop_instance_uid)
-            _refuse_another_hospitals(session, hospital_id, header.study_uid, known)
+            known = session.get(StoredInstance, (hospital_id, header.sop_instance_uid))
         if known is not None and known.sha256 == digest:
             # Stored before; its event may still be waiting for the broker (a retry after 0xA700).
             self.outbox.flush_from_thread([str(instance_event_id(hospital_id, header.sop_instance_uid, digest))],
@@ -340,7 +315,8 @@ class Ingest:
         }
         statement = upsert(session, AssemblingStudy).values(**values)
         # A conflicting INSERT that updates locks the row (PostgreSQL) as SELECT ... FOR UPDATE would.
-        statement = statement.on_conflict_do_update(index_elements=["study_uid"], set_={"study_uid": statement.excluded.study_uid})
+        statement = statement.on_conflict_do_update(index_elements=["hospital_id", "study_uid"],
+                                                    set_={"study_uid": statement.excluded.study_uid})
         return session.scalars(statement.returning(AssemblingStudy), execution_options={"populate_existing": True}).one()
 
     def _record(
@@ -350,9 +326,7 @@ class Ingest:
         transaction; the outbox ids to flush, and the study's correlation id."""
         with Session(self.engine, expire_on_commit=False) as session:
             study = self._lock_study(session, header, hospital_id)
-            known = session.get(StoredInstance, header.sop_instance_uid)
-            # Checked again under the study's lock: another hospital may have taken the UID meanwhile.
-            _refuse_another_hospitals(session, hospital_id, header.study_uid, known)
+            known = session.get(StoredInstance, (hospital_id, header.sop_instance_uid))
             with bind_study(study.study_uid, study.correlation_id):
                 return self._record_locked(session, study, header, key, content, calling_ae, known), study.correlation_id
 
@@ -388,6 +362,7 @@ class Ingest:
         session.add(study)
         (session.add if known is None else session.merge)(
             StoredInstance(
+                hospital_id=hospital_id,
                 sop_instance_uid=header.sop_instance_uid,
                 study_uid=header.study_uid,
                 series_instance_uid=header.series_uid,
@@ -402,7 +377,8 @@ class Ingest:
         # Indexed in the same transaction: Query/Retrieve and QIDO find the instance once it is acknowledged.
         index_row = row_for(event, header.dataset).model_dump()
         session.execute(upsert(session, InstanceIndexRow).values(**index_row).on_conflict_do_update(
-            index_elements=["sop_instance_uid"], set_={k: v for k, v in index_row.items() if k != "sop_instance_uid"}))
+            index_elements=["hospital_id", "sop_instance_uid"],
+            set_={k: v for k, v in index_row.items() if k not in ("hospital_id", "sop_instance_uid")}))
         if study.completed_at is None and has_standard_views(parse_view_label(v) for v in study.views_seen):
             event_ids += self._complete(session, study, "all_views")
         session.commit()
@@ -412,7 +388,9 @@ class Ingest:
         """Mark the study completed and write its ``study.completed`` to the outbox (the caller commits)."""
         session.flush()
         instances = session.exec(
-            select(StoredInstance).where(StoredInstance.study_uid == study.study_uid).order_by(col(StoredInstance.stored_at))
+            select(StoredInstance)
+            .where(StoredInstance.hospital_id == study.hospital_id, StoredInstance.study_uid == study.study_uid)
+            .order_by(col(StoredInstance.stored_at))
         ).all()
         event = StudyCompleted(
             **_envelope(study),
@@ -445,15 +423,17 @@ class Ingest:
         cutoff = utc_now() - timedelta(seconds=self.settings.study_quiet_seconds)
         with Session(self.engine) as session:
             candidates = session.exec(
-                select(AssemblingStudy.study_uid).where(
+                select(AssemblingStudy.hospital_id, AssemblingStudy.study_uid).where(
                     col(AssemblingStudy.completed_at).is_(None), col(AssemblingStudy.last_instance_at) <= cutoff
                 )
             ).all()
         completed = 0
-        for study_uid in candidates:
+        for hospital_id, study_uid in candidates:
             with Session(self.engine, expire_on_commit=False) as session:
                 study = session.exec(
-                    select(AssemblingStudy).where(AssemblingStudy.study_uid == study_uid).with_for_update()
+                    select(AssemblingStudy)
+                    .where(AssemblingStudy.hospital_id == hospital_id, AssemblingStudy.study_uid == study_uid)
+                    .with_for_update()
                 ).one_or_none()
                 if study is None or study.completed_at is not None or not quiet_since(
                     study.last_instance_at, utc_now(), self.settings.study_quiet_seconds

@@ -54,7 +54,7 @@ class PacsPoller:
 
     def _known(self, study_uid: str) -> bool:
         with Session(self.ingest.engine) as session:
-            study = session.get(AssemblingStudy, study_uid)
+            study = session.get(AssemblingStudy, (self.hospital_id, study_uid))
         return study is not None and study.completed_at is not None
 
     def poll_once(self) -> int:

@@ -30,6 +30,7 @@ from sqlmodel import Session, col, select
 from shared.instance_index import InstanceIndexRow, row_from_header
 from shared.instance_query import MATCHING_KEYS, QueryError, condition_for, uid_values
 from shared.store import ObjectStore
+from shared.object_keys import study_prefix
 
 log = logging.getLogger("mdd.ingest.query")
 Row = InstanceIndexRow
@@ -133,7 +134,7 @@ def _conditions(identifier: Dataset, level: Level, model: Model, hospital_id: st
 def _results_of(holdings: Holdings, study_uid: str, hospital_id: str) -> list[Located]:
     """Our results for a study, read from the results bucket (headers only)."""
     found = []
-    for key in holdings.store.list_keys(holdings.results_bucket, f"{study_uid}/"):
+    for key in holdings.store.list_keys(holdings.results_bucket, study_prefix(hospital_id, study_uid)):
         if not key.endswith(".dcm"):
             continue
         try:

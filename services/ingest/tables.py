@@ -13,6 +13,8 @@ class StoredInstance(SQLModel, table=True):
 
     __tablename__ = "ingest_instance"
 
+    # Scoped by hospital: a UID another hospital reuses is another instance, never this one.
+    hospital_id: str = Field(primary_key=True)
     sop_instance_uid: str = Field(primary_key=True)
     study_uid: str = Field(index=True)
     series_instance_uid: str
@@ -29,8 +31,8 @@ class AssemblingStudy(SQLModel, table=True):
 
     __tablename__ = "ingest_study"
 
+    hospital_id: str = Field(primary_key=True)
     study_uid: str = Field(primary_key=True)
-    hospital_id: str
     correlation_id: str
     accession_number: str = ""
     patient_key: str = ""

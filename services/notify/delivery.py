@@ -226,7 +226,7 @@ class Deliverer:
                 event_ids += add_events(session, [self._notification_sent(record, status, detail)])
             if status in (FAILED, UNCERTAIN) and record.kind != IT_ALERT:
                 event_ids += record_dead_letter(session, DeadLetter(
-                    stage=SERVICE, source_topic=record.source_topic, attempts=attempts, study_uid=record.study_uid or None,
+                    stage=SERVICE, source_topic=record.source_topic, attempts=attempts, study_uid=record.study_uid or None, hospital_id=record.hospital_id or None,
                     error=f"{record.rule} / {record.channel} / {record.recipient}: {status}: {detail}", payload=record.payload,
                 ), prefix)
                 session.execute(update(NotificationRecord).where(

@@ -38,7 +38,7 @@ def record_green(engine: Engine, event: StudyInferred) -> bool:
     if event.triage_light != "GREEN":
         return False
     with Session(engine) as session:
-        if session.get(GreenStudy, event.study_uid) is not None:
+        if session.get(GreenStudy, (event.hospital_id, event.study_uid)) is not None:
             return False
         session.add(
             GreenStudy(
@@ -94,7 +94,7 @@ def digest_context(settings: Settings, hospital_id: str, day: date, start: datet
             {
                 "study_uid": s.study_uid,
                 "accession": s.accession_number,
-                "link": study_link(settings, s.study_uid),
+                "link": study_link(settings, s.hospital_id, s.study_uid),
                 "time": s.inferred_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
             }
             for s in studies

@@ -89,7 +89,7 @@ class FhirResult:
 
     def __init__(self, event: StudyInferred, facts: StudyFacts, issued: datetime) -> None:
         self.event, self.facts, self.issued = event, facts, issued
-        self.key = f"{event.study_uid}:{event.model_name}:{event.model_version}"
+        self.key = f"{event.hospital_id}:{event.study_uid}:{event.model_name}:{event.model_version}"
         self.study_url = _urn(self.key, "ImagingStudy")
         self.subject: dict[str, Any] = {
             "identifier": {

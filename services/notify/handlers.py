@@ -41,5 +41,5 @@ class NotifyHandlers:
         planned = notifications_for(self.ctx.settings, event, self.book)
         origin = Origin.of(event, self.ctx.bus.topic(event))
         await self.deliverer.deliver_all(
-            [Delivery(f"{event.study_uid}:{n.key_suffix}", n, origin) for n in planned], reopen_failed=True
+            [Delivery(f"{event.hospital_id}:{event.study_uid}:{n.key_suffix}", n, origin) for n in planned], reopen_failed=True
         )

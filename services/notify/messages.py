@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import BaseModel, ConfigDict
@@ -51,9 +52,10 @@ class Rendered(BaseModel):
     body: str
 
 
-def study_link(settings: Settings, study_uid: str) -> str:
-    """Where a user opens the study: ``public_base_url/studies/{uid}``."""
-    return f"{settings.public_base_url.rstrip('/')}/studies/{study_uid}"
+def study_link(settings: Settings, hospital_id: str, study_uid: str) -> str:
+    """Where a user opens the study: ``public_base_url/studies/{uid}?hospital_id=...`` (a UID alone may
+    name studies of two hospitals)."""
+    return f"{settings.public_base_url.rstrip('/')}/studies/{study_uid}?{urlencode({'hospital_id': hospital_id})}"
 
 
 def board_link(settings: Settings) -> str:
@@ -77,7 +79,7 @@ def _envelope(settings: Settings, event: StudyInferred | StudyFailed | StudyOver
         "study_uid": event.study_uid,
         "accession": event.accession_number,
         "hospital_id": event.hospital_id,
-        "link": study_link(settings, event.study_uid),
+        "link": study_link(settings, event.hospital_id, event.study_uid),
     }
 
 

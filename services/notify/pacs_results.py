@@ -56,6 +56,7 @@ from services.notify.adapters.pacs_store import (
     UNAVAILABLE_STATUSES, PacsStoreError, PacsUnavailable, describe, store_instances,
 )
 from shared.reliability.retry import AttemptsSpent, with_attempts
+from shared.object_keys import result_key, study_prefix
 from services.notify.cad_sr import CadOptions, build_cad_sr
 from services.notify.mosaic import LIGHT_LABELS, Slot, ViewTile, render_mosaic, view_tile
 from services.notify.result_codes import (
@@ -134,7 +135,7 @@ class StudySources:
 def content_fingerprint(event: StudyInferred) -> str:
     """A digest of everything the results say; it changes whenever their content would."""
     content = event.model_dump_json(
-        include={"study_uid", "breasts", "triage_light", "triage_reason", "model_name", "model_version",
+        include={"hospital_id", "study_uid", "breasts", "triage_light", "triage_reason", "model_name", "model_version",
                  "model_trained", "model_trained_on", "disclaimer", "regions"}
     )
     return hashlib.sha256(content.encode()).hexdigest()
@@ -144,7 +145,7 @@ def result_uids(event: StudyInferred, kind: str, root: str = DEFAULT_INSTANCE_UI
     """UIDs of a result object under ``root``: the same content always yields the same instance, new
     content a new SOP Instance UID (in the same series)."""
     return ResultUids(
-        series_uid=derived_uid(root, "mdd-pacs-results", event.study_uid, kind, "series"),
+        series_uid=derived_uid(root, "mdd-pacs-results", event.hospital_id, event.study_uid, kind, "series"),
         sop_uid=derived_uid(root, "mdd-pacs-results", content_fingerprint(event), kind, "sop"),
     )
 
@@ -171,7 +172,7 @@ def load_sources(store: ObjectStore, bucket: str, event: StudyInferred, with_vie
     Instances are read one at a time; pixels are decoded only for the first image of each view.
     """
     sources = StudySources()
-    for key in store.list_keys(bucket, f"{event.hospital_id}/{event.study_uid}/"):
+    for key in store.list_keys(bucket, study_prefix(event.hospital_id, event.study_uid)):
         raw: bytes = store.get_bytes(bucket, key)
         try:
             header = dcmread(io.BytesIO(raw), stop_before_pixels=True)
@@ -217,7 +218,7 @@ def _breast_group(event: StudyInferred, breast: BreastResult, headers: list[Data
     images = [h for h in headers if (slot := slot_from_dataset(h)) is not None and slot[0] == breast.laterality]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=derived_uid(root, "mdd-pacs-results", event.study_uid, event.model_version, breast.laterality),
+            uid=derived_uid(root, "mdd-pacs-results", event.hospital_id, event.study_uid, event.model_version, breast.laterality),
             identifier=BREAST_NAMES[breast.laterality],
         ),
         finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.Breast, laterality=laterality)],
@@ -274,7 +275,7 @@ def build_sr(event: StudyInferred, headers: list[Dataset], root: str = DEFAULT_I
         groups = [
             hd.sr.MeasurementsAndQualitativeEvaluations(
                 tracking_identifier=hd.sr.TrackingIdentifier(
-                    uid=derived_uid(root, "mdd-pacs-results", event.study_uid, event.model_version, "study"),
+                    uid=derived_uid(root, "mdd-pacs-results", event.hospital_id, event.study_uid, event.model_version, "study"),
                     identifier="Estudio / study",
                 ),
                 finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.BothBreasts)],
@@ -451,7 +452,7 @@ class PacsResults:
         if "sc" in kinds:
             built["sc"] = build_sc(event, sources, root)
         for kind, dataset in built.items():
-            self.ctx.store.put_bytes(settings.bucket_results, f"{event.study_uid}/{RESULT_KEYS[kind]}", _part10(dataset), "application/dicom")
+            self.ctx.store.put_bytes(settings.bucket_results, result_key(event.hospital_id, event.study_uid, RESULT_KEYS[kind]), _part10(dataset), "application/dicom")
         return built
 
     def send(self, event: StudyInferred, destination: DicomDestination, built: dict[str, Dataset]) -> None:
@@ -524,6 +525,7 @@ class PacsResults:
                 error=reason,
                 attempts=attempts,
                 study_uid=event.study_uid,
+                hospital_id=event.hospital_id,
                 payload=event.model_dump_json(),
             )
         )

@@ -64,7 +64,7 @@ class RisResults:
             for recipient in rule.recipients:
                 for channel in rule.channels_of(recipient):
                     if channel.kind in RESULT_KINDS:
-                        key = f"{event.study_uid}:{rule.id}:{channel.kind}:{recipient.id}:{channel.target}"
+                        key = f"{event.hospital_id}:{event.study_uid}:{rule.id}:{channel.kind}:{recipient.id}:{channel.target}"
                         found.append((key, rule, recipient, channel))
         return found
 

@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 from shared.events import StudyInferred
 from shared.instance_index import InstanceIndexRow, row_from_header
 from shared.store import ObjectStore
+from shared.object_keys import study_prefix
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def _rows(engine: Engine, store: ObjectStore, bucket: str, event: StudyInferred)
         )
     if rows:
         return rows
-    for key in store.list_keys(bucket, f"{event.hospital_id}/{event.study_uid}/"):
+    for key in store.list_keys(bucket, study_prefix(event.hospital_id, event.study_uid)):
         raw = store.get_bytes(bucket, key)
         header = dcmread(io.BytesIO(raw), stop_before_pixels=True)
         if "Rows" in header:

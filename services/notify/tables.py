@@ -53,8 +53,8 @@ class GreenStudy(SQLModel, table=True):
 
     __tablename__ = "notify_green_study"
 
+    hospital_id: str = Field(primary_key=True)
     study_uid: str = Field(primary_key=True)
-    hospital_id: str = Field(index=True)
     accession_number: str = ""
     inferred_at: datetime = Field(index=True)
     model_trained: bool = True

@@ -16,6 +16,7 @@ from shared.events import DerivedView, StudyCompleted, StudyPreprocessed, ViewGe
 from shared.imaging.pipeline import PreprocessedView, derived_files, npy_bytes, orient, preprocess_view
 from shared.imaging.segmentation import Segmenter, build_segmenter
 from shared.runtime import ServiceContext
+from shared.object_keys import derived_prefix
 
 log = logging.getLogger("mdd.preprocess")
 SERVICE = "preprocess"
@@ -57,11 +58,11 @@ class PreprocessHandlers:
         self.ctx = ctx
         self.segmenter = segmenter if segmenter is not None else build_segmenter(ctx.settings)
 
-    def _process_view(self, study_uid: str, view: ViewRef) -> DerivedView:
+    def _process_view(self, hospital_id: str, study_uid: str, view: ViewRef) -> DerivedView:
         settings = self.ctx.settings
         dataset = dcmread(io.BytesIO(self.ctx.store.get_bytes(settings.bucket_dicom, view.object_key)))
         result: PreprocessedView = preprocess_view(dataset, self.segmenter, settings.decode_max_bytes)
-        prefix = f"{study_uid}/{view.sop_instance_uid}"
+        prefix = derived_prefix(hospital_id, study_uid, view.sop_instance_uid)
         for name, (data, content_type) in derived_files(result).items():
             self.ctx.store.put_bytes(settings.bucket_derived, f"{prefix}/{name}", data, content_type)
         return DerivedView(
@@ -80,7 +81,7 @@ class PreprocessHandlers:
 
     async def on_study_completed(self, event: StudyCompleted) -> StudyPreprocessed:
         """Preprocess every view of a completed study (outputs are keyed, so reruns overwrite)."""
-        derived = [await asyncio.to_thread(self._process_view, event.study_uid, view) for view in event.views]
+        derived = [await asyncio.to_thread(self._process_view, event.hospital_id, event.study_uid, view) for view in event.views]
         flags = study_flags(derived)
         log.info("Estudio preprocesado / study preprocessed: %d vistas, banderas %s", len(derived), flags)
         return follow_up(  # type: ignore[return-value]

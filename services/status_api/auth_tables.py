@@ -49,6 +49,7 @@ class AssignmentRow(SQLModel, table=True):
 
     __tablename__ = "auth_assignment"
 
+    hospital_id: str = Field(primary_key=True)
     study_uid: str = Field(primary_key=True)
     provider_id: str = Field(primary_key=True)
     assigned_by: str
@@ -66,6 +67,7 @@ class AuditRow(SQLModel, table=True):
     role: str
     action: str
     study_uid: str | None = Field(default=None, index=True)
+    hospital_id: str | None = Field(default=None, index=True)
     client: str = ""
     detail: str = ""
 

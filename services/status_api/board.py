@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from html import escape
+from urllib.parse import quote, urlencode
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
@@ -47,7 +48,7 @@ def render_board(studies: list[dict]) -> str:
     """HTML of the board: suspicious studies first, refreshed every few seconds."""
     ordered = sorted(studies, key=lambda s: (_TRIAGE_ORDER.get(s["triage_light"], 2), -s["updated_at"].timestamp()))
     rows = "\n".join(
-        f"<tr><td><a href=\"/studies/{escape(s['study_uid'])}\">{escape(s['accession_number'] or s['study_uid'])}</a></td>"
+        f"<tr><td><a href=\"/studies/{quote(s['study_uid'])}?{urlencode({'hospital_id': s['hospital_id']})}\">{escape(s['accession_number'] or s['study_uid'])}</a></td>"
         f"<td>{escape(s['hospital_id'])}</td><td>{escape(s['state_label'])}</td>"
         f"<td>{_light(s['status_light'])}</td><td>{_light(s['triage_light'])}</td>"
         f"<td>{escape(s['triage_reason'] or '')}</td><td>{s['updated_at']:%Y-%m-%d %H:%M:%S}</td></tr>"

@@ -16,7 +16,9 @@ returns the hospital ids the caller may see, or ``None`` for every hospital, e.g
 FastAPI resolves it like any dependency (it may be ``async``, may take ``Request`` and other
 dependencies, and may raise ``HTTPException(401/403)`` itself). Every route depends on it:
 searches only find studies of those hospitals, and retrievals of other hospitals' studies answer
-404 as if they did not exist. Without it nothing is restricted; the status API mounts it with
+404 as if they did not exist. A UID is unique only within a hospital: a caller who sees several
+hospitals narrows any search or retrieval to one with ``?hospital=``, so that two hospitals' studies
+sharing a UID are never served as one. Without it nothing is restricted; the status API mounts it with
 ``principal_hospitals`` (bearer token; doctors see their hospitals, administrators all, other
 roles get 403). DICOMweb returns patient identity (name, ID, birth date), which a viewer needs:
 in production the router must sit behind authentication.
@@ -30,7 +32,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Annotated, Any
 
 import pydicom
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
@@ -122,6 +124,10 @@ def _instances(request: Request, scope: Sequence[ColumnElement[bool]]) -> list[R
         ).all()
     if not rows:
         raise HTTPException(404, "No encontrado / not found")
+    if len(hospitals := sorted({row.hospital_id for row in rows})) > 1:
+        # Two hospitals' studies share these UIDs: never served as one.
+        raise HTTPException(409, f"Los UID existen en varios hospitales ({', '.join(hospitals)}); indique ?hospital= /"
+                                 f" the UIDs exist in several hospitals: give ?hospital=")
     return list(rows)
 
 
@@ -212,7 +218,17 @@ def create_dicomweb_router(
 ) -> APIRouter:
     """The DICOMweb routes under ``/dicomweb``: QIDO-RS and WADO-RS restricted by ``principal_dependency``,
     STOW-RS by ``store_dependency``."""
-    allowed_dependency = Depends(principal_dependency or no_restriction)
+    seen_dependency = Depends(principal_dependency or no_restriction)
+
+    def one_hospital(
+        allowed: set[str] | None = seen_dependency,
+        hospital: Annotated[str | None, Query(max_length=64, description="Solo este hospital / only this hospital")] = None,
+    ) -> set[str] | None:
+        if hospital is None:
+            return allowed
+        return {hospital} if allowed is None or hospital in allowed else set()
+
+    allowed_dependency = Depends(one_hospital)
     storing_dependency = Depends(store_dependency or no_restriction)
     router = APIRouter(prefix=PREFIX, tags=["DICOMweb"])
 
@@ -227,11 +243,10 @@ def create_dicomweb_router(
     async def store_study_instances(
         study: str, request: Request, hospital: str | None = None, allowed: set[str] | None = storing_dependency
     ) -> Response:
-        """STOW-RS a un estudio / store instances of one study (others fail with 0xA900)."""
-        with Session(_ctx(request).engine) as session:
-            holders = set(session.exec(select(Row.hospital_id).where(Row.study_uid == study).distinct()).all())
-        if allowed is not None and holders and not holders & allowed:
-            raise HTTPException(404, "No encontrado / not found")  # another hospital's study, as if it did not exist
+        """STOW-RS a un estudio / store instances of one study (others fail with 0xA900).
+
+        The study is the storing hospital's: another hospital's study with the same UID is neither
+        joined nor revealed."""
         return await stow.forward_stow(request, _ctx(request), _base_url(request), study, stow.stow_hospital(allowed, hospital))
 
     @router.get("/studies", response_class=api_doc.DicomJSONResponse, responses=api_doc.QIDO)

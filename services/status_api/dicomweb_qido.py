@@ -33,7 +33,8 @@ Row = InstanceIndexRow
 
 DEFAULT_LIMIT: Final[int] = 100
 MAX_LIMIT: Final[int] = 1000
-CONTROL_KEYS: Final[frozenset[str]] = frozenset({"limit", "offset", "includefield", "fuzzymatching"})
+#: ``hospital`` narrows a caller who sees several hospitals to one (``dicomweb.one_hospital``).
+CONTROL_KEYS: Final[frozenset[str]] = frozenset({"limit", "offset", "includefield", "fuzzymatching", "hospital"})
 
 #: Attributes of the study level (Patient, General Study and Patient Study modules): the only ones a
 #: study-level answer may carry, whatever ``includefield`` asks (PS3.18 10.6.3.3.1).

@@ -14,11 +14,14 @@ from fastapi.responses import Response
 
 from shared.ingest_doors import DICOMWEB_ROOT_HEADER
 from shared.runtime import ServiceContext
+from shared.object_keys import hospital_problem
 from services.status_api.ingest_forward import forward_to_ingest
 
 
 def stow_hospital(allowed: set[str] | None, requested: str | None) -> str | None:
     """The hospital stored instances go to; ``None`` lets the ingest decide (administrators)."""
+    if requested and (problem := hospital_problem(requested)):
+        raise HTTPException(400, problem)
     if allowed is None:
         return requested or None
     if requested:

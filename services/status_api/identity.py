@@ -11,6 +11,7 @@ from pydicom.errors import InvalidDicomError
 
 from shared.settings import Settings
 from shared.store import ObjectNotFound, ObjectStore
+from shared.object_keys import study_prefix
 from services.status_api.schemas import PatientIdentity
 
 log = logging.getLogger("mdd.status_api")
@@ -26,7 +27,7 @@ def _curp(candidates: list[str]) -> str | None:
 
 def patient_identity(store: ObjectStore, settings: Settings, hospital_id: str, study_uid: str) -> PatientIdentity | None:
     """Name, ID and CURP of the study's patient, or None when no readable instance is stored."""
-    keys = store.list_keys(settings.bucket_dicom, f"{hospital_id}/{study_uid}/")
+    keys = store.list_keys(settings.bucket_dicom, study_prefix(hospital_id, study_uid))
     if not keys:
         return None
     try:

@@ -145,7 +145,8 @@ def may_see(engine: Engine, principal: Principal, summary: StudySummary) -> bool
     if principal.role in ("hospital_staff", "doctor"):
         return summary.hospital_id in principal.hospitals
     with Session(engine) as session:  # providers: the assignment table decides
-        query = scoped(select(StudyRow.study_uid).where(StudyRow.study_uid == summary.study_uid), principal)
+        query = scoped(select(StudyRow.study_uid).where(
+            StudyRow.hospital_id == summary.hospital_id, StudyRow.study_uid == summary.study_uid), principal)
         return session.exec(query).first() is not None
 
 

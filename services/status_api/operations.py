@@ -51,9 +51,27 @@ def _engine() -> Engine:
     return engine
 
 
-def _audit(session: Session, operator: str, action: str, study_uid: str | None, detail: str) -> None:
+def _audit(session: Session, operator: str, action: str, study_uid: str | None, detail: str, hospital_id: str | None = None) -> None:
     session.add(AuditRow(at=utc_now(), principal=f"operador:{operator}", role="operator", action=action,
-                         study_uid=study_uid, client="cli", detail=detail[:500]))
+                         study_uid=study_uid, hospital_id=hospital_id, client="cli", detail=detail[:500]))
+
+
+def find_study(session: Session, study_uid: str, hospital_id: str | None = None) -> StudyRow:
+    """The study ``study_uid`` (of ``hospital_id`` when given); an error names the hospitals when the UID
+    is ambiguous, since two hospitals may send the same UID."""
+    query = select(StudyRow).where(StudyRow.study_uid == study_uid)
+    if hospital_id:
+        query = query.where(StudyRow.hospital_id == hospital_id)
+    matches = session.exec(query).all()
+    if not matches:
+        raise OperationError(f"Estudio desconocido / unknown study {study_uid!r}")
+    if len(matches) > 1:
+        hospitals = ", ".join(sorted(row.hospital_id for row in matches))
+        raise OperationError(
+            f"El UID {study_uid!r} existe en varios hospitales ({hospitals}); indique --hospital /"
+            f" the UID exists in several hospitals: give --hospital"
+        )
+    return matches[0]
 
 
 def find_dead_letter(session: Session, letter_id: str) -> DeadLetterRow:
@@ -66,13 +84,17 @@ def find_dead_letter(session: Session, letter_id: str) -> DeadLetterRow:
     return matches[0]
 
 
-def dead_letters(engine: Engine, status: str | None = "open", study_uid: str | None = None) -> list[DeadLetterRow]:
-    """Dead letters, newest first, by status (``None``: all) and study."""
+def dead_letters(
+    engine: Engine, status: str | None = "open", study_uid: str | None = None, hospital_id: str | None = None
+) -> list[DeadLetterRow]:
+    """Dead letters, newest first, by status (``None``: all), study and hospital."""
     query = select(DeadLetterRow).order_by(col(DeadLetterRow.created_at).desc())
     if status:
         query = query.where(DeadLetterRow.status == status)
     if study_uid:
         query = query.where(DeadLetterRow.study_uid == study_uid)
+    if hospital_id:
+        query = query.where(DeadLetterRow.hospital_id == hospital_id)
     with Session(engine) as session:
         return list(session.exec(query).all())
 
@@ -91,7 +113,7 @@ def replay(engine: Engine, letter_id: str, operator: str) -> DeadLetterRow:
                     letter.payload, at_once=True)
         letter.status, letter.resolved_at, letter.resolved_by, letter.resolution = "replayed", utc_now(), operator, "replay"
         session.add(letter)
-        _audit(session, operator, "dlq.replay", letter.study_uid, f"{letter.dead_letter_id} {letter.consumer}")
+        _audit(session, operator, "dlq.replay", letter.study_uid, f"{letter.dead_letter_id} {letter.consumer}", letter.hospital_id)
         session.commit()
         session.refresh(letter)
         return letter
@@ -105,41 +127,41 @@ def discard(engine: Engine, letter_id: str, operator: str, reason: str) -> DeadL
             raise OperationError(f"La carta ya está {letter.status} / the letter is already {letter.status}")
         letter.status, letter.resolved_at, letter.resolved_by, letter.resolution = "discarded", utc_now(), operator, reason
         session.add(letter)
-        _audit(session, operator, "dlq.discard", letter.study_uid, f"{letter.dead_letter_id}: {reason}")
+        _audit(session, operator, "dlq.discard", letter.study_uid, f"{letter.dead_letter_id}: {reason}", letter.hospital_id)
         session.commit()
         session.refresh(letter)
         return letter
 
 
-def redrive_study(engine: Engine, study_uid: str, operator: str) -> str:
+def redrive_study(engine: Engine, study_uid: str, operator: str, hospital_id: str | None = None) -> str:
     """Drive a study again from the stage it stopped in; the event queued again (its type).
 
     The failed or dead-lettered attempts of its events are forgotten and its open dead letters
     closed as replayed, so that the stage handles the study afresh.
     """
     with Session(engine) as session:
-        study = session.get(StudyRow, study_uid)
-        if study is None:
-            raise OperationError(f"Estudio desconocido / unknown study {study_uid!r}")
+        study = find_study(session, study_uid, hospital_id)
         wanted = _INPUT_OF_PROGRESS.get(study.progress)
         if wanted is None:
             raise OperationError(
                 f"El estudio está en {study.progress!r}: nada que reenviar / the study is at {study.progress!r}: nothing to re-drive"
             )
         rows = session.exec(
-            select(StudyEventRow).where(StudyEventRow.study_uid == study_uid, StudyEventRow.event_type == wanted)
+            select(StudyEventRow).where(StudyEventRow.hospital_id == study.hospital_id, StudyEventRow.study_uid == study_uid,
+                                        StudyEventRow.event_type == wanted)
             .order_by(col(StudyEventRow.received_at).desc())
         ).all()
         if not rows:
             raise OperationError(f"Sin evento {wanted} en la cronología / no {wanted} in the timeline")
         event = EVENT_TYPES[wanted].model_validate(rows[0].payload)
-        ConsumerLedger(engine).reset_study(study_uid)
+        ConsumerLedger(engine).reset_study(study.hospital_id, study_uid)
         requeue_events(session, [event], at_once=True)
         session.execute(
-            update(DeadLetterRow).where(col(DeadLetterRow.study_uid) == study_uid, col(DeadLetterRow.status) == "open")
+            update(DeadLetterRow).where(col(DeadLetterRow.hospital_id) == study.hospital_id, col(DeadLetterRow.study_uid) == study_uid,
+                                        col(DeadLetterRow.status) == "open")
             .values(status="replayed", resolved_at=utc_now(), resolved_by=operator, resolution="studies redrive")
         )
-        _audit(session, operator, "study.redrive", study_uid, f"{wanted} {event.event_id}")
+        _audit(session, operator, "study.redrive", study_uid, f"{wanted} {event.event_id}", study.hospital_id)
         session.commit()
         return wanted
 
@@ -153,9 +175,10 @@ def _fail(exc: OperationError) -> typer.Exit:
 def dlq_list(
     status: Annotated[str, typer.Option(help="open, replayed, discarded o all / or all")] = "open",
     study: Annotated[Optional[str], typer.Option(help="Solo de este estudio / only this study")] = None,
+    hospital: Annotated[Optional[str], typer.Option(help="Solo de este hospital / only this hospital's")] = None,
 ) -> None:
     """Lista las cartas muertas / list dead letters."""
-    rows = dead_letters(_engine(), None if status == "all" else status, study)
+    rows = dead_letters(_engine(), None if status == "all" else status, study, hospital)
     # One line per letter, whole (a narrow terminal wraps rather than cuts), easy to grep.
     print("id\tfecha / at\testado / status\tconsumidor / consumer\testudio / study\tintentos / attempts\terror")
     for row in rows:
@@ -203,6 +226,7 @@ def dlq_discard(
 def studies_redrive(
     study_uid: Annotated[Optional[str], typer.Argument(help="StudyInstanceUID")] = None,
     state: Annotated[Optional[str], typer.Option(help="Todos los estudios en este estado (failed) / every study in this state")] = None,
+    hospital: Annotated[Optional[str], typer.Option(help="Solo de este hospital / only this hospital's")] = None,
     by: OperatorOption = "",
 ) -> None:
     """Reenvía un estudio (o todos los fallidos) desde la etapa donde se detuvo / re-drive a study (or every failed one)."""
@@ -210,14 +234,17 @@ def studies_redrive(
         raise _fail(OperationError("Indique un UID o --state / give a UID or --state"))
     engine, operator = _engine(), by or getpass.getuser()
     if study_uid is not None:
-        uids = [study_uid]
+        studies_found = [(hospital, study_uid)]
     else:
         with Session(engine) as session:
-            uids = list(session.exec(select(StudyRow.study_uid).where(StudyRow.state == state)).all())
+            query = select(StudyRow.hospital_id, StudyRow.study_uid).where(StudyRow.state == state)
+            if hospital:
+                query = query.where(StudyRow.hospital_id == hospital)
+            studies_found = [(found_hospital, uid) for found_hospital, uid in session.exec(query).all()]
     done = 0
-    for uid in uids:
+    for study_hospital, uid in studies_found:
         try:
-            wanted = redrive_study(engine, uid, operator)
+            wanted = redrive_study(engine, uid, operator, study_hospital)
         except OperationError as exc:
             if study_uid is not None:
                 raise _fail(exc) from exc

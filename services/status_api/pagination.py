@@ -22,12 +22,13 @@ TRIAGE_RANK = col(StudyRow.triage_rank)
 
 
 def sort_columns(sort: SortKey) -> list[tuple[Any, bool, str]]:
-    """(SQL expression, descending?, kind) for each key of the order, study UID last as tie-breaker."""
-    uid = (col(StudyRow.study_uid), False, "str")
+    """(SQL expression, descending?, kind) for each key of the order, study UID and hospital last as
+    tie-breakers (a study is named by both: two hospitals may send the same UID)."""
+    uid = [(col(StudyRow.study_uid), False, "str"), (col(StudyRow.hospital_id), False, "str")]
     if sort == "triage":
-        return [(TRIAGE_RANK, False, "int"), (col(StudyRow.updated_at), True, "datetime"), uid]
+        return [(TRIAGE_RANK, False, "int"), (col(StudyRow.updated_at), True, "datetime"), *uid]
     field = col(StudyRow.updated_at) if sort.endswith("updated_at") else col(StudyRow.created_at)
-    return [(field, sort.startswith("-"), "datetime"), uid]
+    return [(field, sort.startswith("-"), "datetime"), *uid]
 
 
 def order_by(sort: SortKey) -> list[Any]:
@@ -45,8 +46,8 @@ def row_values(sort: SortKey, row: Mapping[str, Any]) -> list[Any]:
     """The sort values of a listed row (its columns by name), in the order of ``sort_columns``."""
     rank = {"RED": 0, "YELLOW": 1, "GREEN": 2}.get(row["triage_light"] or "", 3)
     if sort == "triage":
-        return [rank, row["updated_at"], row["study_uid"]]
-    return [row["updated_at"] if sort.endswith("updated_at") else row["created_at"], row["study_uid"]]
+        return [rank, row["updated_at"], row["study_uid"], row["hospital_id"]]
+    return [row["updated_at"] if sort.endswith("updated_at") else row["created_at"], row["study_uid"], row["hospital_id"]]
 
 
 def after_cursor(sort: SortKey, cursor: str) -> ColumnElement[bool]:

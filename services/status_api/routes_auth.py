@@ -94,6 +94,7 @@ def audit_log(
     request: Request,
     principal: AdminDep,
     study_uid: str | None = None,
+    hospital_id: str | None = None,
     who: Annotated[str | None, Query(description="user:NOMBRE o apikey:NOMBRE / principal")] = None,
     since: Annotated[datetime | None, Query(description="Desde / since")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
@@ -105,6 +106,8 @@ def audit_log(
     query = select(AuditRow).order_by(col(AuditRow.id).desc()).limit(limit)
     if study_uid:
         query = query.where(AuditRow.study_uid == study_uid)
+    if hospital_id:
+        query = query.where(AuditRow.hospital_id == hospital_id)
     if who:
         query = query.where(AuditRow.principal == who)
     if since:

@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from shared.events import StudyReported, producer, utc_now
 from shared.reliability.outbox import record_events
+from shared.object_keys import result_key
 from services.status_api.auth_tables import AssignmentRow
 from services.status_api.board import render_board
 from services.status_api.identity import patient_identity
@@ -31,7 +32,7 @@ from services.status_api.schemas import (
     StudySummary, TimelineEntry, ViewImage,
 )
 from services.status_api.security import (
-    AdminDep, PrincipalDep, REPORT_ROLES, audit, audit_async, scoped, study_scope, visible_study,
+    AdminDep, HospitalQuery, PrincipalDep, REPORT_ROLES, audit, audit_async, scoped, study_scope, visible_study,
 )
 from services.status_api.state import STATUS_LABELS
 from services.status_api.tables import NotificationRow, StudyEventRow, StudyRow
@@ -127,18 +128,22 @@ def _image_url(request: Request, row: StudyRow, view: dict, kind: str) -> str | 
     presigned = ctx.store.url_for(ctx.settings.bucket_derived, key)
     if presigned:
         return presigned  # type: ignore[no-any-return]
-    return str(request.url_for("study_image", study_uid=row.study_uid, sop_instance_uid=view["sop_instance_uid"], kind=kind))
+    url = request.url_for("study_image", study_uid=row.study_uid, sop_instance_uid=view["sop_instance_uid"], kind=kind)
+    return str(url.include_query_params(hospital_id=row.hospital_id))
 
 
 @router.get("/studies/{study_uid}", response_model=StudyDetailView, responses=NOT_FOUND, tags=[STUDIES])
-async def get_study(study_uid: str, request: Request, session: SessionDep, principal: PrincipalDep) -> dict:
+async def get_study(
+    study_uid: str, request: Request, session: SessionDep, principal: PrincipalDep, hospital_id: HospitalQuery = None
+) -> dict:
     """Un estudio: línea de tiempo, miniaturas, salidas de IA e identidad si el rol lo permite.
 
     One study: timeline, thumbnails, AI outputs, and patient identity when the role allows it.
     """
-    row = visible_study(session, principal, study_uid)
+    row = visible_study(session, principal, study_uid, hospital_id)
     events = session.exec(
-        select(StudyEventRow).where(StudyEventRow.study_uid == study_uid).order_by(col(StudyEventRow.occurred_at))
+        select(StudyEventRow).where(StudyEventRow.hospital_id == row.hospital_id, StudyEventRow.study_uid == study_uid)
+        .order_by(col(StudyEventRow.occurred_at))
     ).all()
     detail = summary(row)
     detail["events"] = [
@@ -157,7 +162,7 @@ async def get_study(study_uid: str, request: Request, session: SessionDep, princ
         ctx = request.app.state.ctx
         detail["patient"] = await asyncio.to_thread(patient_identity, ctx.store, ctx.settings, row.hospital_id, row.study_uid)
     await audit_async(request, principal, "study.read", study_uid,
-          "con identidad / with identity" if principal.sees_identity else "sin identidad / without identity")
+          "con identidad / with identity" if principal.sees_identity else "sin identidad / without identity", row.hospital_id)
     return detail
 
 
@@ -167,10 +172,10 @@ async def get_study(study_uid: str, request: Request, session: SessionDep, princ
 )
 def study_image(
     study_uid: str, sop_instance_uid: str, kind: Literal["crop", "magma", "mask"], request: Request, session: SessionDep,
-    principal: PrincipalDep,
+    principal: PrincipalDep, hospital_id: HospitalQuery = None,
 ) -> Response:
     """Una imagen derivada de una vista (almacén local) / one derived image of a view (local store)."""
-    row = visible_study(session, principal, study_uid)
+    row = visible_study(session, principal, study_uid, hospital_id)
     view = next((v for v in row.derived_views or [] if v.get("sop_instance_uid") == sop_instance_uid), None)
     if view is None or not view.get(IMAGE_KINDS[kind]):
         raise HTTPException(404, f"Vista no encontrada / view not found: {sop_instance_uid}")
@@ -180,7 +185,7 @@ def study_image(
         data = ctx.store.get_bytes(ctx.settings.bucket_derived, key)
     except KeyError as exc:
         raise HTTPException(404, f"Imagen no encontrada / image not found: {key}") from exc
-    audit(request, principal, "study.image", study_uid, f"{sop_instance_uid} {kind}")
+    audit(request, principal, "study.image", study_uid, f"{sop_instance_uid} {kind}", row.hospital_id)
     return Response(data, media_type=mimetypes.guess_type(key)[0] or "application/octet-stream")
 
 
@@ -191,30 +196,37 @@ MOSAIC_KEY = "overlay.dcm"  # kept in the results bucket by the notify service, 
     "/studies/{study_uid}/mosaic", name="study_mosaic", tags=[STUDIES], response_class=Response,
     responses={**NOT_FOUND, 200: {"description": "Mosaico PNG / PNG mosaic", "content": {"image/png": {}}}},
 )
-def study_mosaic(study_uid: str, request: Request, session: SessionDep, principal: PrincipalDep) -> Response:
+def study_mosaic(
+    study_uid: str, request: Request, session: SessionDep, principal: PrincipalDep, hospital_id: HospitalQuery = None
+) -> Response:
     """Las cuatro vistas con las marcas del modelo, el mismo mosaico que va al PACS / the four views with the
     model's marks: the mosaic that goes to the PACS (PNG; no patient identity in it)."""
-    row = visible_study(session, principal, study_uid)
+    row = visible_study(session, principal, study_uid, hospital_id)
     ctx = request.app.state.ctx
     try:
-        data = ctx.store.get_bytes(ctx.settings.bucket_results, f"{row.study_uid}/{MOSAIC_KEY}")
+        data = ctx.store.get_bytes(ctx.settings.bucket_results, result_key(row.hospital_id, row.study_uid, MOSAIC_KEY))
     except (KeyError, ValueError) as exc:
         raise HTTPException(404, "Mosaico aún no disponible / mosaic not available yet") from exc
     pixels = dcmread(io.BytesIO(data)).pixel_array
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
-    audit(request, principal, "study.image", study_uid, "mosaic")
+    audit(request, principal, "study.image", study_uid, "mosaic", row.hospital_id)
     return Response(buffer.getvalue(), media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/studies/{study_uid}/notifications", response_model=list[NotificationEntry], responses=NOT_FOUND,
             tags=["notificaciones / notifications"])
-def study_notifications(study_uid: str, request: Request, session: SessionDep, principal: PrincipalDep) -> list[dict]:
+def study_notifications(
+    study_uid: str, request: Request, session: SessionDep, principal: PrincipalDep, hospital_id: HospitalQuery = None
+) -> list[dict]:
     """Bitácora de notificaciones de un estudio / a study's notification log."""
-    visible_study(session, principal, study_uid)
-    query = select(NotificationRow).where(NotificationRow.study_uid == study_uid).order_by(col(NotificationRow.occurred_at))
+    study = visible_study(session, principal, study_uid, hospital_id)
+    query = (
+        select(NotificationRow).where(NotificationRow.hospital_id == study.hospital_id, NotificationRow.study_uid == study_uid)
+        .order_by(col(NotificationRow.occurred_at))
+    )
     rows = [notification_for(principal, row.model_dump()) for row in session.exec(query).all()]
-    audit(request, principal, "study.notifications", study_uid)
+    audit(request, principal, "study.notifications", study_uid, hospital_id=study.hospital_id)
     return rows
 
 
@@ -232,7 +244,10 @@ def list_notifications(
     query = select(NotificationRow).order_by(col(NotificationRow.occurred_at).desc()).limit(limit)
     scope = study_scope(principal)
     if scope is not None:
-        query = query.where(col(NotificationRow.study_uid).in_(select(StudyRow.study_uid).where(scope)))
+        visible = select(StudyRow.study_uid).where(
+            scope, col(StudyRow.hospital_id) == col(NotificationRow.hospital_id), col(StudyRow.study_uid) == col(NotificationRow.study_uid)
+        )
+        query = query.where(visible.exists())
     if study_uid:
         query = query.where(NotificationRow.study_uid == study_uid)
     if status:
@@ -249,7 +264,8 @@ def list_notifications(
     responses={**NOT_FOUND, 403: {"description": "Rol sin permiso de reportar / role may not report"}}, tags=[STUDIES],
 )
 async def report_study(
-    study_uid: str, report: ReportRequest, request: Request, session: SessionDep, principal: PrincipalDep
+    study_uid: str, report: ReportRequest, request: Request, session: SessionDep, principal: PrincipalDep,
+    hospital_id: HospitalQuery = None,
 ) -> ReportAccepted:
     """Recibe el reporte (BI-RADS y texto) de un médico, administrador o proveedor asignado y publica ``study.reported``.
 
@@ -257,7 +273,7 @@ async def report_study(
     """
     if principal.role not in REPORT_ROLES:
         raise HTTPException(403, "Sin permiso para reportar / this role may not report")
-    row = visible_study(session, principal, study_uid)
+    row = visible_study(session, principal, study_uid, hospital_id)
     reporter = f"{principal.kind}:{principal.name}" + (f" ({principal.provider_id})" if principal.provider_id else "")
     event = StudyReported(
         study_uid=row.study_uid, hospital_id=row.hospital_id, correlation_id=row.correlation_id or row.study_uid,
@@ -270,26 +286,27 @@ async def report_study(
         await ctx.bus.outbox.flush([str(event.event_id)])
     except Exception as exc:  # recorded in the outbox: the relay publishes it once the broker is back
         log.warning("Reporte guardado, publicación pendiente / report kept, publication pending: %r", exc)
-    await audit_async(request, principal, "study.report", study_uid, f"BI-RADS {report.birads}")
+    await audit_async(request, principal, "study.report", study_uid, f"BI-RADS {report.birads}", row.hospital_id)
     return ReportAccepted(event_id=str(event.event_id), study_uid=study_uid, birads=report.birads, reporter=reporter)
 
 
 @router.post("/studies/{study_uid}/assignments", response_model=AssignmentEntry, status_code=201, responses=NOT_FOUND,
              tags=[STUDIES])
 def assign_study(
-    study_uid: str, assignment: AssignmentRequest, request: Request, session: SessionDep, principal: AdminDep
+    study_uid: str, assignment: AssignmentRequest, request: Request, session: SessionDep, principal: AdminDep,
+    hospital_id: HospitalQuery = None,
 ) -> AssignmentEntry:
     """Asigna el estudio a un proveedor de lectura (solo administradores) / assign the study to a reading provider (admins)."""
-    visible_study(session, principal, study_uid)
-    row = session.get(AssignmentRow, (study_uid, assignment.provider_id))
+    study = visible_study(session, principal, study_uid, hospital_id)
+    row = session.get(AssignmentRow, (study.hospital_id, study_uid, assignment.provider_id))
     if row is None:
-        row = AssignmentRow(study_uid=study_uid, provider_id=assignment.provider_id, assigned_by=principal.name,
-                            assigned_at=utc_now())
+        row = AssignmentRow(hospital_id=study.hospital_id, study_uid=study_uid, provider_id=assignment.provider_id,
+                            assigned_by=principal.name, assigned_at=utc_now())
         session.add(row)
         session.commit()
         session.refresh(row)
     entry = AssignmentEntry.model_validate(row.model_dump())
-    audit(request, principal, "study.assign", study_uid, assignment.provider_id)
+    audit(request, principal, "study.assign", study_uid, assignment.provider_id, study.hospital_id)
     return entry
 
 

@@ -143,6 +143,7 @@ class AssignmentEntry(BaseModel):
     """A study assigned to a provider."""
 
     study_uid: str
+    hospital_id: str
     provider_id: str
     assigned_by: str
     assigned_at: datetime
@@ -157,6 +158,7 @@ class AuditEntry(BaseModel):
     role: str
     action: str
     study_uid: str | None
+    hospital_id: str | None = None
     client: str = Field(description="Dirección del cliente / client address")
     detail: str
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal
 
 import jwt
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from pwdlib import PasswordHash
@@ -342,8 +342,12 @@ def study_scope(principal: Principal) -> ColumnElement[bool] | None:
     if principal.role == "admin":
         return None
     if principal.role == "provider":
-        assigned = select(AssignmentRow.study_uid).where(AssignmentRow.provider_id == (principal.provider_id or ""))
-        return col(StudyRow.study_uid).in_(assigned)
+        # Assigned studies only: the same UID in another hospital is another study, never assigned with it.
+        assigned = select(AssignmentRow.hospital_id).where(
+            AssignmentRow.provider_id == (principal.provider_id or ""),
+            col(AssignmentRow.hospital_id) == col(StudyRow.hospital_id), col(AssignmentRow.study_uid) == col(StudyRow.study_uid),
+        )
+        return assigned.exists()
     return col(StudyRow.hospital_id).in_(principal.hospitals)
 
 
@@ -353,12 +357,29 @@ def scoped(query, principal: Principal):  # type: ignore[no-untyped-def]
     return query if condition is None else query.where(condition)
 
 
-def visible_study(session: Session, principal: Principal, study_uid: str) -> StudyRow:
-    """The study if it exists and the principal may see it; 404 otherwise (so existence does not leak)."""
-    row = session.exec(scoped(select(StudyRow).where(StudyRow.study_uid == study_uid), principal)).first()
-    if row is None:
+HospitalQuery = Annotated[str | None, Query(
+    description="Hospital del estudio, cuando el mismo UID existe en varios / the study's hospital, when the same UID exists in several",
+    max_length=64,
+)]
+
+
+def visible_study(session: Session, principal: Principal, study_uid: str, hospital_id: str | None = None) -> StudyRow:
+    """The study if it exists and the principal may see it; 404 otherwise (so existence does not leak).
+
+    A UID is unique only within a hospital: when the principal sees studies of several hospitals with
+    this UID and names none, the answer is 409 with the hospitals to choose from (all visible to it).
+    """
+    query = scoped(select(StudyRow).where(StudyRow.study_uid == study_uid), principal)
+    if hospital_id:
+        query = query.where(StudyRow.hospital_id == hospital_id)
+    rows = session.exec(query.order_by(col(StudyRow.hospital_id)).limit(10)).all()
+    if not rows:
         raise HTTPException(404, f"Estudio no encontrado / study not found: {study_uid}")
-    return row
+    if len(rows) > 1:
+        hospitals = ", ".join(row.hospital_id for row in rows)
+        raise HTTPException(409, f"El UID existe en varios hospitales ({hospitals}); indique ?hospital_id= / "
+                                 f"the UID exists in several hospitals: give ?hospital_id=")
+    return rows[0]
 
 
 def client_address(request: Request) -> str:
@@ -366,9 +387,11 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-def _audit_entry(request: Request, principal: Principal, action: str, study_uid: str | None, detail: str) -> dict[str, object]:
+def _audit_entry(
+    request: Request, principal: Principal, action: str, study_uid: str | None, detail: str, hospital_id: str | None = None
+) -> dict[str, object]:
     return {"at": utc_now(), "principal": f"{principal.kind}:{principal.name}", "role": principal.role, "action": action,
-            "study_uid": study_uid, "client": client_address(request), "detail": detail}
+            "study_uid": study_uid, "hospital_id": hospital_id, "client": client_address(request), "detail": detail}
 
 
 def audit_log(request: Request) -> AuditLog:
@@ -379,13 +402,17 @@ def audit_log(request: Request) -> AuditLog:
     return state.audit_log  # type: ignore[no-any-return]
 
 
-def audit(request: Request, principal: Principal, action: str, study_uid: str | None = None, detail: str = "") -> None:
+def audit(
+    request: Request, principal: Principal, action: str, study_uid: str | None = None, detail: str = "",
+    hospital_id: str | None = None,
+) -> None:
     """Record a read or write of patient data; returns once the entry is committed."""
-    audit_log(request).record(_audit_entry(request, principal, action, study_uid, detail))
+    audit_log(request).record(_audit_entry(request, principal, action, study_uid, detail, hospital_id))
 
 
 async def audit_async(
-    request: Request, principal: Principal, action: str, study_uid: str | None = None, detail: str = ""
+    request: Request, principal: Principal, action: str, study_uid: str | None = None, detail: str = "",
+    hospital_id: str | None = None,
 ) -> None:
     """``audit`` for coroutines (does not block the event loop while the entry is committed)."""
-    await audit_log(request).record_async(_audit_entry(request, principal, action, study_uid, detail))
+    await audit_log(request).record_async(_audit_entry(request, principal, action, study_uid, detail, hospital_id))

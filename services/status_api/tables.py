@@ -17,8 +17,8 @@ class StudyRow(SQLModel, table=True):
 
     __tablename__ = "status_study"
 
+    hospital_id: str = Field(primary_key=True)
     study_uid: str = Field(primary_key=True)
-    hospital_id: str = Field(index=True)
     accession_number: str = ""
     correlation_id: str = ""
     progress: str = "receiving"
@@ -58,6 +58,7 @@ class StudyEventRow(SQLModel, table=True):
 
     event_id: str = Field(primary_key=True)
     study_uid: str = Field(index=True)
+    hospital_id: str = Field("", index=True)
     event_type: str
     producer: str
     occurred_at: datetime

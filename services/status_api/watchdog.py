@@ -54,6 +54,7 @@ class WatchdogRow(SQLModel, table=True):
 
     __tablename__ = "status_watchdog"
 
+    hospital_id: str = Field(primary_key=True)
     study_uid: str = Field(primary_key=True)
     stage: str = Field(primary_key=True)
     overdue_published_at: datetime | None = None
@@ -135,9 +136,9 @@ def decide(waiting: Waiting, record: WatchdogRow, settings: Settings, now: datet
     return Decision(overdue, now - last_try >= deadline, alert_it)
 
 
-def overdue_event_id(study_uid: str, stage: str) -> UUID:
+def overdue_event_id(hospital_id: str, study_uid: str, stage: str) -> UUID:
     """The one id of a study's ``study.overdue`` for a stage."""
-    return uuid5(NAMESPACE_URL, f"mdd-watchdog:{study_uid}:{stage}")
+    return uuid5(NAMESPACE_URL, f"mdd-watchdog:{hospital_id}:{study_uid}:{stage}")
 
 
 def waiting_studies(engine: Engine) -> list[Waiting]:
@@ -155,40 +156,41 @@ def waiting_studies(engine: Engine) -> list[Waiting]:
     query = (
         select(StudyRow.study_uid, StudyRow.hospital_id, StudyRow.correlation_id, StudyRow.accession_number,
                StudyRow.progress, StudyEventRow.received_at, StudyEventRow.payload)
-        .join(StudyEventRow, col(StudyEventRow.study_uid) == col(StudyRow.study_uid))
+        .join(StudyEventRow, and_(col(StudyEventRow.hospital_id) == col(StudyRow.hospital_id),
+                                  col(StudyEventRow.study_uid) == col(StudyRow.study_uid)))
         .where(col(StudyRow.failed).is_(False), waits_for_input)
         .order_by(col(StudyEventRow.received_at))
     )
-    latest: dict[str, Waiting] = {}
+    latest: dict[tuple[str, str], Waiting] = {}
     with Session(engine) as session:
         for uid, hospital, correlation, accession, progress, received_at, payload in session.exec(query):
-            latest[uid] = Waiting(uid, hospital, correlation, accession, _STAGE_OF_PROGRESS[progress], received_at, payload)
+            latest[(hospital, uid)] = Waiting(uid, hospital, correlation, accession, _STAGE_OF_PROGRESS[progress], received_at, payload)
     return list(latest.values())
 
 
-def known_records(engine: Engine, waiting: list[Waiting], chunk: int = 500) -> dict[tuple[str, str], WatchdogRow]:
-    """The watchdog rows already kept for these waiting studies, by (study, stage)."""
-    records: dict[tuple[str, str], WatchdogRow] = {}
+def known_records(engine: Engine, waiting: list[Waiting], chunk: int = 500) -> dict[tuple[str, str, str], WatchdogRow]:
+    """The watchdog rows already kept for these waiting studies, by (hospital, study, stage)."""
+    records: dict[tuple[str, str, str], WatchdogRow] = {}
     with Session(engine) as session:
         for start in range(0, len(waiting), chunk):
             uids = [item.study_uid for item in waiting[start:start + chunk]]
             for record in session.exec(select(WatchdogRow).where(col(WatchdogRow.study_uid).in_(uids))):
                 session.expunge(record)
-                records[(record.study_uid, record.stage)] = record
+                records[(record.hospital_id, record.study_uid, record.stage)] = record
     return records
 
 
-def record_for(engine: Engine, study_uid: str, stage: str) -> WatchdogRow:
-    """The watchdog's row for (study, stage), created when missing (by whichever instance comes first)."""
+def record_for(engine: Engine, hospital_id: str, study_uid: str, stage: str) -> WatchdogRow:
+    """The watchdog's row for (hospital, study, stage), created when missing (by whichever instance comes first)."""
     with Session(engine) as session:
-        record = session.get(WatchdogRow, (study_uid, stage))
+        record = session.get(WatchdogRow, (hospital_id, study_uid, stage))
         if record is None:
-            session.add(WatchdogRow(study_uid=study_uid, stage=stage))
+            session.add(WatchdogRow(hospital_id=hospital_id, study_uid=study_uid, stage=stage))
             try:
                 session.commit()
             except IntegrityError:
                 session.rollback()
-            record = session.get(WatchdogRow, (study_uid, stage))
+            record = session.get(WatchdogRow, (hospital_id, study_uid, stage))
         assert record is not None
         session.expunge(record)
         return record
@@ -201,6 +203,7 @@ def claim_redrive(engine: Engine, record: WatchdogRow, now: datetime, event: Eve
         result = session.exec(  # type: ignore[call-overload]
             update(WatchdogRow)
             .where(
+                col(WatchdogRow.hospital_id) == record.hospital_id,
                 col(WatchdogRow.study_uid) == record.study_uid,
                 col(WatchdogRow.stage) == record.stage,
                 col(WatchdogRow.redrives) == record.redrives,
@@ -220,7 +223,8 @@ def mark_overdue_published(engine: Engine, record: WatchdogRow, now: datetime, e
     with Session(engine) as session:
         session.exec(  # type: ignore[call-overload]
             update(WatchdogRow)
-            .where(col(WatchdogRow.study_uid) == record.study_uid, col(WatchdogRow.stage) == record.stage)
+            .where(col(WatchdogRow.hospital_id) == record.hospital_id, col(WatchdogRow.study_uid) == record.study_uid,
+                   col(WatchdogRow.stage) == record.stage)
             .values(overdue_published_at=func.coalesce(WatchdogRow.overdue_published_at, now))
         )
         ids = add_events(session, [event])
@@ -233,7 +237,8 @@ def mark_it_alerted(engine: Engine, record: WatchdogRow, now: datetime) -> None:
     with Session(engine) as session:
         session.exec(  # type: ignore[call-overload]
             update(WatchdogRow)
-            .where(col(WatchdogRow.study_uid) == record.study_uid, col(WatchdogRow.stage) == record.stage)
+            .where(col(WatchdogRow.hospital_id) == record.hospital_id, col(WatchdogRow.study_uid) == record.study_uid,
+                   col(WatchdogRow.stage) == record.stage)
             .values(it_alerted_at=func.coalesce(WatchdogRow.it_alerted_at, now))
         )
         session.commit()
@@ -268,12 +273,13 @@ class Watchdog:
         records = await asyncio.to_thread(known_records, engine, waiting_now)
         for waiting in waiting_now:
             stage = waiting.stage.name
-            record = records.get((waiting.study_uid, stage)) or WatchdogRow(study_uid=waiting.study_uid, stage=stage)
+            key = (waiting.hospital_id, waiting.study_uid, stage)
+            record = records.get(key) or WatchdogRow(hospital_id=waiting.hospital_id, study_uid=waiting.study_uid, stage=stage)
             decision = decide(waiting, record, settings, now)
             if not (decision.redrive or decision.overdue or decision.alert_it):
                 continue
-            if (waiting.study_uid, stage) not in records:  # kept only once there is something to do
-                record = await asyncio.to_thread(record_for, engine, waiting.study_uid, stage)
+            if key not in records:  # kept only once there is something to do
+                record = await asyncio.to_thread(record_for, engine, waiting.hospital_id, waiting.study_uid, stage)
                 decision = decide(waiting, record, settings, now)
             if decision.overdue:
                 ids = await asyncio.to_thread(mark_overdue_published, engine, record, now, self._overdue(waiting))
@@ -307,7 +313,7 @@ class Watchdog:
             f"not a clinical device."
         )
         try:
-            await asyncio.to_thread(send_it_alert, self.ctx.settings, f"{waiting.study_uid}:{waiting.stage.name}", subject, body)
+            await asyncio.to_thread(send_it_alert, self.ctx.settings, f"{waiting.hospital_id}:{waiting.study_uid}:{waiting.stage.name}", subject, body)
         except NoItChannel:
             log.error("ROJO sin notificar y sin canal de TI (MDD_IT_ALERT_CHANNELS) / RED not notified, no IT channel: %s",
                       waiting.study_uid)
@@ -321,7 +327,7 @@ class Watchdog:
 
     def _overdue(self, waiting: Waiting) -> Event:
         return StudyOverdue(
-            event_id=overdue_event_id(waiting.study_uid, waiting.stage.name),
+            event_id=overdue_event_id(waiting.hospital_id, waiting.study_uid, waiting.stage.name),
             study_uid=waiting.study_uid,
             hospital_id=waiting.hospital_id,
             correlation_id=waiting.correlation_id,

@@ -56,13 +56,13 @@ class ConsumerLedger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def begin(self, consumer: str, event_id: str, study_uid: str = "") -> Attempt:
+    def begin(self, consumer: str, event_id: str, study_uid: str = "", hospital_id: str = "") -> Attempt:
         """Count one more attempt (committed) unless the event is finished; where it stands now."""
         now = utc_now()
         with Session(self.engine) as session:
             try:
                 session.execute(insert(_table).values(
-                    consumer=consumer, event_id=event_id, study_uid=study_uid, status=RUNNING, attempts=1, failures=0,
+                    consumer=consumer, event_id=event_id, study_uid=study_uid, hospital_id=hospital_id, status=RUNNING, attempts=1, failures=0,
                     last_error="", updated_at=now,
                 ))
                 session.commit()
@@ -121,9 +121,10 @@ class ConsumerLedger:
             session.execute(delete(_table).where(_key(consumer, event_id)))
             session.commit()
 
-    def reset_study(self, study_uid: str, consumers: list[str] | None = None) -> int:
-        """Forget the failed and dead-lettered attempts of every event of a study; returns how many."""
-        query = delete(_table).where(_table.c.study_uid == study_uid, col(_table.c.status).in_((FAILED, DEAD, RUNNING)))
+    def reset_study(self, hospital_id: str, study_uid: str, consumers: list[str] | None = None) -> int:
+        """Forget the failed and dead-lettered attempts of every event of one hospital's study; returns how many."""
+        query = delete(_table).where(_table.c.hospital_id == hospital_id, _table.c.study_uid == study_uid,
+                                     col(_table.c.status).in_((FAILED, DEAD, RUNNING)))
         if consumers:
             query = query.where(col(_table.c.consumer).in_(consumers))
         with Session(self.engine) as session:

@@ -33,7 +33,7 @@ def record_dead_letter(session: Session, letter: DeadLetter, topic_prefix: str) 
     if session.get(DeadLetterRow, str(letter.dead_letter_id)) is None:
         session.add(DeadLetterRow(
             dead_letter_id=str(letter.dead_letter_id), consumer=consumer_of(letter.stage), source_topic=letter.source_topic,
-            event_id=event_id_of(letter.payload), study_uid=letter.study_uid, error=letter.error, attempts=letter.attempts,
+            event_id=event_id_of(letter.payload), study_uid=letter.study_uid, hospital_id=letter.hospital_id, error=letter.error, attempts=letter.attempts,
             payload=letter.payload, created_at=letter.occurred_at,
         ))
     return [add_dead_letter(session, letter, topic_prefix)]

@@ -43,6 +43,7 @@ class ConsumedRow(SQLModel, table=True):
     consumer: str = Field(primary_key=True, description="Consumer group")
     event_id: str = Field(primary_key=True)
     study_uid: str = Field("", index=True)
+    hospital_id: str = Field("", index=True)
     status: str = Field("running", description="running, failed (will retry), done or dead (dead-lettered)")
     attempts: int = Field(0, description="Attempts begun; a transient failure gives its attempt back")
     failures: int = Field(0, description="Attempts that ended in a deterministic failure")
@@ -71,6 +72,7 @@ class DeadLetterRow(SQLModel, table=True):
     source_topic: str
     event_id: str | None = Field(default=None, index=True)
     study_uid: str | None = Field(default=None, index=True)
+    hospital_id: str | None = Field(default=None, index=True)
     error: str = Field(sa_column=Column(Text, nullable=False))
     attempts: int = 0
     payload: str = Field(sa_column=Column(Text, nullable=False))

@@ -15,7 +15,7 @@ from minio import Minio
 from shared.synth import SyntheticStudy
 from tests.conftest import free_port
 from tests.e2e.harness import API_KEY, distributed_env, mdd_process, smtp_sink
-from tests.e2e.scenario import RADIOLOGIST, run_pipeline_scenario
+from tests.e2e.scenario import RADIOLOGIST, SECOND_HOSPITAL_SENDERS, run_pipeline_scenario, run_second_hospital_scenario
 
 SERVICES = ("status_api", "ingest", "preprocess", "infer", "notify")
 QUIET_SECONDS = 3
@@ -82,6 +82,7 @@ def test_distributed_pipeline_on_kafka_minio_and_postgres(
         "MDD_STUDY_QUIET_SECONDS": str(QUIET_SECONDS),
         "MDD_SMTP_PORT": str(smtp_port),
         "MDD_NOTIFY_EMAILS": f'["{RADIOLOGIST}"]',
+        "MDD_SENDERS": SECOND_HOSPITAL_SENDERS,
     }
     # Each service with its own MinIO user and database role, as compose runs them: the pipeline below
     # shows those grants are enough.
@@ -101,17 +102,28 @@ def test_distributed_pipeline_on_kafka_minio_and_postgres(
             processes=processes,
             quiet_seconds=QUIET_SECONDS,
         )
+        # Another hospital sends the same files: its own study, its own lights, the first one untouched.
+        second = run_second_hospital_scenario(
+            api=f"http://127.0.0.1:{api_port}", dicom_port=dicom_port, study=four_view_study, folder=study_folder,
+            sink=sink, processes=processes, first=final,
+        )
 
-    # Raw and derived objects are in MinIO.
+    # Raw and derived objects are in MinIO, each hospital's under its own folder.
     client = Minio(minio.endpoint, access_key=minio.access_key, secret_key=minio.secret_key, secure=False)
-    raw = [o.object_name for o in client.list_objects(buckets["dicom"], recursive=True)]
-    assert len(raw) == 4 and all(four_view_study.study_uid in key for key in raw)
-    derived = {o.object_name.rsplit("/", 1)[-1] for o in client.list_objects(buckets["derived"], prefix=four_view_study.study_uid, recursive=True)}
-    assert derived == {"mask.png", "crop.png", "magma.png", "input.npy"}
+    for hospital in (final["hospital_id"], second["hospital_id"]):
+        folder = f"{hospital}/{four_view_study.study_uid}/"
+        raw = [o.object_name for o in client.list_objects(buckets["dicom"], prefix=folder, recursive=True)]
+        assert len(raw) == 4
+        derived = {o.object_name.rsplit("/", 1)[-1] for o in client.list_objects(buckets["derived"], prefix=folder, recursive=True)}
+        assert derived == {"mask.png", "crop.png", "magma.png", "input.npy"}
+    assert len(list(client.list_objects(buckets["dicom"], recursive=True))) == 8
     assert len(final["derived_views"]) == 4
 
     # Every event of the study is on its own Kafka topic, keyed by the study UID.
-    on_kafka = asyncio.run(_events_on_kafka(kafka.bootstrap, prefix, four_view_study.study_uid))
+    keyed = asyncio.run(_events_on_kafka(kafka.bootstrap, prefix, four_view_study.study_uid))
+    on_kafka = [(topic, event) for topic, event in keyed if event["hospital_id"] == final["hospital_id"]]
+    assert {event["event_id"] for _, event in keyed if event["hospital_id"] == second["hospital_id"]} == {
+        event["event_id"] for event in second["events"]}
     by_topic = Counter(topic for topic, _ in on_kafka)
     assert by_topic[f"{prefix}instance.stored"] == 4
     assert by_topic[f"{prefix}study.completed"] == 1

@@ -220,7 +220,7 @@ def assert_everything_once(ctx: ServiceContext, study: SyntheticStudy, events: l
     assert [e["event_type"] for e in events].count("study.completed") == 1
     with Session(ctx.engine) as session:
         rows = session.exec(select(StoredInstance).where(StoredInstance.study_uid == study.study_uid)).all()
-        assembled = session.get(AssemblingStudy, study.study_uid)
+        assembled = session.get(AssemblingStudy, (study.hospital_id, study.study_uid))
     assert sorted(row.sop_instance_uid for row in rows) == sorted(sops)
     assert assembled is not None and assembled.completion_reason == "all_views"
 

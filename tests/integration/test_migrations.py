@@ -93,7 +93,7 @@ def test_upgrade_from_empty_reaches_head_with_no_drift(engine: Engine) -> None:
                                     last_instance_at=earlier, views_seen=["L-CC"]))
         session.commit()
     with Session(engine) as session:
-        study = session.get(AssemblingStudy, "1.2")
+        study = session.get(AssemblingStudy, ("H", "1.2"))
         assert study is not None and study.views_seen == ["L-CC"] and study.last_instance_at == earlier
 
 
@@ -107,7 +107,7 @@ def test_upgrade_twice_changes_nothing(engine: Engine) -> None:
     assert revision_of(engine) == head_revisions()
     assert not [s for s in statements if s.lstrip().upper().startswith(("CREATE", "ALTER", "DROP", "INSERT", "UPDATE"))]
     with Session(engine) as session:
-        assert session.get(StudyRow, "1.2.3") is not None
+        assert session.get(StudyRow, ("HGE", "1.2.3")) is not None
 
 
 def test_pre_migration_database_is_adopted(engine: Engine) -> None:
@@ -119,7 +119,7 @@ def test_pre_migration_database_is_adopted(engine: Engine) -> None:
     assert revision_of(engine) == head_revisions()
     assert drift(engine) == []
     with Session(engine) as session:
-        assert session.get(StudyRow, "1.2.840.9") is not None
+        assert session.get(StudyRow, ("HGE", "1.2.840.9")) is not None
 
 
 def test_partly_created_pre_migration_database_is_completed(engine: Engine) -> None:
@@ -134,7 +134,58 @@ def test_partly_created_pre_migration_database_is_completed(engine: Engine) -> N
     assert revision_of(engine) == head_revisions()
     assert drift(engine) == []
     with Session(engine) as session:
-        assert session.get(AssemblingStudy, "7.7") is not None
+        assert session.get(AssemblingStudy, ("H", "7.7")) is not None
+
+
+def test_rows_kept_from_before_hospital_scoped_keys_take_their_studys_hospital(engine: Engine) -> None:
+    """Revision 0007 puts the hospital in front of every UID key: rows written under 0006 keep their
+    data and take the hospital of their study, and another hospital may then reuse the same UIDs."""
+    from alembic import command
+
+    from shared.db import migration_config
+
+    with engine.begin() as connection:
+        command.upgrade(migration_config(connection), "0006")
+    at = "2026-01-02 03:04:05"
+    with engine.begin() as connection:
+        for statement in (
+            "INSERT INTO ingest_study (study_uid, hospital_id, correlation_id, accession_number, patient_key, first_instance_at,"
+            " last_instance_at, views_seen) VALUES ('1.2.3', 'HOSP-A', 'c', '', '', :at, :at, '[]')",
+            "INSERT INTO ingest_instance (sop_instance_uid, study_uid, series_instance_uid, object_key, sha256, size_bytes, stored_at)"
+            " VALUES ('1.2.3.1', '1.2.3', '1.2.3.9', 'HOSP-A/1.2.3/1.2.3.9/1.2.3.1.dcm', 'ab', 10, :at)",
+            "INSERT INTO status_study (study_uid, hospital_id, accession_number, correlation_id, progress, state, status_light,"
+            " failed, overdue, instance_count, created_at, updated_at) VALUES ('1.2.3', 'HOSP-A', '', 'c', 'notified', 'notified',"
+            " 'GREEN', false, false, 1, :at, :at)",
+            "INSERT INTO status_event (event_id, study_uid, event_type, producer, occurred_at, received_at, payload)"
+            " VALUES ('e1', '1.2.3', 'study.completed', 'ingest 1', :at, :at, '{}')",
+            "INSERT INTO status_watchdog (study_uid, stage, redrives) VALUES ('1.2.3', 'notify', 1)",
+            "INSERT INTO auth_assignment (study_uid, provider_id, assigned_by, assigned_at) VALUES ('1.2.3', 'lectura', 'admin', :at)",
+        ):
+            connection.execute(text(statement), {"at": at})
+    upgrade_db(engine)
+    assert revision_of(engine) == head_revisions()
+    assert drift(engine) == []
+    with engine.connect() as connection:
+        for table in ("ingest_instance", "status_event", "status_watchdog", "auth_assignment"):
+            assert connection.execute(text(f"SELECT hospital_id FROM {table}")).scalars().all() == ["HOSP-A"], table
+        keys = {table: set(inspect(connection).get_pk_constraint(table)["constrained_columns"])
+                for table in ("ingest_instance", "ingest_study", "status_instance", "status_study", "status_watchdog")}
+    assert keys == {
+        "ingest_instance": {"hospital_id", "sop_instance_uid"}, "ingest_study": {"hospital_id", "study_uid"},
+        "status_instance": {"hospital_id", "sop_instance_uid"}, "status_study": {"hospital_id", "study_uid"},
+        "status_watchdog": {"hospital_id", "study_uid", "stage"},
+    }
+    now = utc_now()
+    with Session(engine) as session:
+        kept = session.get(StoredInstance, ("HOSP-A", "1.2.3.1"))
+        assert kept is not None and kept.object_key.startswith("HOSP-A/") and kept.size_bytes == 10
+        session.add(AssemblingStudy(study_uid="1.2.3", hospital_id="HOSP-B", correlation_id="d", first_instance_at=now, last_instance_at=now))
+        session.add(StudyRow(study_uid="1.2.3", hospital_id="HOSP-B", created_at=now, updated_at=now))
+        session.commit()
+        assert session.get(StudyRow, ("HOSP-A", "1.2.3")).state == "notified"  # type: ignore[union-attr]
+        assert session.get(StudyRow, ("HOSP-B", "1.2.3")).state == "receiving"  # type: ignore[union-attr]
+        # The generated triage rank survived the table's copy on SQLite.
+        assert session.get(StudyRow, ("HOSP-A", "1.2.3")).triage_rank == 3  # type: ignore[union-attr]
 
 
 UPGRADE_IN_A_PROCESS = """

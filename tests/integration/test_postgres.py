@@ -27,7 +27,7 @@ def test_status_projection_is_idempotent_on_postgres(postgres_url: str) -> None:
     assert project(engine, completed) and project(engine, stored)
     assert not project(engine, stored)
     with Session(engine) as session:
-        row = session.get(StudyRow, "1.2.840.77")
+        row = session.get(StudyRow, ("HGE", "1.2.840.77"))
         assert row is not None and (row.state, row.status_light, row.instance_count) == ("completed", "YELLOW", 1)
         events = session.exec(select(StudyEventRow).where(StudyEventRow.study_uid == "1.2.840.77")).all()
         assert sorted(e.event_type for e in events) == ["instance.stored", "study.completed"]
@@ -43,6 +43,6 @@ def test_ingest_assembly_times_round_trip_on_postgres(postgres_url: str) -> None
     from services.ingest.assembly import quiet_since
 
     with Session(engine) as session:
-        study = session.get(AssemblingStudy, "9.8")
+        study = session.get(AssemblingStudy, ("H", "9.8"))
         assert study is not None and quiet_since(study.last_instance_at, utc_now(), 60)
         assert not quiet_since(study.last_instance_at, utc_now(), 600)

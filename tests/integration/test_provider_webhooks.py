@@ -368,7 +368,7 @@ def test_registry_claims_and_mappings_work_on_postgresql(postgres_url: str) -> N
         )
         assert [p.hospitals for p in providers_for_hospital(engine, "H2")] == [["H1", "H2"]]
 
-        offer_id = deliveries.delivery_id("1.2.3", "acme", "semilla")
+        offer_id = deliveries.delivery_id("H2", "1.2.3", "acme", "semilla")
         event = StudyCompleted(study_uid="1.2.3", hospital_id="H2", correlation_id="c", producer=producer("ingest"),
                                reason="all_views", views=[])
         [key] = deliveries.record_intents(engine, event, "acme", offer_id, ["kafka"], reopen_failed=False)

@@ -64,8 +64,9 @@ MATRIX: dict[tuple[str, str], Row] = {
                                                                               "ok  403  403  403     403  401"),
     # STOW-RS is probed without a multipart body: 415 shows the caller got past authorisation.
     ("POST", "/dicomweb/studies"):                                   Row(415, "ok  403  ok   403     ok   401"),
+    # Storing under another hospital's UID makes the caller's own study: it never joins the other's.
     ("POST", "/dicomweb/studies/{study}"):                           Row(415, "ok  403  ok   403     ok   401",
-                                                                              "ok  403  404  403     404  401"),
+                                                                              "ok  403  ok   403     ok   401"),
     ("GET", "/dicomweb/studies"):                                    Row(200, "ok  403  ok   403     403  401"),
     ("GET", "/dicomweb/series"):                                     Row(200, "ok  403  ok   403     403  401"),
     ("GET", "/dicomweb/instances"):                                  Row(200, "ok  403  ok   403     403  401"),
@@ -154,7 +155,7 @@ def prepare(world: World, study: SyntheticStudy) -> dict[str, dict[str, str]]:
         for target, hospital in (("own", "HOSP-A"), ("other", "HOSP-B")):
             uids = values[target]
             uids.update(kind="crop", numbers="1", tag="00420011")
-            row = session.get(StudyRow, uids["study"])
+            row = session.get(StudyRow, (hospital, uids["study"]))
             assert row is not None
             crop_key = f"{hospital}/{uids['study']}/crop.png"
             store.put_bytes(settings.bucket_derived, crop_key, b"\x89PNG-recorte", "image/png")
@@ -167,7 +168,7 @@ def prepare(world: World, study: SyntheticStudy) -> dict[str, dict[str, str]]:
             stored.save_as(buffer, enforce_file_format=True)
             store.put_bytes(settings.bucket_dicom, dicom_key, buffer.getvalue(), "application/dicom")
             store.put_bytes(settings.bucket_results, f"{uids['study']}/overlay.dcm", buffer.getvalue(), "application/dicom")
-        session.add(AssignmentRow(study_uid=world.study_a, provider_id="LECTURA-1", assigned_by="bootstrap", assigned_at=utc_now()))
+        session.add(AssignmentRow(hospital_id="HOSP-A", study_uid=world.study_a, provider_id="LECTURA-1", assigned_by="bootstrap", assigned_at=utc_now()))
         session.commit()
     return values
 

@@ -56,7 +56,7 @@ def study_row(settings: Settings, study_uid: str) -> StudyRow | None:
     ctx_engine = build_context(settings).engine
     try:
         with Session(ctx_engine) as session:
-            return session.get(StudyRow, study_uid)
+            return session.get(StudyRow, (HOSPITAL, study_uid))
     finally:
         ctx_engine.dispose()
 
@@ -85,7 +85,7 @@ async def test_a_study_stuck_after_completion_is_re_driven_past_the_deadline_and
         assert row.disclaimer and "sintétic" in row.disclaimer
         assert row.derived_views and len(row.derived_views) == 4
         with Session(ctx.engine) as session:
-            record = session.get(WatchdogRow, (four_view_study.study_uid, "preprocess"))
+            record = session.get(WatchdogRow, (HOSPITAL, four_view_study.study_uid, "preprocess"))
             assert record is not None and record.redrives == 1
     finally:
         stop.set()

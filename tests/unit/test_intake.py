@@ -108,7 +108,7 @@ async def test_an_acknowledged_instance_is_already_in_the_search_index(ingest: I
     assert await accept(ingest, view.to_bytes()) == SUCCESS
     sop_uid = str(view.dataset.SOPInstanceUID)
     with Session(ingest.engine) as session:  # no consumer has run: the row came with the instance's transaction
-        row = session.get(InstanceIndexRow, sop_uid)
+        row = session.get(InstanceIndexRow, ("HOSP-DEMO", sop_uid))
     assert row is not None
     assert (row.study_uid, row.hospital_id, row.patient_id) == (four_view_study.study_uid, "HOSP-DEMO", str(view.dataset.PatientID))
     assert (row.rows, row.columns) == (view.dataset.Rows, view.dataset.Columns)
@@ -221,7 +221,7 @@ def test_uids_are_digits_and_dots_of_at_most_64_characters(uid: str, valid: bool
     assert (uid_problem(uid) is None) is valid
 
 
-async def test_an_instance_from_another_hospital_never_joins_nor_replaces_the_first_hospitals_study(
+async def test_a_uid_another_hospital_reuses_is_its_own_study_and_never_touches_the_first_hospitals(
     ingest: Ingest, four_view_study: SyntheticStudy
 ) -> None:
     from shared.synth import make_study
@@ -230,27 +230,53 @@ async def test_an_instance_from_another_hospital_never_joins_nor_replaces_the_fi
         return asyncio.to_thread(ingest.accept, data, calling_ae="MAMO1", hospital_id=hospital)
 
     first = four_view_study.views[0]
+    sop_uid = str(first.dataset.SOPInstanceUID)
     assert (await send(first.to_bytes(), "HOSP-A")).status == SUCCESS
     key_a = ingest.store.list_keys(ingest.settings.bucket_dicom, "HOSP-A/")
     bytes_a = ingest.store.get_bytes(ingest.settings.bucket_dicom, key_a[0])
 
     joins = copy.deepcopy(four_view_study.views[1].dataset)  # hospital A's StudyInstanceUID, a new instance
-    replaces = copy.deepcopy(make_study(seed=77).views[0].dataset)  # another study carrying A's SOPInstanceUID
+    replaces = copy.deepcopy(make_study(seed=77).views[0].dataset)  # another content carrying A's Study and SOP Instance UIDs
+    replaces.StudyInstanceUID = four_view_study.study_uid
     replaces.SOPInstanceUID = replaces.file_meta.MediaStorageSOPInstanceUID = first.dataset.SOPInstanceUID
-    for attempt in (encoded(joins), encoded(replaces), first.to_bytes()):
+    for attempt in (encoded(joins), encoded(replaces)):
         outcome = await send(attempt, "HOSP-B")
-        assert outcome.status == DATASET_DOES_NOT_MATCH_SOP_CLASS, outcome.message
-        assert "UID ya usado por otro hospital" in outcome.message and "HOSP-A" not in outcome.message
+        assert outcome.status == SUCCESS, outcome.message
 
-    assert ingest.store.list_keys(ingest.settings.bucket_dicom, "HOSP-B/") == []
+    # Hospital A's object, rows and study are as they were: one instance, its bytes, its index row.
+    assert ingest.store.list_keys(ingest.settings.bucket_dicom, "HOSP-A/") == key_a
     assert ingest.store.get_bytes(ingest.settings.bucket_dicom, key_a[0]) == bytes_a
     with Session(ingest.engine) as session:
-        assert session.get(AssemblingStudy, four_view_study.study_uid).hospital_id == "HOSP-A"  # type: ignore[union-attr]
-        assert session.get(StoredInstance, str(first.dataset.SOPInstanceUID)).object_key == key_a[0]  # type: ignore[union-attr]
-        assert session.get(InstanceIndexRow, str(first.dataset.SOPInstanceUID)).hospital_id == "HOSP-A"  # type: ignore[union-attr]
-    assert {e["hospital_id"] for e in events_of(ingest.bus, "instance.stored")} == {"HOSP-A"}  # type: ignore[arg-type]
-    assert len(events_of(ingest.bus, "instance.stored")) == 1  # type: ignore[arg-type]
+        studies = session.exec(select(AssemblingStudy).where(AssemblingStudy.study_uid == four_view_study.study_uid)).all()
+        assert sorted(study.hospital_id for study in studies) == ["HOSP-A", "HOSP-B"]
+        assert [len(study.views_seen) for study in studies if study.hospital_id == "HOSP-A"] == [1]  # B's views never joined
+        mine = session.get(StoredInstance, ("HOSP-A", sop_uid))
+        theirs = session.get(StoredInstance, ("HOSP-B", sop_uid))
+        assert mine is not None and theirs is not None
+        assert mine.object_key == key_a[0] and theirs.object_key.startswith("HOSP-B/") and theirs.sha256 != mine.sha256
+        indexed = {row.hospital_id: row for row in session.exec(select(InstanceIndexRow).where(InstanceIndexRow.sop_instance_uid == sop_uid))}
+        assert indexed["HOSP-A"].object_key == key_a[0] and indexed["HOSP-B"].object_key == theirs.object_key
+    # Hospital B's study holds B's two instances, stored under B's folder; each event names its own hospital.
+    assert len(ingest.store.list_keys(ingest.settings.bucket_dicom, f"HOSP-B/{four_view_study.study_uid}/")) == 2
+    stored = events_of(ingest.bus, "instance.stored")  # type: ignore[arg-type]
+    assert sorted((e["hospital_id"], e["sop_instance_uid"] == sop_uid) for e in stored) == [
+        ("HOSP-A", True), ("HOSP-B", False), ("HOSP-B", True)]
+    assert len({e["event_id"] for e in stored}) == 3
 
-    own = make_study(seed=78).views[0]  # hospital B's own study is stored as usual
-    assert (await send(own.to_bytes(), "HOSP-B")).status == SUCCESS
-    assert len(ingest.store.list_keys(ingest.settings.bucket_dicom, "HOSP-B/")) == 1
+
+async def test_a_hospital_id_that_is_not_one_path_segment_is_refused_before_anything_is_stored(
+    ingest: Ingest, four_view_study: SyntheticStudy
+) -> None:
+    from pydantic import ValidationError
+
+    from shared.settings import Sender
+
+    # "HOSP/1"'s folder would sit inside hospital "HOSP"'s: it can never name a hospital.
+    outcome = await asyncio.to_thread(ingest.accept, four_view_study.views[0].to_bytes(), calling_ae="MAMO1", hospital_id="HOSP/1")
+    assert outcome.status == DATASET_DOES_NOT_MATCH_SOP_CLASS and "Hospital inválido" in outcome.message
+    assert ingest.store.list_keys(ingest.settings.bucket_dicom, "") == []
+    assert events_of(ingest.bus, "instance.stored") == []  # type: ignore[arg-type]
+    for bad in ("HOSP/1", "../HOSP", "", "H" * 65):
+        with pytest.raises(ValidationError):
+            Sender(hospital_id=bad, addresses=["10.1.2.3"])
+    assert Sender(hospital_id="HGE-ENSENADA.2_b", addresses=["10.1.2.3"]).hospital_id == "HGE-ENSENADA.2_b"

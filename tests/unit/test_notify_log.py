@@ -22,7 +22,7 @@ from tests.unit.test_notify_rules import inferred
 
 def sent(study_uid: str, recipient: str, status: str = "sent", minutes: int = 0, channel: str = "email") -> NotificationSent:
     return NotificationSent(
-        study_uid=study_uid, hospital_id="HGE", correlation_id="c", producer=producer("notify"), accession_number="A1",
+        study_uid=study_uid, hospital_id="H", correlation_id="c", producer=producer("notify"), accession_number="A1",
         occurred_at=utc_now() + timedelta(minutes=minutes), rule="triage_red", channel=channel, recipient=recipient, status=status,
         detail="" if status == "sent" else "503 Service Unavailable",
     )
@@ -73,7 +73,7 @@ def test_the_log_is_filtered_by_study_and_status_most_recent_first(settings: Set
 
 def test_telling_it_about_a_failure_does_not_make_the_study_notified(settings: Settings) -> None:
     http, engine = client(settings)
-    project(engine, StudyFailed(study_uid="1.4", hospital_id="HGE", correlation_id="c", producer=producer("preprocess"), stage="preprocess", reason="x"))
+    project(engine, StudyFailed(study_uid="1.4", hospital_id="H", correlation_id="c", producer=producer("preprocess"), stage="preprocess", reason="x"))
     project(engine, sent("1.4", "it <ti@h.mx>"))
     body = http.get("/studies/1.4").json()
     assert (body["state"], body["status_light"]) == ("failed", "RED")

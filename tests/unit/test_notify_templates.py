@@ -51,7 +51,7 @@ def test_result_email_speaks_the_recipients_language_and_carries_the_disclaimer(
 def test_sms_is_one_short_line_with_accession_light_link_and_the_model_notice() -> None:
     es = render("inferred", "sms", "es", inferred_context(SETTINGS, inferred("RED"))).body
     assert es == (
-        "MDD: semáforo ROJO, acceso ACC77. https://mdd.h.mx/studies/1.2.3 "
+        "MDD: semáforo ROJO, acceso ACC77. https://mdd.h.mx/studies/1.2.3?hospital_id=H "
         "Puntuación de un modelo de demostración entrenado con datos sintéticos; no es diagnóstico."
     )
     en = render("inferred", "sms", "en", inferred_context(SETTINGS, inferred("GREEN"))).body

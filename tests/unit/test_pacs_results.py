@@ -297,8 +297,9 @@ async def test_without_a_results_pacs_the_results_are_kept_and_nothing_is_sent(s
         await ctx.bus.drain()
     finally:
         await ctx.bus.stop()
-    assert sorted(ctx.store.list_keys(settings.bucket_results, f"{study.study_uid}/")) == [
-        f"{study.study_uid}/cad-sr.dcm", f"{study.study_uid}/overlay.dcm", f"{study.study_uid}/sr.dcm"]
+    folder = f"{study.hospital_id}/{study.study_uid}/"  # the hospital's own folder: another's same UID never meets it
+    assert sorted(ctx.store.list_keys(settings.bucket_results, folder)) == [
+        f"{folder}cad-sr.dcm", f"{folder}overlay.dcm", f"{folder}sr.dcm"]
     assert [t for t, _ in ctx.bus.sent if t == "mdd.notification.sent"] == []  # nothing was sent anywhere
 
 
@@ -432,5 +433,5 @@ def test_kept_results_name_our_implementation_in_their_file_meta(settings: Setti
     store_study(ctx, study)
     PacsResults(ctx).build(inferred(study), ["cad", "sr", "sc"])
     for name in ("cad-sr.dcm", "sr.dcm", "overlay.dcm"):
-        kept = dcmread(io.BytesIO(ctx.store.get_bytes(settings.bucket_results, f"{study.study_uid}/{name}")))
+        kept = dcmread(io.BytesIO(ctx.store.get_bytes(settings.bucket_results, f"{study.hospital_id}/{study.study_uid}/{name}")))
         assert kept.file_meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID

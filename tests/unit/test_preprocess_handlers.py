@@ -62,7 +62,7 @@ async def test_four_view_study_stores_every_output(ctx: ServiceContext, four_vie
     assert (event.segmentation_backend, event.quality_flags, event.correlation_id) == ("classic", [], "corr-1")
     assert {(v.laterality, v.view_position) for v in event.views} == {("R", "CC"), ("L", "CC"), ("R", "MLO"), ("L", "MLO")}
     for derived, view in zip(event.views, four_view_study.views, strict=True):
-        assert derived.mask_key == f"{four_view_study.study_uid}/{derived.sop_instance_uid}/mask.png"
+        assert derived.mask_key == f"{event.hospital_id}/{four_view_study.study_uid}/{derived.sop_instance_uid}/mask.png"
         labels = np.asarray(_png(ctx, derived.mask_key))
         truth = orient(view.breast_mask, view.laterality)
         assert labels.shape == truth.shape

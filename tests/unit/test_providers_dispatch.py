@@ -108,7 +108,7 @@ async def test_local_store_offers_say_there_are_no_links_and_send_once(
     assert len(keys) == 4
     copy = dcmread(io.BytesIO(ctx.store.get_bytes(ctx.settings.bucket_results, keys[0])))
     assert copy.PatientID != four_view_study.patient_id
-    assert _statuses(ctx) == {f"{four_view_study.study_uid}:acme:webhook": ("sent", 1)}
+    assert _statuses(ctx) == {f"H1:{four_view_study.study_uid}:acme:webhook": ("sent", 1)}
 
 
 async def _until(ctx: ServiceContext, probe: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -138,7 +138,7 @@ async def test_a_refusing_webhook_is_dead_lettered_and_one_that_is_down_is_waite
         )
     event = stage_study(ctx, four_view_study, "H1")
     study = four_view_study.study_uid
-    keys = [f"{study}:{name}:webhook" for name in ("caido", "lento", "listo")]
+    keys = [f"H1:{study}:{name}:webhook" for name in ("caido", "lento", "listo")]
     await _complete(ctx, event)
     await _settled(ctx, keys)
 
@@ -200,7 +200,7 @@ async def _burned_in_case(ctx: ServiceContext, receiver: WebhookReceiver, four_v
 
     assert receiver.posts_to("/anon") == [] and len(receiver.posts_to("/full")) == 1
     study = four_view_study.study_uid
-    assert _statuses(ctx)[f"{study}:anon:webhook"][0] == "failed"
+    assert _statuses(ctx)[f"{event.hospital_id}:{study}:anon:webhook"][0] == "failed"
     [letter] = _dead_letters(ctx)
     assert letter.stage == "notify-providers:anon:webhook" and "burned-in" in letter.error
     [alert] = receiver.posts_to("/ti")  # held, and IT told once, by its own channel

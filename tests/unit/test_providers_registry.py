@@ -110,7 +110,7 @@ def _event(study_uid: str) -> StudyCompleted:
 def test_an_offer_is_recorded_once_claimed_once_and_again_only_after_a_failure_or_an_abandoned_send(
     engine: Engine,
 ) -> None:
-    offer_id = deliveries.delivery_id("1.2.3", "acme", "semilla")
+    offer_id = deliveries.delivery_id("H1", "1.2.3", "acme", "semilla")
     claims = ClaimLedger(engine, ProviderDelivery, "delivery_key", "me", lease_seconds=60)
     [key] = deliveries.record_intents(engine, _event("1.2.3"), "acme", offer_id, ["webhook"], reopen_failed=False)
     assert deliveries.record_intents(engine, _event("1.2.3"), "acme", offer_id, ["webhook"], reopen_failed=False) == [key]
@@ -157,8 +157,9 @@ def _make_due(engine: Engine, key: str) -> None:
 
 
 def test_the_delivery_id_is_stable_per_study_and_provider_and_keyed_by_its_secret_seed() -> None:
-    first = deliveries.delivery_id("1.2.3", "acme", "semilla")
-    assert first == deliveries.delivery_id("1.2.3", "acme", "semilla")
-    assert first != deliveries.delivery_id("1.2.3", "norte", "semilla")
-    assert first != deliveries.delivery_id("1.2.4", "acme", "semilla")
-    assert first != deliveries.delivery_id("1.2.3", "acme", "otra-semilla")
+    first = deliveries.delivery_id("H1", "1.2.3", "acme", "semilla")
+    assert first == deliveries.delivery_id("H1", "1.2.3", "acme", "semilla")
+    assert first != deliveries.delivery_id("H1", "1.2.3", "norte", "semilla")
+    assert first != deliveries.delivery_id("H1", "1.2.4", "acme", "semilla")
+    assert first != deliveries.delivery_id("H1", "1.2.3", "acme", "otra-semilla")
+    assert first != deliveries.delivery_id("H2", "1.2.3", "acme", "semilla")  # another hospital's study with the same UID

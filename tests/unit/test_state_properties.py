@@ -198,11 +198,11 @@ def projected(db: Path, events: list[Event]) -> tuple[dict[str, object], list[st
             assert project(engine, event) is first_time  # a redelivery is recognised and changes nothing
             applied.add(str(event.event_id))
             with Session(engine) as session:
-                row = session.get(StudyRow, STUDY)
+                row = session.get(StudyRow, ("HGE", STUDY))
                 assert row is not None
                 seen.append(row.progress)
         with Session(engine) as session:
-            row = session.get(StudyRow, STUDY)
+            row = session.get(StudyRow, ("HGE", STUDY))
             assert row is not None
             final = row.model_dump(exclude={"created_at", "updated_at"})
     finally:
@@ -236,7 +236,7 @@ def projected_in_batches(db: Path, batches: list[list[Event]]) -> dict[str, obje
         for batch in batches:
             project_batch(engine, batch)
         with Session(engine) as session:
-            row = session.get(StudyRow, STUDY)
+            row = session.get(StudyRow, ("HGE", STUDY))
             assert row is not None
             return row.model_dump(exclude={"created_at", "updated_at"})
     finally:

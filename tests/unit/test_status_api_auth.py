@@ -130,6 +130,11 @@ def test_no_route_shows_another_hospitals_study(world: World) -> None:
             if route.route.body_field is not None:
                 body = EXAMPLE_BODIES[route.route.body_field.field_info.annotation]  # KeyError: add an example body for the new route
             response = world.client.request(method, path, json=body, headers=doctor)
+            if (method, route.path) == ("POST", "/dicomweb/studies/{study}"):
+                # Storing under a UID another hospital uses makes the caller's own study (scoped by hospital):
+                # the request passes to the STOW-RS parser, which refuses the JSON body for what it is.
+                assert response.status_code == 415 and "ACC-B" not in response.text, response.text
+                continue
             # Refused, not found, or a search (QIDO-RS) that finds nothing.
             empty_search = response.status_code == 204 or (response.status_code == 200 and response.json() == [])
             assert response.status_code in (403, 404) or empty_search, (method, route.path, response.status_code, response.text)
@@ -384,3 +389,47 @@ def test_a_short_jwt_secret_is_refused_at_start_naming_the_variable() -> None:
     with pytest.raises(ValueError, match="MDD_AUTH_JWT_SECRET es demasiado corto"):
         Settings(auth_jwt_secret="corto-123")
     assert Settings(auth_jwt_secret="x" * 32).auth_jwt_secret is not None
+
+
+def test_a_uid_two_hospitals_use_is_two_studies_and_a_caller_who_sees_both_must_name_one(
+    world: World, four_view_study: SyntheticStudy
+) -> None:
+    # Hospital B sends a copy of hospital A's study: same Study, Series and SOP Instance UIDs, another patient.
+    uid = world.study_a
+    twin = copy.deepcopy(four_view_study.views[0].dataset)
+    twin.PatientName, twin.AccessionNumber = "GEMELA^HOSPITAL B", "ACC-B2"
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, twin, enforce_file_format=True)
+    key = f"HOSP-B/{uid}/{twin.SeriesInstanceUID}/{twin.SOPInstanceUID}.dcm"
+    world.app.state.ctx.store.put_bytes(world.app.state.ctx.settings.bucket_dicom, key, buffer.getvalue(), "application/dicom")
+    event = stored(uid, "HOSP-B", "ACC-B2").model_copy(
+        update={"object_key": key, "series_instance_uid": str(twin.SeriesInstanceUID), "sop_instance_uid": str(twin.SOPInstanceUID)})
+    project(world.engine, event)
+    with Session(world.engine) as session:
+        session.add(row_for(event, pydicom.dcmread(io.BytesIO(buffer.getvalue()), stop_before_pixels=True)))
+        session.commit()
+
+    ambiguous = world.client.get(f"/studies/{uid}", headers=ADMIN)
+    assert ambiguous.status_code == 409 and "HOSP-A" in ambiguous.json()["detail"] and "HOSP-B" in ambiguous.json()["detail"]
+    for hospital, accession in (("HOSP-A", "ACC-A"), ("HOSP-B", "ACC-B2")):
+        chosen = world.client.get(f"/studies/{uid}", params={"hospital_id": hospital}, headers=ADMIN).json()
+        assert (chosen["hospital_id"], chosen["accession_number"]) == (hospital, accession)
+        assert {e["payload"]["hospital_id"] for e in chosen["events"]} == {hospital}
+    listed = world.client.get("/studies", headers=ADMIN).json()["items"]
+    assert sorted(s["hospital_id"] for s in listed if s["study_uid"] == uid) == ["HOSP-A", "HOSP-B"]
+
+    # A doctor of hospital A sees only A's study, with no ambiguity and nothing of B's.
+    doctor = world.token("doctor_a")
+    own = world.client.get(f"/studies/{uid}", headers=doctor)
+    assert own.status_code == 200 and own.json()["hospital_id"] == "HOSP-A" and "ACC-B2" not in own.text
+    assert world.client.get(f"/studies/{uid}", params={"hospital_id": "HOSP-B"}, headers=doctor).status_code == 404
+    metadata = world.client.get(f"/dicomweb/studies/{uid}/metadata", headers=doctor)
+    assert metadata.status_code == 200 and "GEMELA" not in metadata.text and world.patient_name in metadata.text
+
+    # DICOMweb never serves the two as one: an administrator names the hospital.
+    assert world.client.get(f"/dicomweb/studies/{uid}/metadata", headers=ADMIN).status_code == 409
+    theirs = world.client.get(f"/dicomweb/studies/{uid}/metadata", params={"hospital": "HOSP-B"}, headers=ADMIN)
+    assert theirs.status_code == 200 and "GEMELA" in theirs.text and world.patient_name not in theirs.text
+    found = world.client.get("/dicomweb/studies", params={"StudyInstanceUID": uid, "hospital": "HOSP-B"}, headers=ADMIN).json()
+    assert [study["00080050"]["Value"] for study in found] == [["ACC-B2"]]
+    assert world.client.get(f"/dicomweb/studies/{uid}/metadata", params={"hospital": "HOSP-B"}, headers=doctor).status_code == 404

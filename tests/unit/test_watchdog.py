@@ -58,7 +58,7 @@ def published(ctx: ServiceContext, event_type: str) -> list[dict]:
 
 def record(ctx: ServiceContext, stage: str) -> WatchdogRow | None:
     with Session(ctx.engine) as session:
-        return session.get(WatchdogRow, (UID, stage))
+        return session.get(WatchdogRow, ("HGE", UID, stage))
 
 
 async def test_overdue_only_after_the_stage_deadline_and_with_the_deadline(settings: Settings) -> None:
@@ -75,7 +75,7 @@ async def test_overdue_only_after_the_stage_deadline_and_with_the_deadline(setti
     assert late.overdue == [(UID, "preprocess")]
     [overdue] = published(ctx, "study.overdue")
     assert (overdue["stage"], overdue["deadline_seconds"], overdue["accession_number"]) == ("preprocess", 600, "ACC-77")
-    assert overdue["event_id"] == str(overdue_event_id(UID, "preprocess")) and overdue["producer"]["service"] == "status_api"
+    assert overdue["event_id"] == str(overdue_event_id("HGE", UID, "preprocess")) and overdue["producer"]["service"] == "status_api"
 
 
 async def test_receiving_deadline_is_the_quiet_period_plus_the_margin_and_is_not_re_driven(settings: Settings) -> None:
@@ -108,7 +108,7 @@ async def test_overdue_is_published_once_across_sweeps_restarts_and_instances(se
     [overdue] = published(ctx, "study.overdue")
     project(ctx.engine, StudyOverdue.model_validate(overdue))
     with Session(ctx.engine) as session:
-        study = session.get(StudyRow, UID)
+        study = session.get(StudyRow, ("HGE", UID))
         assert study is not None and (study.state, study.status_light) == ("overdue", "RED")
 
 
@@ -183,19 +183,19 @@ def test_the_notify_stage_tells_it_once_at_twice_its_deadline() -> None:
     now = utc_now()
     notify = next(stage for stage in STAGES if stage.name == "notify")
     waiting = Waiting(UID, "HGE", "c", "", notify, now - timedelta(seconds=150), {})
-    assert decide(waiting, WatchdogRow(study_uid=UID, stage="notify"), settings, now).alert_it is False
+    assert decide(waiting, WatchdogRow(hospital_id="HGE", study_uid=UID, stage="notify"), settings, now).alert_it is False
     late = Waiting(UID, "HGE", "c", "", notify, now - timedelta(seconds=201), {})
-    assert decide(late, WatchdogRow(study_uid=UID, stage="notify"), settings, now).alert_it is True
-    told = WatchdogRow(study_uid=UID, stage="notify", it_alerted_at=now)
+    assert decide(late, WatchdogRow(hospital_id="HGE", study_uid=UID, stage="notify"), settings, now).alert_it is True
+    told = WatchdogRow(hospital_id="HGE", study_uid=UID, stage="notify", it_alerted_at=now)
     assert decide(late, told, settings, now).alert_it is False
     preprocess = next(stage for stage in STAGES if stage.name == "preprocess")
     stuck = Waiting(UID, "HGE", "c", "", preprocess, now - timedelta(days=1), {})
-    assert decide(stuck, WatchdogRow(study_uid=UID, stage="preprocess"), settings, now).alert_it is False
+    assert decide(stuck, WatchdogRow(hospital_id="HGE", study_uid=UID, stage="preprocess"), settings, now).alert_it is False
 
 
 def events_of(ctx: ServiceContext) -> list[Event]:
     with Session(ctx.engine) as session:
-        return timeline(session, UID)
+        return timeline(session, "HGE", UID)
 
 
 def test_fold_of_the_timeline_matches_the_row(settings: Settings) -> None:
@@ -204,7 +204,7 @@ def test_fold_of_the_timeline_matches_the_row(settings: Settings) -> None:
         project(ctx.engine, event)
     view = fold(events_of(ctx))
     with Session(ctx.engine) as session:
-        row = session.get(StudyRow, UID)
+        row = session.get(StudyRow, ("HGE", UID))
         assert row is not None and (row.state, row.progress) == (view.state, view.progress) == ("preprocessed", "preprocessed")
 
 

@@ -21,17 +21,17 @@ from services.notify.providers.tables import ProviderDelivery
 _DELIVERY_NAMESPACE = uuid.UUID("5f0c3c1e-8d0a-4b8e-9a55-6d1b0c2f7e41")
 
 
-def delivery_id(study_uid: str, provider_id: str, provider_seed: str) -> uuid.UUID:
+def delivery_id(hospital_id: str, study_uid: str, provider_id: str, provider_seed: str) -> uuid.UUID:
     """The stable id of the offer of ``study_uid`` to a provider (same on every try and channel).
 
     The provider's secret seed goes into it, so that nobody can test a guessed study UID against it.
     """
-    return uuid.uuid5(_DELIVERY_NAMESPACE, f"{study_uid}:{provider_id}:{provider_seed}")
+    return uuid.uuid5(_DELIVERY_NAMESPACE, f"{hospital_id}:{study_uid}:{provider_id}:{provider_seed}")
 
 
-def delivery_key(study_uid: str, provider_id: str, channel: str) -> str:
-    """Primary key of a delivery record."""
-    return f"{study_uid}:{provider_id}:{channel}"
+def delivery_key(hospital_id: str, study_uid: str, provider_id: str, channel: str) -> str:
+    """Primary key of a delivery record (a study is one hospital's: its UID alone names no study)."""
+    return f"{hospital_id}:{study_uid}:{provider_id}:{channel}"
 
 
 def record_intents(
@@ -42,7 +42,7 @@ def record_intents(
     keys = []
     with Session(engine) as session:
         for channel in channels:
-            key = delivery_key(event.study_uid, provider_id, channel)
+            key = delivery_key(event.hospital_id, event.study_uid, provider_id, channel)
             keys.append(key)
             known = session.get(ProviderDelivery, key)
             if known is None:

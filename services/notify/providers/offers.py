@@ -34,6 +34,12 @@ def deid_key(provider_id: str, study_uid: str, series_uid: str, sop_uid: str) ->
     return f"deid/{provider_id}/{study_uid}/{series_uid}/{sop_uid}.dcm"
 
 
+def deid_seed(provider: Provider, hospital_id: str) -> str:
+    """The de-identification seed of ``provider`` for one hospital's studies: two hospitals' studies
+    that share a UID get different pseudonymous UIDs, so they never merge at the provider."""
+    return f"{provider.deid_seed}:{hospital_id}"
+
+
 def build_offer(ctx: ServiceContext, provider: Provider, event: StudyCompleted) -> ProviderStudyOffer:
     """The offer of ``event``'s study to ``provider`` (blocking: store reads and writes).
 
@@ -46,7 +52,7 @@ def build_offer(ctx: ServiceContext, provider: Provider, event: StudyCompleted) 
     instances: list[OfferedInstance] = []
     for view in event.views:
         if provider.deidentify:
-            instance, study_uid, accession = _deidentified(ctx, provider, view, lifetime)
+            instance, study_uid, accession = _deidentified(ctx, provider, event.hospital_id, view, lifetime)
         else:
             instance = _original(ctx, view, lifetime)
         instances.append(instance)
@@ -63,7 +69,7 @@ def build_offer(ctx: ServiceContext, provider: Provider, event: StudyCompleted) 
             ),
         )
     linked = bool(instances) and all(instance.url for instance in instances)
-    offer_id = delivery_id(event.study_uid, provider.provider_id, provider.deid_seed)
+    offer_id = delivery_id(event.hospital_id, event.study_uid, provider.provider_id, provider.deid_seed)
     return ProviderStudyOffer(
         study_uid=study_uid,
         hospital_id=event.hospital_id,
@@ -81,10 +87,10 @@ def build_offer(ctx: ServiceContext, provider: Provider, event: StudyCompleted) 
 
 
 def _deidentified(
-    ctx: ServiceContext, provider: Provider, view: ViewRef, lifetime: timedelta
+    ctx: ServiceContext, provider: Provider, hospital_id: str, view: ViewRef, lifetime: timedelta
 ) -> tuple[OfferedInstance, str, str]:
     settings = ctx.settings
-    copy = deidentify(ctx.store.get_bytes(settings.bucket_dicom, view.object_key), provider.deid_seed)
+    copy = deidentify(ctx.store.get_bytes(settings.bucket_dicom, view.object_key), deid_seed(provider, hospital_id))
     key = deid_key(provider.provider_id, copy.study_uid, copy.series_uid, copy.sop_uid)
     ctx.store.put_bytes(settings.bucket_results, key, copy.data, DICOM_CONTENT_TYPE)
     instance = OfferedInstance(

@@ -71,7 +71,7 @@ class ProviderDispatcher:
         )
         keys: list[str] = []
         for provider in providers:
-            offer_id = deliveries.delivery_id(event.study_uid, provider.provider_id, provider.deid_seed)
+            offer_id = deliveries.delivery_id(event.hospital_id, event.study_uid, provider.provider_id, provider.deid_seed)
             names = [channel.name for channel in self.channels_of(provider)]
             keys += await until_available(lambda provider=provider, offer_id=offer_id, names=names: asyncio.to_thread(
                 deliveries.record_intents, self.ctx.engine, event, provider.provider_id, offer_id, names, True), GROUP)
@@ -132,7 +132,8 @@ class ProviderDispatcher:
                 ids = record_dead_letter(session, DeadLetter(
                     stage=f"{GROUP}:{record.provider_id}:{record.channel}",
                     source_topic=topic_for(StudyCompleted, self.ctx.settings.topic_prefix),
-                    error=detail, attempts=attempts, study_uid=record.study_uid, payload=record.payload,
+                    error=detail, attempts=attempts, study_uid=record.study_uid,
+                    hospital_id=StudyCompleted.model_validate_json(record.payload).hospital_id, payload=record.payload,
                 ), self.ctx.settings.topic_prefix)
             session.commit()
             return ids

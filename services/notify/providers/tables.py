@@ -16,7 +16,7 @@ class ProviderDelivery(SQLModel, table=True):
 
     __tablename__ = "notify_provider_delivery"
 
-    delivery_key: str = Field(primary_key=True, description="study_uid:provider_id:channel")
+    delivery_key: str = Field(primary_key=True, description="hospital_id:study_uid:provider_id:channel")
     delivery_id: str = Field(index=True, description="Sent to the provider; same on every channel and retry")
     provider_id: str = Field(index=True)
     study_uid: str = Field(index=True)

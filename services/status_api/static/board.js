@@ -33,7 +33,7 @@
     const banner = document.getElementById("red-alert");
     document.getElementById("red-alert-text").textContent =
       `Nuevo estudio ROJO / new RED study: ${study.accession_number || study.study_uid} (${study.hospital_id}) — ${study.triage_reason || ""}`;
-    document.getElementById("red-alert-link").href = "/board/studies/" + encodeURIComponent(study.study_uid);
+    document.getElementById("red-alert-link").href = page(study);
     banner.hidden = false;
     document.title = "🔴 " + document.title.replace(/^🔴 /, "");
     if (document.getElementById("sound").checked) beep();
@@ -82,18 +82,26 @@
     return true;
   }
 
+  // A study is one hospital's: two hospitals may send the same Study Instance UID.
+  function key(study) { return study.hospital_id + "/" + study.study_uid; }
+
+  function page(study) {
+    return "/board/studies/" + encodeURIComponent(study.study_uid) + "?hospital_id=" + encodeURIComponent(study.hospital_id);
+  }
+
   function order(a, b) {
     const rank = (RANK[a.triage_light] ?? 3) - (RANK[b.triage_light] ?? 3);
     if (rank) return rank;
-    return utc(b.updated_at) - utc(a.updated_at) || a.study_uid.localeCompare(b.study_uid);
+    return utc(b.updated_at) - utc(a.updated_at) || key(a).localeCompare(key(b));
   }
 
   function row(study) {
     const tr = document.createElement("tr");
     tr.dataset.studyUid = study.study_uid;
+    tr.dataset.hospitalId = study.hospital_id;
     tr.dataset.triage = study.triage_light || "NONE";
     const link = document.createElement("a");
-    link.href = "/board/studies/" + encodeURIComponent(study.study_uid);
+    link.href = page(study);
     link.textContent = study.accession_number || study.study_uid;
     const cells = [link, study.hospital_id, study.state_label, MDD.light("Semáforo de estado / status light", study.status_light),
       MDD.light("Semáforo de triaje / triage light", study.triage_light), study.triage_reason || "", waiting(study),
@@ -112,7 +120,7 @@
   function render(changed) {
     const rows = [...studies.values()].sort(order).map((study) => {
       const tr = row(study);
-      if (study.study_uid === changed) tr.classList.add("changed");
+      if (key(study) === changed) tr.classList.add("changed");
       return tr;
     });
     body.replaceChildren(...rows);
@@ -135,16 +143,16 @@
       return;
     }
     studies.clear();
-    for (const study of (await response.json()).items) studies.set(study.study_uid, study);
+    for (const study of (await response.json()).items) studies.set(key(study), study);
     render(null);
   }
 
   function onStudy(study) {
-    const before = studies.get(study.study_uid);
+    const before = studies.get(key(study));
     if (study.triage_light === "RED" && (!before || before.triage_light !== "RED")) announce(study);
-    if (matches(study, filters())) studies.set(study.study_uid, study);
-    else studies.delete(study.study_uid);
-    render(study.study_uid);
+    if (matches(study, filters())) studies.set(key(study), study);
+    else studies.delete(key(study));
+    render(key(study));
   }
 
   form.addEventListener("change", () => load().catch(() => {}));

@@ -5,7 +5,10 @@
 (() => {
   const root = document.getElementById("study");
   const uid = root.dataset.studyUid;
+  // A UID names a study only within its hospital: the page carries which one (?hospital_id=).
+  const hospital = new URLSearchParams(location.search).get("hospital_id");
   const path = "/studies/" + encodeURIComponent(uid);
+  const scope = hospital ? "?hospital_id=" + encodeURIComponent(hospital) : "";
   let imagesShown = 0;
 
   function text(id, value) { document.getElementById(id).textContent = value ?? ""; }
@@ -58,7 +61,7 @@
   /** The mosaic the notify service keeps (the one the PACS receives), once the study has results. */
   async function showMosaic(study) {
     if (mosaicShown || !study.triage_light) return;
-    const response = await MDD.api(path + "/mosaic");
+    const response = await MDD.api(path + "/mosaic" + scope);
     if (!response.ok) return;  // not built yet: the next change of the study tries again
     const img = document.createElement("img");
     img.id = "mosaic-image";
@@ -102,7 +105,7 @@
   }
 
   async function load() {
-    const response = await MDD.api(path);
+    const response = await MDD.api(path + scope);
     if (!response.ok) {
       document.getElementById("error").textContent = (await response.json()).detail || String(response.status);
       return;
@@ -128,7 +131,7 @@
     e.preventDefault();
     const data = new FormData(e.target);
     const result = document.getElementById("report-result");
-    const response = await MDD.api(path + "/report", {
+    const response = await MDD.api(path + "/report" + scope, {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ birads: Number(data.get("birads")), text: data.get("text") || "" }),
     });
@@ -144,7 +147,7 @@
 
   MDD.signIn(async () => {
     viewerLink();
-    MDD.stream((study) => { if (study.study_uid === uid) load().catch(() => {}); });
+    MDD.stream((study) => { if (study.study_uid === uid && (!hospital || study.hospital_id === hospital)) load().catch(() => {}); });
     await load();
   });
 })();
