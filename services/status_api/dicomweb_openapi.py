@@ -69,6 +69,8 @@ _ACCESS: Final[dict[int | str, dict[str, Any]]] = {
 }
 _NOT_FOUND: Final[dict[int | str, dict[str, Any]]] = {
     404: _error("No existe o es de otro hospital / not found or of another hospital"),
+    409: _error("Los UID existen en varios hospitales visibles: indique ?hospital= / the UIDs exist in several visible"
+                " hospitals: give ?hospital="),
 }
 _NOT_ACCEPTABLE: Final[dict[int | str, dict[str, Any]]] = {
     406: _error("No se puede entregar lo que pide Accept / cannot produce what Accept asks for"),

@@ -42,7 +42,11 @@ log = logging.getLogger("mdd.status_api")
 router = APIRouter()
 STUDIES = "estudios / studies"
 IMAGE_KINDS = {"crop": "crop_key", "magma": "magma_key", "mask": "mask_key"}
-NOT_FOUND = {404: {"description": "Estudio no encontrado o de otro hospital / study not found or of another hospital"}}
+NOT_FOUND = {
+    404: {"description": "Estudio no encontrado o de otro hospital / study not found or of another hospital"},
+    409: {"description": "El UID existe en varios hospitales visibles: indique ?hospital_id= / the UID exists in several"
+                         " visible hospitals: give ?hospital_id="},
+}
 
 
 def get_session(request: Request):  # type: ignore[no-untyped-def]

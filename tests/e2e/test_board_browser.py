@@ -132,7 +132,7 @@ async def test_board_shows_lights_live_and_takes_a_report(settings: Settings, tm
     try:
         suspicious, calm = "1.2.826.0.1.7", "1.2.826.0.1.8"
         store.put_bytes(settings.bucket_derived, f"{suspicious}/L-CC/magma.png", magma_png(), "image/png")
-        store.put_bytes(settings.bucket_results, f"{suspicious}/overlay.dcm", await browse(mosaic_dicom), "application/dicom")
+        store.put_bytes(settings.bucket_results, f"HOSP-A/{suspicious}/overlay.dcm", await browse(mosaic_dicom), "application/dicom")
         view = DerivedView(sop_instance_uid=f"{suspicious}.1", laterality="L", view_position="CC",
                            mask_key=f"{suspicious}/L-CC/mask.png", crop_key=f"{suspicious}/L-CC/crop.png",
                            magma_key=f"{suspicious}/L-CC/magma.png", input_key="x", breast_area_fraction=0.4)

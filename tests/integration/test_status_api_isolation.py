@@ -167,7 +167,7 @@ def prepare(world: World, study: SyntheticStudy) -> dict[str, dict[str, str]]:
             buffer = io.BytesIO()
             stored.save_as(buffer, enforce_file_format=True)
             store.put_bytes(settings.bucket_dicom, dicom_key, buffer.getvalue(), "application/dicom")
-            store.put_bytes(settings.bucket_results, f"{uids['study']}/overlay.dcm", buffer.getvalue(), "application/dicom")
+            store.put_bytes(settings.bucket_results, f"{hospital}/{uids['study']}/overlay.dcm", buffer.getvalue(), "application/dicom")
         session.add(AssignmentRow(hospital_id="HOSP-A", study_uid=world.study_a, provider_id="LECTURA-1", assigned_by="bootstrap", assigned_at=utc_now()))
         session.commit()
     return values
