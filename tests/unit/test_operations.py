@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from uuid import uuid4
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,26 @@ def test_redrive_needs_a_study_or_a_state(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("MDD_DATA_DIR", str(tmp_path / "var"))
     result = CliRunner().invoke(app, ["studies", "redrive"])
     assert result.exit_code == 2 and "--state" in result.output
+
+
+def test_a_uid_two_hospitals_use_is_re_driven_only_for_the_hospital_the_operator_names(
+    failed_study: tuple[Settings, StudyCompleted],
+) -> None:
+    settings, event = failed_study
+    engine = MemoryBus(settings).engine
+    # Another hospital's study with the same UID, done: re-driving the first must not touch it.
+    twin = event.model_copy(update={"hospital_id": "HOSP-B", "event_id": uuid4()})
+    project(engine, twin)
+    result = CliRunner().invoke(app, ["studies", "redrive", UID])
+    assert result.exit_code == 2 and "HGE" in result.output and "HOSP-B" in result.output and "--hospital" in result.output
+    with Session(engine) as session:
+        assert session.exec(select(OutboxRow).where(OutboxRow.event_id == str(event.event_id))).first() is None
+
+    assert "1 estudio" in run("studies", "redrive", UID, "--hospital", "HGE", "--by", "ana.ti")
+    with Session(engine) as session:
+        assert session.exec(select(OutboxRow).where(OutboxRow.event_id == str(event.event_id))).one().published_at is None
+        assert session.exec(select(OutboxRow).where(OutboxRow.event_id == str(twin.event_id))).first() is None
+        audit = session.exec(select(AuditRow).where(AuditRow.action == "study.redrive")).one()
+        assert (audit.study_uid, audit.hospital_id) == (UID, "HGE")
+    assert "1 carta" in run("dlq", "list", "--status", "all", "--hospital", "HGE")
+    assert "0 carta" in run("dlq", "list", "--status", "all", "--hospital", "HOSP-B")
