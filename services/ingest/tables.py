@@ -7,6 +7,8 @@ from datetime import datetime
 from sqlalchemy import JSON, Column, DateTime, Text
 from sqlmodel import Field, SQLModel
 
+from shared.reliability.claims import ClaimColumns
+
 
 class StoredInstance(SQLModel, table=True):
     """One instance that is durable in the store and whose event the broker accepted."""
@@ -43,7 +45,7 @@ class AssemblingStudy(SQLModel, table=True):
     views_seen: list[str] = Field(default_factory=list, sa_column=Column(JSON), description="e.g. ['L-CC', 'R-MLO']")
 
 
-class PendingCommitmentReport(SQLModel, table=True):
+class PendingCommitmentReport(ClaimColumns, table=True):
     """A storage commitment decision and its N-EVENT-REPORT: a claim of :mod:`shared.reliability.claims`
     (``sending`` by the association's thread → ``sent``, or ``pending`` until the resend task delivers it).
 
@@ -57,11 +59,4 @@ class PendingCommitmentReport(SQLModel, table=True):
     calling_ae: str
     event_type: int
     event_information: str = Field(sa_column=Column(Text, nullable=False))  # DICOM JSON of the Event Information
-    status: str
-    attempts: int = Field(0, description="Refusals so far")
-    retries: int = Field(0, description="Times it was postponed")
-    detail: str = ""
-    owner: str = Field("", description="Process that holds the claim")
-    lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
-    next_attempt_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)  # type: ignore[call-overload]
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))  # type: ignore[call-overload]

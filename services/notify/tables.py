@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Text
+from sqlalchemy import Column, Text
 from sqlmodel import Field, SQLModel
 
+from shared.reliability.claims import ClaimColumns
 
-class NotificationRecord(SQLModel, table=True):
+
+class NotificationRecord(ClaimColumns, table=True):
     """One (study, rule, channel, recipient) — or one digest, or one alert to IT — recorded before it is sent.
 
     A claim of :mod:`shared.reliability.claims`: ``pending`` → ``sending`` → ``sent`` | ``failed`` |
@@ -34,13 +36,7 @@ class NotificationRecord(SQLModel, table=True):
     subject: str = Field("", sa_column=Column(Text, nullable=False, server_default=""))
     body: str = Field("", sa_column=Column(Text, nullable=False, server_default=""))
     message_id: str = Field("", description="Message-ID / Idempotency-Key: the same on every send")
-    status: str = Field(index=True)
-    attempts: int = Field(0, description="Deterministic failures so far")
-    retries: int = Field(0, description="Times it was postponed (a channel down, or a failure)")
-    detail: str = ""
-    owner: str = Field("", description="Process that claimed it")
-    lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
-    next_attempt_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)  # type: ignore[call-overload]
+    status: str = Field(index=True)  # the IT-alert sweep looks for uncertain and failed ones
     dead_lettered: bool = False
     source_topic: str = ""
     payload: str = Field("", description="The event (or digest) that called for it, for the dead-letter topic")

@@ -18,14 +18,26 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import DateTime, and_, or_, select, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
+from sqlmodel import Field, Session, SQLModel, col
 
 from shared.events import utc_now
 
 PENDING, SENDING, SENT, FAILED, UNCERTAIN = "pending", "sending", "sent", "failed", "uncertain"
 SETTLED = frozenset({SENT, FAILED, UNCERTAIN})
+
+
+class ClaimColumns(SQLModel):
+    """The columns the ledger works on; a service's table of intents inherits them (with its own key)."""
+
+    status: str
+    attempts: int = Field(0, description="Deterministic failures (refusals) so far")
+    retries: int = Field(0, description="Times it was postponed (a dependency down, or a failure)")
+    detail: str = ""
+    owner: str = Field("", description="Process that holds the claim")
+    lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    next_attempt_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True)

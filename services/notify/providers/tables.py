@@ -8,9 +8,10 @@ from sqlalchemy import Column, DateTime, Text
 from sqlmodel import Field, SQLModel
 
 from shared.events import utc_now
+from shared.reliability.claims import ClaimColumns
 
 
-class ProviderDelivery(SQLModel, table=True):
+class ProviderDelivery(ClaimColumns, table=True):
     """One offer of one study to one provider on one channel: a claim of :mod:`shared.reliability.claims`
     (``pending`` → ``sending`` → ``sent`` | ``failed``)."""
 
@@ -21,13 +22,6 @@ class ProviderDelivery(SQLModel, table=True):
     provider_id: str = Field(index=True)
     study_uid: str = Field(index=True)
     channel: str
-    status: str
-    attempts: int = Field(0, description="Refusals so far")
-    retries: int = Field(0, description="Times it was postponed")
-    detail: str = ""
-    owner: str = Field("", description="Process that holds the claim")
-    lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
-    next_attempt_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True), index=True)  # type: ignore[call-overload]
     payload: str = Field("", sa_column=Column(Text, nullable=False, server_default=""), description="The study.completed offered")
     updated_at: datetime = Field(default_factory=utc_now, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
 
