@@ -146,6 +146,27 @@ def test_sequences_are_walked_too(four_view_study: SyntheticStudy) -> None:
     assert "PatientComments" not in nested
 
 
+def test_the_same_study_sent_by_two_hospitals_reaches_a_provider_as_two_studies(
+    tmp_path: Path, four_view_study: SyntheticStudy
+) -> None:
+    from services.notify.providers.mapping import lookup
+    from services.notify.providers.offers import deid_seed
+    from services.notify.providers.registry import Provider
+
+    provider = Provider(provider_id="acme", display_name="Acme", hospitals=["H1", "H2"], deid_seed=SEED)
+    engine = make_engine(f"sqlite:///{tmp_path / 'mdd.db'}")
+    init_db(engine, [DeidStudyMap])
+    copies = {hospital: deidentify(four_view_study.views[0].to_bytes(), deid_seed(provider, hospital)) for hospital in ("H1", "H2")}
+    assert copies["H1"].study_uid != copies["H2"].study_uid and copies["H1"].sop_uid != copies["H2"].sop_uid
+    for hospital, copy in copies.items():
+        record_mapping(engine, DeidStudyMap(
+            provider_id="acme", deid_study_uid=copy.study_uid, study_uid=four_view_study.study_uid,
+            accession_number=four_view_study.accession_number, deid_accession_number=copy.accession_number, hospital_id=hospital,
+        ))
+    # The provider's report on each copy comes back to its own hospital's study.
+    assert {hospital: lookup(engine, "acme", copy.study_uid).hospital_id for hospital, copy in copies.items()} == {"H1": "H1", "H2": "H2"}
+
+
 def test_mapping_round_trip_gives_back_the_original_study(
     tmp_path: Path, four_view_study: SyntheticStudy
 ) -> None:

@@ -37,5 +37,6 @@ def lookup(engine: Engine, provider_id: str, deid_study_uid: str) -> DeidStudyMa
 
 
 def reidentify(engine: Engine, provider_id: str, deid_study_uid: str) -> str:
-    """The original StudyInstanceUID behind what ``provider_id`` knows as ``deid_study_uid``."""
+    """The original StudyInstanceUID behind what ``provider_id`` knows as ``deid_study_uid`` (its hospital is
+    ``lookup(...).hospital_id``: a UID names a study only within its hospital)."""
     return lookup(engine, provider_id, deid_study_uid).study_uid
