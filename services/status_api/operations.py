@@ -180,10 +180,10 @@ def dlq_list(
     """Lista las cartas muertas / list dead letters."""
     rows = dead_letters(_engine(), None if status == "all" else status, study, hospital)
     # One line per letter, whole (a narrow terminal wraps rather than cuts), easy to grep.
-    print("id\tfecha / at\testado / status\tconsumidor / consumer\testudio / study\tintentos / attempts\terror")
+    print("id\tfecha / at\testado / status\tconsumidor / consumer\thospital\testudio / study\tintentos / attempts\terror")
     for row in rows:
         print("\t".join([row.dead_letter_id[:8], row.created_at.strftime("%Y-%m-%d %H:%M:%S"), row.status, row.consumer,
-                         row.study_uid or "-", str(row.attempts), row.error[:200]]))
+                         row.hospital_id or "-", row.study_uid or "-", str(row.attempts), row.error[:200]]))
     console.print(f"{len(rows)} carta(s) / letter(s)")
 
 

@@ -65,7 +65,7 @@ def test_a_dead_letter_is_listed_shown_and_replayed_to_its_consumer_with_an_audi
 ) -> None:
     settings, event = failed_study
     listing = run("dlq", "list")
-    assert "preprocess" in listing and UID in listing and "1 carta" in listing
+    assert "preprocess" in listing and f"HGE\t{UID}" in listing and "1 carta" in listing
     engine = MemoryBus(settings).engine
     with Session(engine) as session:
         [letter] = session.exec(select(DeadLetterRow)).all()
