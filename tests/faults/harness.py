@@ -169,7 +169,14 @@ class Modality:
                     self.failures["aborted"] += 1
                     pending.append(sop)
                     continue
-                status = assoc.send_c_store(ds)
+                try:
+                    status = assoc.send_c_store(ds)
+                except RuntimeError:  # aborted between the check and the send (the SCP was killed): as above
+                    if assoc.is_established:
+                        raise
+                    self.failures["aborted"] += 1
+                    pending.append(sop)
+                    continue
                 if status and int(getattr(status, "Status", -1)) == 0x0000:
                     with self._lock:
                         self.acknowledged[sop] = data_set(raw)
