@@ -50,13 +50,27 @@ class PendingCommitmentReport(ClaimColumns, table=True):
     (``sending`` by the association's thread → ``sent``, or ``pending`` until the resend task delivers it).
 
     Written once the decision is made, before the first try, so that a report survives a crash (its
-    claim's lease runs out and the resend task takes it over) or a modality that is away.
+    claim's lease runs out and the resend task takes it over) or a modality that is away. Keyed by
+    :func:`commitment_report_id`: a Transaction UID that another hospital's or another modality's
+    request reuses is another transaction, and never replaces this one's report.
     """
 
     __tablename__ = "ingest_commitment_report"
 
-    transaction_uid: str = Field(primary_key=True)
+    report_id: str = Field(primary_key=True)
+    hospital_id: str = ""  # the requester's hospital (empty for reports kept from before revision 0008)
+    transaction_uid: str
     calling_ae: str
     event_type: int
     event_information: str = Field(sa_column=Column(Text, nullable=False))  # DICOM JSON of the Event Information
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+
+
+def commitment_report_id(hospital_id: str, calling_ae: str, transaction_uid: str) -> str:
+    """The key of one requester's commitment transaction: ``hospital/calling AE/Transaction UID``.
+
+    Neither a hospital id nor a (validated) UID holds a slash, so the first and the last slash split
+    the key back into its three parts whatever the AE title holds.
+    """
+    return f"{hospital_id}/{calling_ae}/{transaction_uid}"
+

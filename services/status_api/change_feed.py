@@ -1,8 +1,8 @@
 """Study changes shared between replicas of the status API (PostgreSQL ``LISTEN``/``NOTIFY``).
 
 Each replica projects the events of its own share of the Kafka partitions, and a live stream
-(SSE) may be open on any replica. So the projector notifies ``mdd_study_changed`` with the study
-UIDs it changed, inside its transaction (PostgreSQL delivers the notice only if it commits), and
+(SSE) may be open on any replica. So the projector notifies ``mdd_study_changed`` with the studies
+it changed (hospital and UID), inside its transaction (PostgreSQL delivers the notice only if it commits), and
 every replica listens: changes made by another replica are read back and fanned out to the
 streams open here. A replica's own changes reach its streams directly, so notices carry the
 sending process's origin and a replica skips its own. Notices sent while a replica's listening
@@ -17,13 +17,13 @@ import threading
 from datetime import datetime, timedelta
 
 import psycopg
-from sqlalchemy import text
+from sqlalchemy import or_, text, tuple_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from shared.events import utc_now
 from services.status_api.live import BROADCASTER, REPLICA_ID, study_summary
-from services.status_api.tables import StudyRow
+from services.status_api.tables import StudyKey, StudyRow
 
 log = logging.getLogger("mdd.status_api.changes")
 CHANNEL = "mdd_study_changed"
@@ -33,25 +33,42 @@ _PAYLOAD_LIMIT = 7000  # PostgreSQL refuses payloads of 8000 bytes or more
 REPLAY_MARGIN = timedelta(seconds=30)
 
 
-def notices(study_uids: list[str], origin: str = ORIGIN) -> list[str]:
-    """The payloads announcing these studies: the origin, then UIDs separated by spaces."""
+def notices(studies: list[StudyKey], origin: str = ORIGIN) -> list[str]:
+    """The payloads announcing these studies: the origin, then ``hospital/UID`` tokens separated by spaces.
+
+    Neither a hospital id nor a UID holds a slash or a space, so each token names one hospital's study.
+    """
     payloads: list[str] = []
     current = origin
-    for uid in study_uids:
-        if len(current) + 1 + len(uid) > _PAYLOAD_LIMIT:
+    for hospital_id, uid in studies:
+        token = f"{hospital_id}/{uid}"
+        if len(current) + 1 + len(token) > _PAYLOAD_LIMIT:
             payloads.append(current)
             current = origin
-        current += " " + uid
+        current += " " + token
     if current != origin:
         payloads.append(current)
     return payloads
 
 
-def announce(session: Session, study_uids: list[str]) -> None:
+def studies_in(tokens: list[str]) -> tuple[list[StudyKey], list[str]]:
+    """The (hospital, UID) keys a notice names, and the bare UIDs a replica of an earlier version sent."""
+    keys: list[StudyKey] = []
+    bare: list[str] = []
+    for token in tokens:
+        hospital_id, slash, uid = token.partition("/")
+        if slash:
+            keys.append((hospital_id, uid))
+        elif token:
+            bare.append(token)
+    return keys, bare
+
+
+def announce(session: Session, studies: list[StudyKey]) -> None:
     """Notify the other replicas of changed studies; delivered when ``session`` commits (PostgreSQL only)."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    for payload in notices(study_uids):
+    for payload in notices(studies):
         session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
 
 
@@ -114,9 +131,14 @@ class ChangeListener:
                 BROADCASTER.publish(study_summary(row))
 
     def _changed(self, payload: str) -> None:
-        origin, *study_uids = payload.split(" ")
-        if origin == ORIGIN or not study_uids or not BROADCASTER.count:
+        origin, *tokens = payload.split(" ")
+        if origin == ORIGIN or not tokens or not BROADCASTER.count:
+            return
+        keys, bare = studies_in(tokens)
+        named = [tuple_(col(StudyRow.hospital_id), col(StudyRow.study_uid)).in_(keys)] if keys else []
+        named += [col(StudyRow.study_uid).in_(bare)] if bare else []
+        if not named:
             return
         with Session(self.engine) as session:
-            for row in session.exec(select(StudyRow).where(col(StudyRow.study_uid).in_(study_uids))):
+            for row in session.exec(select(StudyRow).where(or_(*named))):
                 BROADCASTER.publish(study_summary(row))

@@ -17,7 +17,7 @@ from services.status_api.change_feed import announce
 from services.status_api.state import fold
 from services.status_api.live import publish_change
 from services.status_api.metrics import EVENTS_APPLIED
-from services.status_api.tables import NotificationRow, StudyEventRow, StudyRow
+from services.status_api.tables import NotificationRow, StudyEventRow, StudyKey, StudyRow
 
 log = logging.getLogger("mdd.status_api")
 SERVICE = "status_api"
@@ -27,10 +27,6 @@ SUBSCRIBED_EVENTS: tuple[type[Event], ...] = tuple(EVENT_TYPES.values())
 def project(engine: Engine, event: Event) -> bool:
     """Apply one event to its study; False when this event was already applied."""
     return bool(project_batch(engine, [event]))
-
-
-#: A study's name: (hospital, Study Instance UID).
-StudyKey = tuple[str, str]
 
 
 def project_batch(engine: Engine, events: Sequence[Event]) -> list[Event]:
@@ -67,7 +63,7 @@ def project_batch(engine: Engine, events: Sequence[Event]) -> list[Event]:
         for key in keys:
             refresh(rows[key], timelines[key], now)
             session.add(rows[key])
-        announce(session, uids)  # other replicas' live streams, once this commits
+        announce(session, keys)  # other replicas' live streams, once this commits
         session.commit()
         for key in keys:
             publish_change(rows[key])  # live streams (SSE) see the committed change

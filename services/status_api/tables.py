@@ -12,6 +12,10 @@ from sqlmodel import Field, SQLModel
 TRIAGE_RANK_SQL = "CASE triage_light WHEN 'RED' THEN 0 WHEN 'YELLOW' THEN 1 WHEN 'GREEN' THEN 2 ELSE 3 END"
 
 
+#: A study's name: (hospital, Study Instance UID).
+StudyKey = tuple[str, str]
+
+
 class StudyRow(SQLModel, table=True):
     """The current projection of a study from its events."""
 

@@ -188,6 +188,37 @@ def test_rows_kept_from_before_hospital_scoped_keys_take_their_studys_hospital(e
         assert session.get(StudyRow, ("HOSP-A", "1.2.3")).triage_rank == 3  # type: ignore[union-attr]
 
 
+
+def test_a_commitment_report_kept_from_before_0008_is_still_delivered_and_a_reused_transaction_is_another(engine: Engine) -> None:
+    """Revision 0008 keys the pending commitment reports by requester: a report written under 0007 keeps
+    its data under its new key, and another hospital's request with the same Transaction UID is another row."""
+    from alembic import command
+
+    from services.ingest.tables import PendingCommitmentReport, commitment_report_id
+    from shared.db import migration_config
+
+    with engine.begin() as connection:
+        command.upgrade(migration_config(connection), "0007")
+        connection.execute(text(
+            "INSERT INTO ingest_commitment_report (transaction_uid, calling_ae, event_type, event_information, status,"
+            " attempts, retries, detail, owner, updated_at) VALUES ('1.2.9', 'MAMO_SALA1', 1, '{}', 'pending', 0, 2, '', '', :at)"
+        ), {"at": "2026-01-02 03:04:05"})
+    upgrade_db(engine)
+    assert revision_of(engine) == head_revisions()
+    assert drift(engine) == []
+    with engine.connect() as connection:
+        assert inspect(connection).get_pk_constraint("ingest_commitment_report")["constrained_columns"] == ["report_id"]
+    with Session(engine) as session:
+        kept = session.get(PendingCommitmentReport, commitment_report_id("", "MAMO_SALA1", "1.2.9"))
+        assert kept is not None and (kept.transaction_uid, kept.retries, kept.status) == ("1.2.9", 2, "pending")
+        session.add(PendingCommitmentReport(
+            report_id=commitment_report_id("HOSP-B", "MAMO_SALA1", "1.2.9"), hospital_id="HOSP-B", transaction_uid="1.2.9",
+            calling_ae="MAMO_SALA1", event_type=2, event_information="{}", status="pending", updated_at=utc_now(),
+        ))
+        session.commit()
+        assert session.get(PendingCommitmentReport, commitment_report_id("", "MAMO_SALA1", "1.2.9")).event_type == 1  # type: ignore[union-attr]
+
+
 UPGRADE_IN_A_PROCESS = """
 import sys, time
 from shared.db import make_engine, upgrade_db

@@ -193,11 +193,29 @@ async def test_changes_made_while_the_listener_was_cut_off_reach_the_streams_onc
         uid = "1.2.826.0.1.3680043.10.4243.1"
         with Session(engine) as session:
             session.add(StudyRow(study_uid=uid, hospital_id="HGE", accession_number="R1", created_at=utc_now(), updated_at=utc_now()))
-            session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": f"otra-replica {uid}"})
+            session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": f"otra-replica HGE/{uid}"})
             session.commit()
 
         summary = await asyncio.wait_for(stream.queue.get(), 20)
-        assert isinstance(summary, StudySummary) and summary.study_uid == uid
+        assert isinstance(summary, StudySummary) and summary.study_uid == uid and summary.hospital_id == "HGE"
+
+        # Listening again: another hospital reuses the UID, and a notice of its study names that study
+        # only. A third hospital's notice follows it: notices are handled in order, so once that one's
+        # summary is here, everything the first notice fanned out is here too.
+        with Session(engine) as session:
+            session.add(StudyRow(study_uid=uid, hospital_id="HOSP-B", accession_number="B1", created_at=utc_now(), updated_at=utc_now()))
+            session.add(StudyRow(study_uid="1.2.826.0.1.3680043.10.4243.2", hospital_id="HOSP-C", accession_number="C1",
+                                 created_at=utc_now(), updated_at=utc_now()))
+            session.commit()
+        with engine.begin() as connection:
+            for payload in (f"otra-replica HOSP-B/{uid}", "otra-replica HOSP-C/1.2.826.0.1.3680043.10.4243.2"):
+                connection.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
+        seen: list[tuple[str, str]] = []
+        while not seen or seen[-1][0] != "HOSP-C":
+            fanned = await asyncio.wait_for(stream.queue.get(), 20)
+            assert isinstance(fanned, StudySummary)
+            seen.append((fanned.hospital_id, fanned.accession_number))
+        assert seen == [("HOSP-B", "B1"), ("HOSP-C", "C1")]
     finally:
         listener.stop()
         BROADCASTER.unsubscribe(stream)

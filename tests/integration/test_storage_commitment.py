@@ -162,12 +162,12 @@ async def test_a_report_the_modality_could_not_take_is_sent_again_once_it_listen
         assert status.Status == 0x0000
         from sqlmodel import Session
 
-        from services.ingest.tables import PendingCommitmentReport
+        from services.ingest.tables import PendingCommitmentReport, commitment_report_id
         from shared.reliability.claims import PENDING
 
         def tried_and_pending() -> bool:
             with Session(ctx.engine) as session:
-                row = session.get(PendingCommitmentReport, transaction)
+                row = session.get(PendingCommitmentReport, commitment_report_id(settings.hospital_id, "MAMO_SALA1", transaction))
                 return row is not None and row.retries >= 1 and row.status == PENDING
 
         await asyncio.to_thread(wait_for, tried_and_pending)  # the modality is away: kept, not dropped
@@ -206,3 +206,69 @@ async def test_orthanc_as_the_modality_commits_a_study_it_sent_us(orthanc, setti
     finally:
         httpx.delete(f"{api}/modalities/MDD")
         remove_from_orthanc(api, own.study_uid)
+
+
+async def test_two_hospitals_reusing_a_transaction_uid_each_get_their_own_report(
+    settings: Settings, study: SyntheticStudy, tmp_path: Path
+) -> None:
+    """Hospital A holds the study, hospital B does not; their modalities ask with the same Transaction UID
+    and are away when the decisions are made. Each report is kept apart and reaches its own modality."""
+    from sqlmodel import Session, select
+
+    from services.ingest.tables import PendingCommitmentReport
+    from shared.reliability.claims import PENDING
+    from shared.settings import Sender
+
+    ports = {"MAMO_SALA1": free_port(), "MAMO_HOSP_B": free_port()}
+    destinations = {ae: DicomDestination(host="127.0.0.1", port=port, ae_title=ae) for ae, port in ports.items()}
+    senders = {"MAMO_HOSP_B": Sender(hospital_id="HOSP-B", addresses=["127.0.0.1"])}
+    transaction = generate_uid()
+    async with ingest_running(settings.model_copy(update={"dicom_destinations": destinations, "senders": senders})) as ctx:
+        assert (await asyncio.to_thread(storescu, tmp_path / "study", ctx.settings.dicom_port)).count("(Success)") == 4
+        for ae_title in ports:
+            requester = AE(ae_title=ae_title)
+            requester.add_requested_context(StorageCommitmentPushModel)
+            assoc = requester.associate("127.0.0.1", ctx.settings.dicom_port, ae_title="MDD")
+            status, _ = await asyncio.to_thread(
+                assoc.send_n_action, action_information(transaction, references(study)), 1, StorageCommitmentPushModel,
+                "1.2.840.10008.1.20.1.1",
+            )
+            assoc.release()
+            assert status.Status == 0x0000
+
+        def both_tried_and_pending() -> list[PendingCommitmentReport]:
+            with Session(ctx.engine) as session:
+                rows = list(session.exec(select(PendingCommitmentReport).where(PendingCommitmentReport.transaction_uid == transaction)))
+            return rows if len(rows) == 2 and all(r.retries >= 1 and r.status == PENDING for r in rows) else []
+
+        rows = await asyncio.to_thread(wait_for, both_tried_and_pending)
+        assert {(r.hospital_id, r.calling_ae) for r in rows} == {(settings.hospital_id, "MAMO_SALA1"), ("HOSP-B", "MAMO_HOSP_B")}
+        catchers = {ae: ReportCatcher(ae) for ae in ports}
+        servers = [catcher.listen(ports[ae]) for ae, catcher in catchers.items()]
+        try:
+            for catcher in catchers.values():
+                assert await asyncio.to_thread(catcher.received.wait, 60)
+        finally:
+            for server in servers:
+                server.shutdown()
+    [own] = catchers["MAMO_SALA1"].reports
+    assert own.TransactionUID == transaction and len(own.ReferencedSOPSequence) == 4 and "FailedSOPSequence" not in own
+    [other] = catchers["MAMO_HOSP_B"].reports  # hospital B never sent the study: none of it is committed for B
+    assert other.TransactionUID == transaction and "ReferencedSOPSequence" not in other
+    assert {int(item.FailureReason) for item in other.FailedSOPSequence} == {0x0112} and len(other.FailedSOPSequence) == 4
+
+
+async def test_a_transaction_uid_that_is_not_a_uid_is_refused_with_a_reason(settings: Settings, study: SyntheticStudy) -> None:
+    async with ingest_running(settings) as ctx:
+        requester = AE(ae_title="MAMO_SALA1")
+        requester.add_requested_context(StorageCommitmentPushModel)
+        assoc = requester.associate("127.0.0.1", ctx.settings.dicom_port, ae_title="MDD")
+        try:
+            for bad in ("1.2.3/../4", "9" * 65):
+                status, _ = await asyncio.to_thread(
+                    assoc.send_n_action, action_information(bad, references(study)), 1, StorageCommitmentPushModel,
+                    "1.2.840.10008.1.20.1.1",
+                )
+                assert status.Status == 0x0106 and str(status.ErrorComment).startswith("TransactionUID: ")
+        finally:
+            assoc.release()

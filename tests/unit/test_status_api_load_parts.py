@@ -19,7 +19,7 @@ from shared.store import LocalStore
 from services.status_api.api import create_app
 from services.status_api.audit_log import AuditLog
 from services.status_api.auth_tables import ApiKeyRow, AuditRow
-from services.status_api.change_feed import _PAYLOAD_LIMIT, notices
+from services.status_api.change_feed import _PAYLOAD_LIMIT, notices, studies_in
 from services.status_api.security import create_api_key, hash_api_key
 from services.status_api.tables import NotificationRow, StudyEventRow, StudyRow
 
@@ -90,9 +90,15 @@ def test_audit_entries_from_many_threads_are_each_committed_before_record_return
 
 
 def test_change_notices_fit_postgresql_and_carry_every_study_once() -> None:
-    uids = [f"1.2.826.0.1.3680043.10.{index}" for index in range(700)]
-    payloads = notices(uids, origin="replica-a")
+    studies = [(f"HOSP-{index % 3}", f"1.2.826.0.1.3680043.10.{index}") for index in range(700)]
+    payloads = notices(studies, origin="replica-a")
     assert len(payloads) > 1 and all(len(p.encode()) <= _PAYLOAD_LIMIT for p in payloads)
     assert all(p.split(" ")[0] == "replica-a" for p in payloads)
-    assert [uid for p in payloads for uid in p.split(" ")[1:]] == uids
+    assert [key for p in payloads for key in studies_in(p.split(" ")[1:])[0]] == studies
     assert notices([], origin="replica-a") == []
+
+
+def test_a_change_notice_names_one_hospitals_study_and_still_reads_bare_uids() -> None:
+    [payload] = notices([("HOSP-A", "1.2.3"), ("HOSP-B", "1.2.3")], origin="replica-a")
+    assert payload == "replica-a HOSP-A/1.2.3 HOSP-B/1.2.3"
+    assert studies_in(["HOSP-B/1.2.3", "1.2.4", ""]) == ([("HOSP-B", "1.2.3")], ["1.2.4"])  # an earlier replica's notice

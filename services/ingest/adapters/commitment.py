@@ -29,6 +29,7 @@ from pynetdicom.dimse_messages import N_ACTION_RSP
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 
 from shared.dicom_network import DicomPeerError, associate, describe, new_ae
+from shared.dicom_uids import uid_problem
 from shared.dicom_vocabulary import DimseStatus
 from shared.events import utc_now
 from shared.reliability.claims import SENDING, SENT, ClaimLedger
@@ -37,7 +38,7 @@ from shared.reliability.periodic import PeriodicTask
 from shared.reliability.retry import dependency_backoff
 from shared.settings import DicomDestination, Settings
 from services.ingest.commitment import CommitmentResult, Reference
-from services.ingest.tables import PendingCommitmentReport
+from services.ingest.tables import PendingCommitmentReport, commitment_report_id
 
 log = logging.getLogger("mdd.ingest.commitment")
 #: The well-known SOP Instance of the Storage Commitment Push Model SOP Class.
@@ -82,7 +83,7 @@ class StorageCommitmentScp:
         self.committer = committer
         self.engine = engine
         # The first tries run on the association's thread; past this lease a crash hands the report to the resend task.
-        self.claims = ClaimLedger(engine, PendingCommitmentReport, "transaction_uid", uuid4().hex, REPORT_LEASE_SECONDS)
+        self.claims = ClaimLedger(engine, PendingCommitmentReport, "report_id", uuid4().hex, REPORT_LEASE_SECONDS)
         self._responses: dict[tuple[int, int], threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -108,6 +109,10 @@ class StorageCommitmentScp:
             log.warning("N-ACTION ilegible / unreadable N-ACTION: %r", exc)
             status.Status = 0x0120  # missing attribute
             status.ErrorComment = "Falta TransactionUID o ReferencedSOPSequence / missing attributes"
+            return status, None
+        if problem := uid_problem(transaction_uid):  # it becomes part of a key: PS3.5 UIDs only
+            status.Status = DimseStatus.INVALID_ATTRIBUTE_VALUE
+            status.ErrorComment = f"TransactionUID: {problem}"[:64]
             return status, None
         calling_ae = str(event.assoc.requestor.ae_title).strip()
         responded = threading.Event()
@@ -137,23 +142,25 @@ class StorageCommitmentScp:
         self, assoc: Any, calling_ae: str, transaction_uid: str, references: list[Reference], responded: threading.Event
     ) -> None:
         hospital_id = self.settings.hospital_for_calling_ae(calling_ae)
+        report_id = commitment_report_id(hospital_id, calling_ae, transaction_uid)
         try:
             result = self.committer(hospital_id, transaction_uid, references)
         except Exception:
             log.exception("Compromiso sin decidir / commitment could not be decided: %s", transaction_uid)
             result = CommitmentResult(transaction_uid, failed=[(r, DimseStatus.PROCESSING_FAILURE) for r in references])
         info = event_information(result)
-        self._record(transaction_uid, calling_ae, result.event_type, info)
+        self._record(report_id, hospital_id, transaction_uid, calling_ae, result.event_type, info)
         responded.wait(RESPONSE_WAIT_SECONDS)
         if assoc.is_established and self._send(assoc, info, result.event_type):
-            self._delivered(transaction_uid)
+            self._delivered(report_id)
             log.info("Compromiso reportado en la misma asociación / reported on the same association: %s", transaction_uid)
             return
-        self._report_on_a_new_association(transaction_uid, calling_ae, info, result.event_type)
+        self._report_on_a_new_association(report_id, calling_ae, info, result.event_type)
 
-    def _report_on_a_new_association(self, transaction_uid: str, calling_ae: str, info: Dataset, event_type: int,
+    def _report_on_a_new_association(self, report_id: str, calling_ae: str, info: Dataset, event_type: int,
                                      retries: int = 0) -> bool:
         """One try on a new association; a report the modality did not take is postponed (claim given back)."""
+        transaction_uid = str(info.TransactionUID)
         destination = self.settings.dicom_destinations.get(calling_ae)
         if destination is None:
             problem = f"{calling_ae} no está en MDD_DICOM_DESTINATIONS / unknown address"
@@ -161,7 +168,7 @@ class StorageCommitmentScp:
         else:
             try:
                 if self._deliver(destination, info, event_type):
-                    self._delivered(transaction_uid)
+                    self._delivered(report_id)
                     log.info("Compromiso reportado / commitment reported to %s: %s", describe(destination), transaction_uid)
                     return True
                 problem = "el par no aceptó el N-EVENT-REPORT / the peer did not take the N-EVENT-REPORT"
@@ -170,7 +177,7 @@ class StorageCommitmentScp:
             log.warning("Reporte de compromiso pendiente, se reintentará / commitment report pending, will retry: %s (%s)",
                         transaction_uid, problem)
         # The modality being away is waited for: no attempt is spent, the resend task tries again.
-        self.claims.postpone(transaction_uid, dependency_backoff().delay(retries + 1), problem, spend_attempt=False)
+        self.claims.postpone(report_id, dependency_backoff().delay(retries + 1), problem, spend_attempt=False)
         return False
 
     def _deliver(self, destination: DicomDestination, info: Dataset, event_type: int) -> bool:
@@ -184,19 +191,21 @@ class StorageCommitmentScp:
             if report.is_established:
                 report.release()
 
-    def _record(self, transaction_uid: str, calling_ae: str, event_type: int, info: Dataset) -> None:
+    def _record(self, report_id: str, hospital_id: str, transaction_uid: str, calling_ae: str, event_type: int,
+                info: Dataset) -> None:
         """Write the decision, claimed by this process for its first tries (a crash lets its lease run out)."""
         now = utc_now()
         with Session(self.engine) as session:
             session.merge(PendingCommitmentReport(
-                transaction_uid=transaction_uid, calling_ae=calling_ae, event_type=event_type,
+                report_id=report_id, hospital_id=hospital_id, transaction_uid=transaction_uid, calling_ae=calling_ae,
+                event_type=event_type,
                 event_information=info.to_json(), status=SENDING, owner=self.claims.owner,
                 lease_until=now + self.claims.lease, updated_at=now,
             ))
             session.commit()
 
-    def _delivered(self, transaction_uid: str) -> None:
-        self.claims.settle(transaction_uid, SENT)
+    def _delivered(self, report_id: str) -> None:
+        self.claims.settle(report_id, SENT)
 
     def resend_due(self, limit: int = 20) -> int:
         """Send the reports that are due again (after a failed try, or taken over from a process that died);
