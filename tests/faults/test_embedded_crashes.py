@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
 from shared.db import make_engine
@@ -69,6 +70,14 @@ def studies_for(seed: int, count: int) -> list[SyntheticStudy]:
     return studies
 
 
+def instances_recorded(engine: Engine, tmp_path: Path) -> int:
+    """Instances ingest has recorded; 0 while ``mdd up`` is still making its database (the file appears
+    before its tables do, and a slow first start leaves time to read in between)."""
+    if not (tmp_path / "var" / "mdd.db").exists() or not inspect(engine).has_table("ingest_instance"):
+        return 0
+    return int(scalar(engine, "SELECT count(*) FROM ingest_instance"))
+
+
 def local_object(tmp_path: Path) -> object:
     return lambda key: (tmp_path / "var" / "store" / "dicom" / key).read_bytes()
 
@@ -121,8 +130,7 @@ def test_mdd_up_killed_at_any_moment_with_studies_in_flight_loses_nothing(
     sender = modality.in_background(studies, 4)
     try:
         # Killed while instances arrive, and again while results are being computed and sent.
-        wait_for(lambda: scalar(engine, "SELECT count(*) FROM ingest_instance") >= 6 if (tmp_path / "var" / "mdd.db").exists() else None,
-                 120, "instances arriving", system.tail)
+        wait_for(lambda: instances_recorded(engine, tmp_path) >= 6, 120, "instances arriving", system.tail)
         system.kill()
         system.start()
         wait_for(lambda: sum(r["state"] in ("ready", "notified") for r in study_rows(engine, [s.study_uid for s in studies]).values()) >= 2,
