@@ -73,4 +73,3 @@ def commitment_report_id(hospital_id: str, calling_ae: str, transaction_uid: str
     the key back into its three parts whatever the AE title holds.
     """
     return f"{hospital_id}/{calling_ae}/{transaction_uid}"
-

@@ -142,14 +142,13 @@ class StorageCommitmentScp:
         self, assoc: Any, calling_ae: str, transaction_uid: str, references: list[Reference], responded: threading.Event
     ) -> None:
         hospital_id = self.settings.hospital_for_calling_ae(calling_ae)
-        report_id = commitment_report_id(hospital_id, calling_ae, transaction_uid)
         try:
             result = self.committer(hospital_id, transaction_uid, references)
         except Exception:
             log.exception("Compromiso sin decidir / commitment could not be decided: %s", transaction_uid)
             result = CommitmentResult(transaction_uid, failed=[(r, DimseStatus.PROCESSING_FAILURE) for r in references])
         info = event_information(result)
-        self._record(report_id, hospital_id, transaction_uid, calling_ae, result.event_type, info)
+        report_id = self._record(hospital_id, transaction_uid, calling_ae, result.event_type, info)
         responded.wait(RESPONSE_WAIT_SECONDS)
         if assoc.is_established and self._send(assoc, info, result.event_type):
             self._delivered(report_id)
@@ -191,9 +190,10 @@ class StorageCommitmentScp:
             if report.is_established:
                 report.release()
 
-    def _record(self, report_id: str, hospital_id: str, transaction_uid: str, calling_ae: str, event_type: int,
-                info: Dataset) -> None:
-        """Write the decision, claimed by this process for its first tries (a crash lets its lease run out)."""
+    def _record(self, hospital_id: str, transaction_uid: str, calling_ae: str, event_type: int, info: Dataset) -> str:
+        """Write the decision, claimed by this process for its first tries (a crash lets its lease run out);
+        its report id."""
+        report_id = commitment_report_id(hospital_id, calling_ae, transaction_uid)
         now = utc_now()
         with Session(self.engine) as session:
             session.merge(PendingCommitmentReport(
@@ -203,6 +203,7 @@ class StorageCommitmentScp:
                 lease_until=now + self.claims.lease, updated_at=now,
             ))
             session.commit()
+        return report_id
 
     def _delivered(self, report_id: str) -> None:
         self.claims.settle(report_id, SENT)
